@@ -1,0 +1,5 @@
+import sys
+
+from delan.cli import main
+
+sys.exit(main())
