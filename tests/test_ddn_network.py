@@ -118,3 +118,16 @@ def test_memory_order_2_is_linear_in_width():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     extra_mb = float(out.stdout.strip().splitlines()[-1])
     assert extra_mb < 1024, f"order-2 pass used {extra_mb:.0f} MB"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_cuda_matches_cpu_reference(mode):
+    net = ddn.DifferentialNetwork(3, 2, width=16, depth=2, activation="softplus", dtype=torch.float64)
+    x = torch.randn(8, 3, dtype=torch.float64)
+    ref = ddn.reference_derivatives(lambda xi: net(xi), x, 2)
+    net_cuda = net.to("cuda")
+    outs = net_cuda(x.to("cuda"), order=2, mode=mode)
+    for out, r in zip(outs, ref):
+        assert out.device.type == "cuda"
+        torch.testing.assert_close(out.cpu(), r, rtol=1e-10, atol=1e-12)
