@@ -109,8 +109,13 @@ def _fused(f: Callable[[Tensor, int], Tuple[Tensor, ...]], name: str) -> Activat
     )
 
 
+def _upto(order: int, *terms: Callable[[], Tensor]) -> Tuple[Tensor, ...]:
+    """Evaluate only the derivatives asked for (each term is a thunk)."""
+    return tuple(t() for t in terms[: order + 1])
+
+
 def _linear(a: Tensor, order: int):
-    return (a, torch.ones_like(a), torch.zeros_like(a))[: order + 1]
+    return _upto(order, lambda: a, lambda: torch.ones_like(a), lambda: torch.zeros_like(a))
 
 
 def _relu(a: Tensor, order: int):
@@ -118,7 +123,7 @@ def _relu(a: Tensor, order: int):
     if order == 0:
         return (torch.relu(a),)
     step = (a > 0).to(a.dtype)
-    return (a * step, step, torch.zeros_like(a))[: order + 1]
+    return _upto(order, lambda: a * step, lambda: step, lambda: torch.zeros_like(a))
 
 
 def _tanh(a: Tensor, order: int):
@@ -126,7 +131,7 @@ def _tanh(a: Tensor, order: int):
     if order == 0:
         return (t,)
     d = 1.0 - t * t
-    return (t, d, -2.0 * t * d)[: order + 1]
+    return _upto(order, lambda: t, lambda: d, lambda: -2.0 * t * d)
 
 
 def _sigmoid(a: Tensor, order: int):
@@ -134,38 +139,28 @@ def _sigmoid(a: Tensor, order: int):
     if order == 0:
         return (s,)
     d = s * (1.0 - s)
-    return (s, d, d * (1.0 - 2.0 * s))[: order + 1]
+    return _upto(order, lambda: s, lambda: d, lambda: d * (1.0 - 2.0 * s))
 
 
 def _cos(a: Tensor, order: int):
     c = torch.cos(a)
-    if order == 0:
-        return (c,)
-    s = torch.sin(a)
-    return (c, -s, -c)[: order + 1]
+    return _upto(order, lambda: c, lambda: -torch.sin(a), lambda: -c)
 
 
 def _sin(a: Tensor, order: int):
     s = torch.sin(a)
-    if order == 0:
-        return (s,)
-    c = torch.cos(a)
-    return (s, c, -s)[: order + 1]
+    return _upto(order, lambda: s, lambda: torch.cos(a), lambda: -s)
 
 
 def _quad(a: Tensor, order: int):
     r = torch.relu(a)
-    if order == 0:
-        return (0.5 * r * r,)
-    return (0.5 * r * r, r, (a > 0).to(a.dtype))[: order + 1]
+    return _upto(order, lambda: 0.5 * r * r, lambda: r, lambda: (a > 0).to(a.dtype))
 
 
 def _cubic(a: Tensor, order: int):
     r = torch.relu(a)
     r2 = r * r
-    if order == 0:
-        return (r2 * r / 6.0,)
-    return (r2 * r / 6.0, 0.5 * r2, r)[: order + 1]
+    return _upto(order, lambda: r2 * r / 6.0, lambda: 0.5 * r2, lambda: r)
 
 
 def _silu(a: Tensor, order: int):
@@ -173,7 +168,7 @@ def _silu(a: Tensor, order: int):
     if order == 0:
         return (a * s,)
     ds = s * (1.0 - s)
-    return (a * s, s + a * ds, ds * (2.0 + a * (1.0 - 2.0 * s)))[: order + 1]
+    return _upto(order, lambda: a * s, lambda: s + a * ds, lambda: ds * (2.0 + a * (1.0 - 2.0 * s)))
 
 
 def _softplus_factory(beta: float = 1.0) -> Activation:
@@ -182,12 +177,19 @@ def _softplus_factory(beta: float = 1.0) -> Activation:
     beta = float(beta)
 
     def f(a: Tensor, order: int):
-        # logaddexp(0, x) is the overflow-safe log(1 + e^x), with autograd-compatible gradients
-        y = torch.logaddexp(torch.zeros_like(a), beta * a) / beta
+        # logaddexp(0, x) is the overflow-safe log(1 + e^x), with autograd-compatible gradients;
+        # beta == 1 skips two passes (this sits on the single-sample control-loop path)
+        ba = a if beta == 1.0 else beta * a
+        y = torch.logaddexp(torch.zeros_like(a), ba)
+        if beta != 1.0:
+            y = y / beta
         if order == 0:
             return (y,)
-        s = torch.sigmoid(beta * a)
-        return (y, s, beta * s * (1.0 - s))[: order + 1]
+        s = torch.sigmoid(ba)
+        if order == 1:
+            return (y, s)
+        d = s * (1.0 - s)
+        return (y, s, d if beta == 1.0 else beta * d)
 
     return _fused(f, "softplus" if beta == 1.0 else f"softplus(beta={beta:g})")
 
@@ -198,11 +200,12 @@ def _elu_factory(alpha: float = 1.0) -> Activation:
     def f(a: Tensor, order: int):
         neg = a <= 0
         e = alpha * torch.exp(torch.clamp(a, max=0.0))  # clamp: no overflow in the unused branch
-        y = torch.where(neg, e - alpha, a)
-        if order == 0:
-            return (y,)
-        d = torch.where(neg, e, torch.ones_like(a))
-        return (y, d, torch.where(neg, e, torch.zeros_like(a)))[: order + 1]
+        return _upto(
+            order,
+            lambda: torch.where(neg, e - alpha, a),
+            lambda: torch.where(neg, e, torch.ones_like(a)),
+            lambda: torch.where(neg, e, torch.zeros_like(a)),
+        )
 
     return _fused(f, "elu" if alpha == 1.0 else f"elu(alpha={alpha:g})")
 
