@@ -1,0 +1,12 @@
+"""Trajectory data: the HDF5 schema, loaders for recorded logs, derivative estimation, generation.
+
+>>> from delan.data import load_dataset, save_dataset
+>>> ds = load_dataset("datasets/two_link_characters.h5")
+>>> held_out, rest = ds.split(["a", "b"])   # (the named trajectories, all others)
+>>> arrays = train.concatenate()             # q, qd, qdd, tau (N, n) + ground truth
+"""
+from delan.data.derivatives import estimate_derivatives
+from delan.data.logs import load_log
+from delan.data.schema import TRUTH, Dataset, Trajectory, load_dataset, save_dataset
+
+__all__ = ["Trajectory", "Dataset", "load_dataset", "save_dataset", "load_log", "estimate_derivatives", "TRUTH"]

@@ -1,0 +1,174 @@
+"""Import recorded robot logs (CSV or NumPy .npz) into a :class:`Dataset`.
+
+Column / key naming convention (CSV header row required, comma separated):
+
+* ``t``                       time [s] (optional when a fixed ``rate`` is given instead)
+* ``q0 .. q{n-1}``            joint positions, or ``q_<joint>`` with joint names (``q_shoulder``)
+* ``tau0 .. tau{n-1}``        applied torques, or ``tau_<joint>``; required
+* ``qd*``, ``qdd*``           optional velocities / accelerations, same naming
+* ``trajectory``              optional label column: rows with equal labels form one trajectory
+
+A ``.npz`` holds arrays ``q`` (T, n) and ``tau`` (T, n), optionally ``t`` (T,), ``qd``, ``qdd``
+and ``joint_names`` (n,). When qd/qdd are absent they are estimated with a Savitzky-Golay filter
+(:mod:`delan.data.derivatives`); the returned dataset records how in each trajectory's meta.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from delan.data.derivatives import estimate_derivatives
+from delan.data.schema import Dataset, Trajectory
+from delan.errors import DataError
+
+_FIELDS = ("qdd", "qd", "tau", "q")  # longest prefix first so "qd0" is not read as q
+
+
+def _classify(col: str) -> Optional[Tuple[str, str]]:
+    """('q', '0') for 'q0', ('qd', 'shoulder') for 'qd_shoulder'; None for other columns."""
+    for f in _FIELDS:
+        m = re.fullmatch(rf"{f}(\d+)|{f}_(.+)", col)
+        if m:
+            return f, m.group(1) if m.group(1) is not None else m.group(2)
+    return None
+
+
+def _joint_columns(header: List[str], path: str, n_dof: Optional[int], stem: str) -> Tuple[List[str], Dict[str, List[str]]]:
+    """Joint labels (in order) and, for each present field, its columns in joint order."""
+    by_field: Dict[str, Dict[str, str]] = {}
+    for col in header:
+        c = _classify(col)
+        if c:
+            by_field.setdefault(c[0], {})[c[1]] = col
+    if "q" not in by_field:
+        raise DataError(f"{path}: trajectory {stem!r}: field 'q': no position columns; expected columns named q0..q{{n-1}} "
+                        f"or q_<joint>, got {header}")
+    labels = list(by_field["q"])
+    if all(x.isdigit() for x in labels):
+        n = max(int(x) for x in labels) + 1
+        if n_dof is not None:
+            n = max(n, int(n_dof))
+        labels = [str(i) for i in range(n)]
+        style = "{f}{j}"
+    else:
+        style = "{f}_{j}"
+    if n_dof is not None and len(labels) != int(n_dof):
+        raise DataError(f"{path}: trajectory {stem!r}: field 'q': found {len(labels)} position columns, expected n_dof = {n_dof}")
+    cols = {}
+    for f in ("q", "tau", "qd", "qdd"):
+        if f not in by_field and f in ("qd", "qdd"):
+            continue
+        have = by_field.get(f, {})
+        missing = [style.format(f=f, j=j) for j in labels if j not in have]
+        if missing:
+            expected = ", ".join(style.format(f=f, j=j) for j in labels)
+            raise DataError(f"{path}: trajectory {stem!r}: field {f!r}: missing column {missing[0]!r} (expected columns {expected})")
+        cols[f] = [have[j] for j in labels]
+    names = [j if style == "{f}_{j}" else f"q{j}" for j in labels]
+    return names, cols
+
+
+def _time(n_rows: int, t: Optional[np.ndarray], rate: Optional[float], path: str, name: str) -> np.ndarray:
+    if t is not None:
+        return t
+    if rate is None:
+        raise DataError(f"{path}: trajectory {name!r}: field 't': no time column; pass the sampling rate (--rate HZ)")
+    if rate <= 0:
+        raise DataError(f"{path}: rate must be positive, got {rate}")
+    return np.arange(n_rows) / float(rate)
+
+
+def _make(name, t, q, tau, qd, qdd, path, window, polyorder, n) -> Trajectory:
+    from delan.data.schema import validate_arrays
+
+    fields = {"t": t, "q": q, "tau": tau, "qd": qd, "qdd": qdd}
+    validate_arrays(name, fields, n, path)
+    meta = {}
+    if qd is None or qdd is None:
+        e_qd, e_qdd, info = estimate_derivatives(t, q, window, polyorder, source=f"{path}: trajectory {name!r}")
+        qd = e_qd if qd is None else qd
+        qdd = e_qdd if qdd is None else qdd
+        meta["derivatives"] = info
+    return Trajectory(name, t, q, qd, qdd, tau, meta=meta)
+
+
+def load_csv(path: str, rate: Optional[float] = None, window: Optional[int] = None,
+             polyorder: int = 3, n_dof: Optional[int] = None) -> Dataset:
+    """Read a CSV log (naming convention in the module docstring) into a Dataset."""
+    path = os.fspath(path)
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read CSV log: {exc}") from None
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    if len(rows) < 3:
+        raise DataError(f"{path}: expected a header row and at least 2 data rows, got {len(rows)} rows")
+    header = [c.strip() for c in rows[0]]
+    stem = os.path.splitext(os.path.basename(path))[0]
+    names, cols = _joint_columns(header, path, n_dof, stem)
+    index = {c: i for i, c in enumerate(header)}
+    label_col = index.get("trajectory")
+    numeric = [c for c in header if c != "trajectory"]
+    data = np.empty((len(rows) - 1, len(numeric)))
+    for r, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {r}: {len(row)} cells, expected {len(header)} like the header")
+        for j, c in enumerate(numeric):
+            cell = row[index[c]].strip()
+            try:
+                data[r - 2, j] = float(cell)
+            except ValueError:
+                raise DataError(f"{path}: line {r}: column {c!r}: not a number: {cell!r}") from None
+    col = {c: data[:, j] for j, c in enumerate(numeric)}
+    labels = np.array([row[label_col].strip() for row in rows[1:]]) if label_col is not None else None
+    groups = [(stem, np.arange(len(data)))] if labels is None else \
+        [(lab, np.flatnonzero(labels == lab)) for lab in dict.fromkeys(labels.tolist())]
+    trs = []
+    for name, idx in groups:
+        get = lambda f: None if f not in cols else np.stack([col[c][idx] for c in cols[f]], -1)  # noqa: E731
+        t = _time(len(idx), col["t"][idx] if "t" in col else None, rate, path, name)
+        trs.append(_make(name, t, get("q"), get("tau"), get("qd"), get("qdd"), path, window, polyorder, len(names)))
+    return Dataset(trs, len(names), names, attrs={"imported_from": os.path.basename(path)}, source=path)
+
+
+def load_npz(path: str, rate: Optional[float] = None, window: Optional[int] = None,
+             polyorder: int = 3, n_dof: Optional[int] = None) -> Dataset:
+    """Read a NumPy .npz log (keys q, tau [, t, qd, qdd, joint_names]) into a Dataset."""
+    path = os.fspath(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+        arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read .npz log: {exc}") from None
+    name = os.path.splitext(os.path.basename(path))[0]
+    for req in ("q", "tau"):
+        if req not in arrays:
+            raise DataError(f"{path}: trajectory {name!r}: field {req!r}: required array is missing "
+                            f"(found {sorted(arrays)})")
+    q = arrays["q"]
+    if q.ndim != 2:
+        raise DataError(f"{path}: trajectory {name!r}: field 'q': expected shape (T, n_dof), got {q.shape}")
+    n = q.shape[1]
+    if n_dof is not None and n != int(n_dof):
+        raise DataError(f"{path}: trajectory {name!r}: field 'q': expected shape ({q.shape[0]}, {n_dof}), got {q.shape}")
+    t = _time(q.shape[0], arrays.get("t"), rate, path, name)
+    joint_names = [str(x) for x in arrays["joint_names"]] if "joint_names" in arrays else None
+    tr = _make(name, t, q, arrays["tau"], arrays.get("qd"), arrays.get("qdd"), path, window, polyorder, n)
+    return Dataset([tr], n, joint_names, attrs={"imported_from": os.path.basename(path)}, source=path)
+
+
+def load_log(path: str, **kwargs) -> Dataset:
+    """Import a ``.csv`` or ``.npz`` log by its extension (see :func:`load_csv`, :func:`load_npz`)."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    if ext == ".csv":
+        return load_csv(path, **kwargs)
+    if ext == ".npz":
+        return load_npz(path, **kwargs)
+    raise DataError(f"{path}: unknown log format {ext!r}; expected .csv or .npz")

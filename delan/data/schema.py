@@ -1,0 +1,338 @@
+"""Trajectory data sets and their HDF5 file format (see datasets/README.md for the schema).
+
+Every check raises :class:`~delan.errors.DataError` with one message naming the file, the
+trajectory and the field, and what was expected. Files are written atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from delan.errors import DataError
+
+FORMAT = "delan-trajectories"
+VERSION = 1
+REQUIRED = ("t", "q", "tau")
+MEASURED = ("q", "qd", "qdd", "tau")
+TRUTH = ("H", "tau_inertial", "tau_coriolis", "tau_gravity", "tau_friction")
+
+
+def _where(source: Optional[str], name: Optional[str] = None, field: Optional[str] = None) -> str:
+    parts = [source or "<memory>"]
+    if name is not None:
+        parts.append(f"trajectory {name!r}")
+    if field is not None:
+        parts.append(f"field {field!r}")
+    return ": ".join(parts)
+
+
+class Trajectory:
+    """One recorded or simulated trajectory; numpy float64 arrays, time first.
+
+    t (T,) strictly increasing seconds; q, qd, qdd, tau (T, n); ``truth`` holds whichever of
+    H (T, n, n), tau_inertial, tau_coriolis, tau_gravity, tau_friction (T, n) are known;
+    ``meta`` is a dict of JSON-friendly notes (e.g. how qd, qdd were estimated).
+    """
+
+    def __init__(self, name: str, t, q, qd, qdd, tau, truth: Optional[Dict[str, np.ndarray]] = None,
+                 meta: Optional[dict] = None):
+        self.name = str(name)
+        self.t = np.asarray(t, dtype=np.float64)
+        self.q = np.asarray(q, dtype=np.float64)
+        self.qd = np.asarray(qd, dtype=np.float64)
+        self.qdd = np.asarray(qdd, dtype=np.float64)
+        self.tau = np.asarray(tau, dtype=np.float64)
+        self.truth = {k: np.asarray(v, dtype=np.float64) for k, v in (truth or {}).items()}
+        self.meta = dict(meta or {})
+
+    @property
+    def n_dof(self) -> int:
+        return int(self.q.shape[-1]) if self.q.ndim == 2 else -1
+
+    def __len__(self) -> int:
+        return int(self.t.shape[0])
+
+    @property
+    def rate(self) -> float:
+        """Median sampling rate [Hz]."""
+        return float(1.0 / np.median(np.diff(self.t))) if len(self) > 1 else float("nan")
+
+    def fields(self) -> Dict[str, np.ndarray]:
+        out = {"t": self.t, "q": self.q, "qd": self.qd, "qdd": self.qdd, "tau": self.tau}
+        out.update(self.truth)
+        return out
+
+    def validate(self, n_dof: Optional[int] = None, source: Optional[str] = None) -> None:
+        """Check shapes, finiteness, increasing time; raise DataError naming file/trajectory/field."""
+        validate_arrays(self.name, self.fields(), n_dof, source)
+
+    def __repr__(self) -> str:
+        return f"Trajectory({self.name!r}, samples={len(self)}, n_dof={self.n_dof}, truth={sorted(self.truth)})"
+
+
+def validate_arrays(name: str, fields: Dict[str, np.ndarray], n_dof: Optional[int], source: Optional[str]) -> None:
+    """The checks of :meth:`Trajectory.validate` on a dict of arrays."""
+    for f in REQUIRED:
+        if f not in fields or fields[f] is None:
+            raise DataError(f"{_where(source, name, f)}: required field is missing")
+    t = np.asarray(fields["t"])
+    if t.ndim != 1:
+        raise DataError(f"{_where(source, name, 't')}: expected shape (T,), got {t.shape}")
+    T = t.shape[0]
+    if T < 2:
+        raise DataError(f"{_where(source, name, 't')}: needs at least 2 samples, got {T}")
+    q = np.asarray(fields["q"])
+    n = n_dof if n_dof is not None else (q.shape[1] if q.ndim == 2 else None)
+    if n is None:
+        raise DataError(f"{_where(source, name, 'q')}: expected shape (T, n_dof) = ({T}, n), got {q.shape}")
+    for f, v in fields.items():
+        if v is None:
+            continue
+        v = np.asarray(v)
+        expected = (T,) if f == "t" else (T, n, n) if f == "H" else (T, n)
+        if f not in ("t", "H") + MEASURED + TRUTH:
+            continue  # unknown extra fields are kept but not checked
+        if v.shape != expected:
+            what = "(T,)" if f == "t" else "(T, n_dof, n_dof)" if f == "H" else "(T, n_dof)"
+            raise DataError(f"{_where(source, name, f)}: expected shape {what} = {expected}, got {v.shape}")
+        if not np.issubdtype(v.dtype, np.number):
+            raise DataError(f"{_where(source, name, f)}: expected numbers, got dtype {v.dtype}")
+        bad = ~np.isfinite(v)
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            kind = "NaN" if np.isnan(v[tuple(idx)]) else "inf"
+            raise DataError(f"{_where(source, name, f)}: {int(bad.sum())} non-finite values "
+                            f"(first: {kind} at sample {int(idx[0])}); all values must be finite")
+    dt = np.diff(t)
+    if np.any(dt <= 0):
+        k = int(np.argmax(dt <= 0))
+        raise DataError(f"{_where(source, name, 't')}: time must be strictly increasing "
+                        f"(t[{k + 1}] = {t[k + 1]!r} <= t[{k}] = {t[k]!r})")
+
+
+class Dataset:
+    """An ordered collection of trajectories with the same n_dof.
+
+    ``ds["a"]`` gets a trajectory by name, ``ds.names`` lists them in file order.
+    """
+
+    def __init__(self, trajectories: Sequence[Trajectory], n_dof: Optional[int] = None,
+                 joint_names: Optional[Sequence[str]] = None, system: Optional[str] = None,
+                 attrs: Optional[dict] = None, source: Optional[str] = None):
+        self.trajectories: Dict[str, Trajectory] = {}
+        for tr in trajectories:
+            if tr.name in self.trajectories:
+                raise DataError(f"{_where(source, tr.name)}: duplicate trajectory name")
+            self.trajectories[tr.name] = tr
+        if n_dof is None:
+            if not self.trajectories:
+                raise DataError(f"{_where(source)}: a dataset needs n_dof or at least one trajectory")
+            n_dof = next(iter(self.trajectories.values())).n_dof
+        self.n_dof = int(n_dof)
+        self.joint_names = list(joint_names) if joint_names is not None else [f"q{i}" for i in range(self.n_dof)]
+        self.system = system
+        self.attrs = dict(attrs or {})
+        self.source = source
+        self.validate()
+
+    # -- access ------------------------------------------------------------------------------
+    @property
+    def names(self) -> List[str]:
+        return list(self.trajectories)
+
+    def __getitem__(self, name: str) -> Trajectory:
+        try:
+            return self.trajectories[name]
+        except KeyError:
+            raise DataError(f"{_where(self.source, name)}: no such trajectory; valid names: "
+                            f"{', '.join(self.names)}") from None
+
+    def __len__(self) -> int:
+        return len(self.trajectories)
+
+    def __iter__(self) -> Iterator[Trajectory]:
+        return iter(self.trajectories.values())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.trajectories
+
+    @property
+    def n_samples(self) -> int:
+        return sum(len(tr) for tr in self)
+
+    @property
+    def truth_fields(self) -> List[str]:
+        """Ground-truth fields present in every trajectory."""
+        if not self.trajectories:
+            return []
+        return [f for f in TRUTH if all(f in tr.truth for tr in self)]
+
+    def validate(self) -> None:
+        if len(self.joint_names) != self.n_dof:
+            raise DataError(f"{_where(self.source)}: {len(self.joint_names)} joint names for n_dof = {self.n_dof}")
+        for tr in self:
+            if tr.q.ndim == 2 and tr.n_dof != self.n_dof:
+                raise DataError(f"{_where(self.source, tr.name, 'q')}: has {tr.n_dof} degrees of freedom, "
+                                f"expected n_dof = {self.n_dof} like the rest of the file; "
+                                f"expected shape ({len(tr)}, {self.n_dof}), got {tr.q.shape}")
+            tr.validate(self.n_dof, self.source)
+
+    def split(self, names: Sequence[str]) -> Tuple["Dataset", "Dataset"]:
+        """(the named trajectories, all others); unknown names raise DataError listing valid ones."""
+        names = list(names)
+        unknown = [x for x in names if x not in self.trajectories]
+        if unknown:
+            raise DataError(f"{_where(self.source)}: unknown trajectory names {unknown}; "
+                            f"valid names: {', '.join(self.names)}")
+        chosen = [self.trajectories[x] for x in names]
+        rest = [tr for tr in self if tr.name not in set(names)]
+        mk = lambda trs: Dataset(trs, self.n_dof, self.joint_names, self.system, self.attrs, self.source)  # noqa: E731
+        return mk(chosen), mk(rest)
+
+    def concatenate(self) -> Dict[str, np.ndarray]:
+        """Stack all samples: q, qd, qdd, tau (N, n), t (N,), the common truth fields, and
+        ``trajectory`` (N,) the index of each sample's trajectory in :attr:`names`."""
+        trs = list(self)
+        out = {f: np.concatenate([getattr(tr, f) for tr in trs]) for f in ("t", "q", "qd", "qdd", "tau")}
+        for f in self.truth_fields:
+            out[f] = np.concatenate([tr.truth[f] for tr in trs])
+        out["trajectory"] = np.concatenate([np.full(len(tr), i) for i, tr in enumerate(trs)])
+        return out
+
+    def __repr__(self) -> str:
+        return (f"Dataset(system={self.system!r}, n_dof={self.n_dof}, trajectories={len(self)}, "
+                f"samples={self.n_samples})")
+
+
+# -- files -----------------------------------------------------------------------------------
+def save_dataset(ds: Dataset, path: str, compression: Optional[str] = "gzip") -> None:
+    """Write ``ds`` to an HDF5 file atomically (temporary file in the same folder, then rename)."""
+    import h5py
+
+    ds.validate()
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DataError(f"{path}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["version"] = VERSION
+            f.attrs["n_dof"] = ds.n_dof
+            if ds.system is not None:
+                f.attrs["system"] = ds.system
+            f.attrs["joint_names"] = np.array(ds.joint_names, dtype=h5py.string_dtype())
+            for k, v in ds.attrs.items():
+                f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+            grp = f.create_group("trajectories", track_order=True)
+            for tr in ds:
+                g = grp.create_group(tr.name)
+                for k, v in tr.fields().items():
+                    g.create_dataset(k, data=v, compression=compression if v.size > 64 else None,
+                                     shuffle=compression is not None and v.size > 64)
+                for k, v in tr.meta.items():
+                    g.attrs[k] = json.dumps(v)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_dataset(path: str, estimate_missing: bool = True) -> Dataset:
+    """Read and validate a data file. Missing qd/qdd are estimated from q (Savitzky-Golay, see
+    :mod:`delan.data.derivatives`) when ``estimate_missing``; the trajectory's ``meta`` says so.
+
+    Raises DataError naming the file, trajectory and field for anything that breaks the schema,
+    including unreadable, truncated or corrupt files.
+    """
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+    try:
+        with f:
+            return _read(f, path, estimate_missing)
+    except DataError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise DataError(f"{path}: unreadable (truncated or corrupt?): {type(exc).__name__}: {exc}") from None
+
+
+def _attr_str(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _read(f, path: str, estimate_missing: bool) -> Dataset:
+    import h5py
+
+    fmt = f.attrs.get("format")
+    if fmt is None or _attr_str(fmt) != FORMAT:
+        raise DataError(f"{path}: attribute 'format' must be {FORMAT!r}, got {fmt!r}; not a DeLaN data file")
+    version = int(f.attrs.get("version", -1))
+    if version != VERSION:
+        raise DataError(f"{path}: unsupported format version {version} (this library reads {VERSION})")
+    if "n_dof" not in f.attrs:
+        raise DataError(f"{path}: required attribute 'n_dof' is missing")
+    n = int(f.attrs["n_dof"])
+    if n < 1:
+        raise DataError(f"{path}: attribute 'n_dof' must be >= 1, got {n}")
+    joint_names = [_attr_str(x) for x in f.attrs["joint_names"]] if "joint_names" in f.attrs else None
+    system = _attr_str(f.attrs["system"]) if "system" in f.attrs else None
+    extra = {}
+    for k, v in f.attrs.items():
+        if k in ("format", "version", "n_dof", "system", "joint_names"):
+            continue
+        v = _attr_str(v) if isinstance(v, (bytes, str)) else v.item() if hasattr(v, "item") else v
+        try:
+            extra[k] = json.loads(v) if isinstance(v, str) else v
+        except ValueError:
+            extra[k] = v
+    if "trajectories" not in f or not isinstance(f["trajectories"], h5py.Group):
+        raise DataError(f"{path}: required group '/trajectories' is missing")
+    trs = []
+    for name, g in f["trajectories"].items():
+        if not isinstance(g, h5py.Group):
+            raise DataError(f"{_where(path, name)}: expected a group of fields, got a dataset")
+        fields = {}
+        for k, d in g.items():
+            fields[k] = np.asarray(d[()])
+        for req in REQUIRED:
+            if req not in fields:
+                raise DataError(f"{_where(path, name, req)}: required field is missing")
+        meta = {}
+        for k, v in g.attrs.items():
+            try:
+                meta[k] = json.loads(_attr_str(v))
+            except ValueError:
+                meta[k] = _attr_str(v)
+        # validate before estimating so errors point at the stored data
+        validate_arrays(name, fields, n, path)
+        if "qd" not in fields or "qdd" not in fields:
+            if not estimate_missing:
+                miss = "qd" if "qd" not in fields else "qdd"
+                raise DataError(f"{_where(path, name, miss)}: field is missing")
+            from delan.data.derivatives import estimate_derivatives
+
+            qd, qdd, info = estimate_derivatives(fields["t"], fields["q"], source=f"{path}: trajectory {name!r}")
+            if "qd" not in fields:
+                fields["qd"] = qd
+            if "qdd" not in fields:
+                fields["qdd"] = qdd
+            meta["derivatives"] = info
+        truth = {k: fields[k] for k in TRUTH if k in fields}
+        trs.append(Trajectory(name, fields["t"], fields["q"], fields["qd"], fields["qdd"], fields["tau"], truth, meta))
+    if not trs:
+        raise DataError(f"{path}: group '/trajectories' holds no trajectories")
+    return Dataset(trs, n, joint_names, system, extra, source=path)
