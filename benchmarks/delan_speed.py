@@ -1,0 +1,212 @@
+"""Speed of the structured DeLaN against the autograd reference on the same model.
+
+Ratios (reference time / DeLaN time, > 1 means the closed-form model is faster) come from
+interleaved repeats in one process; medians are reported. The reference is
+``delan/reference.py``: one forward-mode jvp (H, V, Hdot) and one reverse pass for d(T - V)/dq,
+batched, with ``create_graph`` for training.
+
+* train: one step (terms + loss [inverse + forward parts] + backward + Adam);
+* inverse: ``model.inverse_dynamics`` under ``torch.inference_mode`` (the reference needs grad);
+* terms: the full decomposition (H, c, g, T, V, tau) — the reference then needs two reverse passes;
+* single: one sample (1, n) under inference_mode, in calls per second, with its torch op count.
+
+GFLOP/s counts the matrix-product FLOPs (torch's FlopCounterMode) of one call, against the
+machine's measured rate for the network's (B, 64) @ (64, 64) product.
+
+    python benchmarks/delan_speed.py --output benchmarks/results/delan_speed_cpu.md
+    python benchmarks/delan_speed.py --device cuda --output benchmarks/results/delan_speed_cuda.md
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import environment, matmul_rate, sync, time_interleaved  # noqa: E402
+
+from delan import reference as ref  # noqa: E402
+from delan.losses import LossWeights, Normaliser, delan_loss, loss_from_terms  # noqa: E402
+from delan.models import DeepLagrangianNetwork  # noqa: E402
+
+WIDTH, DEPTH = 64, 2
+
+
+def count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def count_ops(fn) -> tuple:
+    """(top-level torch ops, all recorded ops incl. nested) of one call."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    events = [e for e in prof.events() if not e.name.startswith("[")]
+    return sum(1 for e in events if e.cpu_parent is None), len(events)
+
+
+def make(n: int, dtype, device, seed: int = 0) -> DeepLagrangianNetwork:
+    torch.manual_seed(seed)
+    return DeepLagrangianNetwork(n, width=WIDTH, depth=DEPTH, dtype=dtype, device=device)
+
+
+def data(n: int, batch: int, dtype, device):
+    g = torch.Generator().manual_seed(1)
+    return tuple(torch.randn(batch, n, dtype=dtype, generator=g).to(device) for _ in range(4))
+
+
+def bench_train(n, batch, dtype, device, repeats, rate):
+    model = make(n, dtype, device)
+    model_ref = copy.deepcopy(model)
+    batch_t = data(n, batch, dtype, device)
+    scales = Normaliser.from_data(*batch_t)
+    weights = LossWeights(1.0, 1.0, 0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+    opt_ref = torch.optim.Adam(model_ref.parameters(), lr=1e-5)
+    q, qd, qdd, _ = batch_t
+
+    def ours():
+        opt.zero_grad(set_to_none=True)
+        loss, _ = delan_loss(model, batch_t, scales, weights)
+        loss.backward()
+        opt.step()
+
+    def theirs():
+        opt_ref.zero_grad(set_to_none=True)
+        t = ref.model_terms(model_ref, q, qd, qdd, create_graph=True, split=False)
+        loss, _ = loss_from_terms(t, batch_t, scales, weights)
+        loss.backward()
+        opt_ref.step()
+
+    t = time_interleaved({"ours": ours, "ref": theirs}, device, repeats=repeats, min_time=0.05)
+    flops = count_flops(ours)
+    return row("train step", n, batch, t, flops, rate, unit="ms")
+
+
+def bench_inverse(n, batch, dtype, device, repeats, rate):
+    model = make(n, dtype, device)
+    q, qd, qdd, _ = data(n, batch, dtype, device)
+
+    def ours():
+        with torch.inference_mode():
+            return model.inverse_dynamics(q, qd, qdd)
+
+    def theirs():
+        return ref.model_inverse_dynamics(model, q, qd, qdd, create_graph=False)
+
+    def ours_terms():
+        with torch.inference_mode():
+            return model.terms(q, qd, qdd)
+
+    def theirs_terms():
+        return ref.model_terms(model, q, qd, qdd, create_graph=False, split=True)
+
+    t = time_interleaved({"ours": ours, "ref": theirs, "ours_terms": ours_terms, "ref_terms": theirs_terms},
+                         device, repeats=repeats, min_time=0.05)
+    rows = [row("inverse dynamics", n, batch, t, count_flops(ours), rate, unit="samples/s")]
+    t2 = {"ours": t["ours_terms"], "ref": t["ref_terms"]}
+    rows.append(row("terms (all of H,c,g,T,V,tau)", n, batch, t2, count_flops(ours_terms), rate, unit="samples/s"))
+    return rows
+
+
+def bench_single(n, dtype, device, repeats):
+    model = make(n, dtype, device)
+    q, qd, qdd, _ = data(n, 1, dtype, device)
+
+    def ours():
+        with torch.inference_mode():
+            return model.inverse_dynamics(q, qd, qdd)
+
+    def theirs():
+        return ref.model_inverse_dynamics(model, q, qd, qdd, create_graph=False)
+
+    with torch.inference_mode():
+        ops = count_ops(lambda: model.inverse_dynamics(q, qd, qdd))
+    ref_ops = count_ops(theirs)
+    # the machine's floor for that many ops: a chain of as many (1, 64) multiplications
+    x = torch.randn(1, WIDTH, dtype=dtype, device=device)
+
+    def floor():
+        with torch.inference_mode():
+            y = x
+            for _ in range(ops[0]):
+                y = y * x
+            return y
+
+    t = time_interleaved({"ours": ours, "ref": theirs, "floor": floor}, device, repeats=repeats, min_time=0.2)
+    return dict(what="single sample inverse dynamics", n=n, batch=1, ours=f"{1 / t['ours'] / 1e3:.1f} kHz",
+                ref=f"{1 / t['ref'] / 1e3:.2f} kHz", ratio=t["ref"] / t["ours"], gflops="",
+                note=f"torch ops per call: {ops[0]} top-level ({ops[1]} incl. nested), reference {ref_ops[0]} "
+                     f"({ref_ops[1]}); {ops[0]} chained (1, {WIDTH}) multiplications alone run at "
+                     f"{1 / t['floor'] / 1e3:.1f} kHz here")
+
+
+def row(what, n, batch, t, flops, rate, unit):
+    if unit == "ms":
+        ours, theirs = f"{t['ours'] * 1e3:.2f} ms", f"{t['ref'] * 1e3:.2f} ms"
+    else:
+        ours, theirs = f"{batch / t['ours'] / 1e3:.0f}k/s", f"{batch / t['ref'] / 1e3:.0f}k/s"
+    achieved = flops / t["ours"] / 1e9
+    return dict(what=what, n=n, batch=batch, ours=ours, ref=theirs, ratio=t["ref"] / t["ours"],
+                gflops=f"{achieved:.2f} ({100 * achieved * 1e9 / rate:.0f}%)", note="")
+
+
+def main(argv=None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--output", help="also write the printed report to this file")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    cuda = device.type == "cuda"
+    train_cases = [(7, 8192)] if cuda else [(2, 512), (7, 512)]
+    inverse_cases = [(7, 262_144)] if cuda else [(2, 8192), (7, 8192)]
+    rates = {b: matmul_rate(b, WIDTH, dtype, device) for b in sorted({b for _, b in train_cases + inverse_cases})}
+
+    rows = []
+    for n, batch in train_cases:
+        rows.append(bench_train(n, batch, dtype, device, args.repeats, rates[batch]))
+    for n, batch in inverse_cases:
+        rows.extend(bench_inverse(n, batch, dtype, device, args.repeats, rates[batch]))
+    if not cuda:
+        for n in (2, 7):
+            rows.append(bench_single(n, dtype, device, args.repeats))
+    sync(device)
+
+    lines = [
+        "# Structured DeLaN vs the autograd reference (delan/reference.py)",
+        "",
+        f"{environment(device)}; dtype {args.dtype}; width {WIDTH}, depth {DEPTH}, softplus; "
+        f"medians of {args.repeats} interleaved repeats",
+        "measured matmul rate (B x {w}) @ ({w} x {w}): ".format(w=WIDTH)
+        + ", ".join(f"{r / 1e9:.1f} GFLOP/s at B = {b}" for b, r in rates.items()),
+        "",
+        "| what | n_dof | batch | DeLaN | reference | speed-up | DeLaN GFLOP/s (% of the matmul rate at that B) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['what']} | {r['n']} | {r['batch']} | {r['ours']} | {r['ref']} | {r['ratio']:.2f}x | "
+                     f"{r['gflops']} |")
+    notes = [r["note"] for r in rows if r["note"]]
+    if notes:
+        lines += [""] + [f"* single sample, n_dof {r['n']}: {r['note']}" for r in rows if r["note"]]
+    text = "\n".join(lines)
+    print(text)
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+    return text
+
+
+if __name__ == "__main__":
+    main()

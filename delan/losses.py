@@ -1,0 +1,205 @@
+"""Training losses of Deep Lagrangian Networks, normalised by the spread of the training targets.
+
+Each part is the mean over samples of the squared error norm (sum over joints), with each joint's
+error divided by the variance of that joint's training target, so that joints (and parts) with
+large torques do not drown the others:
+
+* ``inverse``: torque residual  tau_model(q, qd, qdd) - tau;
+* ``forward``: acceleration residual  H^-1 (tau - c - g - f) - qdd;
+* ``power``:   energy rate residual  dE/dt - qd^T (tau - f), with dE/dt the model's rate of change
+  of T + V along the recorded motion. By the structure of the Euler–Lagrange equation,
+  dE/dt = qd^T (H qdd + c + g) (qd^T c = 1/2 qd^T Hdot qd), so it is computed from the same terms.
+
+:func:`delan_loss` gets all parts from ONE ``model.terms(q, qd, qdd)`` call.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from delan.dynamics import DynamicsTerms, as_batch, solve_spd
+
+Batch = Union[Mapping[str, Tensor], Sequence[Tensor]]
+PARTS = ("inverse", "forward", "power")
+
+
+@dataclass
+class LossWeights:
+    """Weights of the loss parts; a part with weight 0 is not computed."""
+
+    inverse: float = 1.0
+    forward: float = 1.0
+    power: float = 0.0
+
+    def as_dict(self) -> Dict[str, float]:
+        return asdict(self)
+
+
+def _var(x: Tensor, dim: Optional[int] = 0) -> Tensor:
+    v = x.var(dim=dim, unbiased=False) if dim is not None else x.var(unbiased=False)
+    # a constant joint would divide by zero: floor at a tiny fraction of the largest variance
+    return v.clamp_min(1e-12 * float(v.max().clamp_min(1e-30)))
+
+
+class Normaliser:
+    """Per-joint variances of the training targets that scale each loss part.
+
+    ``tau_var`` (n,), ``qdd_var`` (n,) and ``power_var`` (scalar: variance of qd^T tau).
+    Build it once from the training set with :meth:`from_data`; store it with :meth:`to_dict`.
+    """
+
+    def __init__(self, tau_var, qdd_var, power_var):
+        self.tau_var = torch.as_tensor(tau_var, dtype=torch.float64)
+        self.qdd_var = torch.as_tensor(qdd_var, dtype=torch.float64)
+        self.power_var = torch.as_tensor(power_var, dtype=torch.float64).reshape(())
+        if self.tau_var.dim() != 1 or self.qdd_var.shape != self.tau_var.shape:
+            raise ValueError(f"tau_var and qdd_var must both be (n,), got {tuple(self.tau_var.shape)} "
+                             f"and {tuple(self.qdd_var.shape)}")
+        if not (self.tau_var > 0).all() or not (self.qdd_var > 0).all() or not self.power_var > 0:
+            raise ValueError("normaliser variances must be positive")
+        self._cache: dict = {}
+
+    @classmethod
+    def from_data(cls, q, qd, qdd, tau) -> "Normaliser":
+        """From the training arrays q, qd, qdd, tau (N, n) (numpy or torch); q only for symmetry
+        with a batch (no target depends on it)."""
+        qd, qdd, tau = (torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).double()
+                        for x in (qd, qdd, tau))
+        if qd.dim() != 2 or qd.shape != qdd.shape or qd.shape != tau.shape or qd.shape[0] < 2:
+            raise ValueError(f"qd, qdd, tau must be (N, n) with N >= 2, got {tuple(qd.shape)}, "
+                             f"{tuple(qdd.shape)}, {tuple(tau.shape)}")
+        return cls(_var(tau), _var(qdd), _var((qd * tau).sum(-1), None))
+
+    @property
+    def n_dof(self) -> int:
+        return int(self.tau_var.shape[0])
+
+    def scales(self, like: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """(1/tau_var, 1/qdd_var, 1/power_var) with the dtype and device of ``like`` (cached)."""
+        key = (like.dtype, like.device)
+        if key not in self._cache:
+            self._cache[key] = tuple(
+                (1.0 / v).to(dtype=like.dtype, device=like.device)
+                for v in (self.tau_var, self.qdd_var, self.power_var))
+        return self._cache[key]
+
+    def to_dict(self) -> Dict[str, list]:
+        return {"tau_var": self.tau_var.tolist(), "qdd_var": self.qdd_var.tolist(),
+                "power_var": float(self.power_var)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Normaliser":
+        return cls(d["tau_var"], d["qdd_var"], d["power_var"])
+
+    def __repr__(self) -> str:
+        return f"Normaliser(n_dof={self.n_dof})"
+
+
+# the name the training code uses
+LossScales = Normaliser
+
+
+def resolve_weights(weights: Union[None, LossWeights, Mapping[str, float]],
+                    default: Optional[LossWeights] = None) -> LossWeights:
+    """LossWeights from None (the default), LossWeights, or a dict overriding some parts."""
+    base = default or LossWeights()
+    if weights is None:
+        return base
+    if isinstance(weights, LossWeights):
+        return weights
+    unknown = [k for k in weights if k not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown loss weight(s) {', '.join(map(repr, unknown))}; valid: {', '.join(PARTS)}")
+    merged = base.as_dict()
+    merged.update({k: float(v) for k, v in weights.items()})
+    return LossWeights(**merged)
+
+
+def unpack_batch(batch: Batch) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(q, qd, qdd, tau) from a mapping with those keys or a 4-sequence."""
+    if isinstance(batch, Mapping):
+        missing = [k for k in ("q", "qd", "qdd", "tau") if k not in batch]
+        if missing:
+            raise ValueError(f"batch is missing {', '.join(missing)} (needs q, qd, qdd, tau)")
+        return batch["q"], batch["qd"], batch["qdd"], batch["tau"]
+    if len(batch) != 4:
+        raise ValueError(f"batch must be (q, qd, qdd, tau), got {len(batch)} items")
+    return tuple(batch)  # type: ignore[return-value]
+
+
+def inverse_loss(tau_pred: Tensor, tau: Tensor, scales: Normaliser) -> Tensor:
+    """mean_b sum_j (tau_pred - tau)_bj^2 / var(tau_j)."""
+    inv_var = scales.scales(tau)[0]
+    return ((tau_pred - tau).square() * inv_var).sum(-1).mean()
+
+
+def forward_loss(qdd_pred: Tensor, qdd: Tensor, scales: Normaliser) -> Tensor:
+    """mean_b sum_j (qdd_pred - qdd)_bj^2 / var(qdd_j)."""
+    inv_var = scales.scales(qdd)[1]
+    return ((qdd_pred - qdd).square() * inv_var).sum(-1).mean()
+
+
+def power_loss(energy_rate: Tensor, qd: Tensor, tau: Tensor, friction: Tensor, scales: Normaliser) -> Tensor:
+    """mean_b (dE/dt - qd^T (tau - f))^2 / var(qd^T tau)."""
+    inv_var = scales.scales(qd)[2]
+    return ((energy_rate - (qd * (tau - friction)).sum(-1)).square() * inv_var).mean()
+
+
+def loss_from_terms(terms: DynamicsTerms, batch: Batch, scales: Normaliser,
+                    weights: Union[None, LossWeights, Mapping[str, float]] = None,
+                    solve=solve_spd) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """Weighted loss from precomputed terms at the batch's (q, qd, qdd) (see module docstring).
+
+    ``solve(H, rhs)`` is the SPD solve used for the forward part.
+    Returns (total, parts) with parts detached, only those with a non-zero weight.
+    """
+    weights = resolve_weights(weights)
+    q, qd, qdd, tau = unpack_batch(batch)
+    total = tau.new_zeros(())
+    parts: Dict[str, Tensor] = {}
+    if weights.inverse:
+        parts["inverse"] = inverse_loss(terms.tau, tau, scales)
+        total = total + weights.inverse * parts["inverse"]
+    if weights.forward:
+        qdd_pred = solve(terms.H, tau - terms.coriolis - terms.gravity - terms.friction)
+        parts["forward"] = forward_loss(qdd_pred, qdd, scales)
+        total = total + weights.forward * parts["forward"]
+    if weights.power:
+        rate = (qd * (terms.inertial + terms.coriolis + terms.gravity)).sum(-1)
+        parts["power"] = power_loss(rate, qd, tau, terms.friction, scales)
+        total = total + weights.power * parts["power"]
+    return total, {k: v.detach() for k, v in parts.items()}
+
+
+def delan_loss(model, batch: Batch, scales: Normaliser,
+               weights: Union[None, LossWeights, Mapping[str, float]] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """The training loss of ``model`` on a batch, from ONE ``model.terms(q, qd, qdd)`` call.
+
+    Args:
+        model: a learned model (structured, black-box, or the feed-forward baseline, which has
+            only the inverse part).
+        batch: mapping with q, qd, qdd, tau (B, n), or the tuple (q, qd, qdd, tau).
+        scales: :class:`Normaliser` from the training data.
+        weights: :class:`LossWeights`, or a dict overriding some of the parts' weights; the
+            defaults are ``model.default_loss_weights`` (structured: inverse 1, forward 1, power 0;
+            black-box and mlp: inverse only, as their forward model may not exist).
+    Returns:
+        (total, parts): the scalar loss to minimise and its detached parts by name.
+    """
+    weights = resolve_weights(weights, getattr(model, "default_loss_weights", None))
+    q, qd, qdd, tau = unpack_batch(batch)
+    if getattr(model, "inverse_only", False):
+        if weights.forward or weights.power:
+            raise ValueError(f"{type(model).__name__} has only an inverse model: set the forward and "
+                             f"power loss weights to 0")
+        part = inverse_loss(model.inverse_dynamics(q, qd, qdd), tau, scales)
+        return weights.inverse * part, {"inverse": part.detach()}
+    terms = model.terms(q, qd, qdd)
+    tau = as_batch(tau, model.n_dof, "tau", like=terms.coriolis)
+    batch = (q, qd, qdd, tau)
+    solve = getattr(model, "solve_mass_matrix", solve_spd)
+    return loss_from_terms(terms, batch, scales, weights, solve)

@@ -1,0 +1,85 @@
+"""The feed-forward baseline: a plain network from (q, qd, qdd) to tau, no physics.
+
+It learns inverse dynamics only. Every other :class:`delan.Dynamics` method raises
+:class:`NoDecompositionError`: the network has no mass matrix, Coriolis, gravity or energy terms,
+and no forward model to simulate with.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+import ddn
+from delan.losses import LossWeights
+from delan.models.base import LearnedModel, dtype_name, resolve_dtype
+
+
+class NoDecompositionError(NotImplementedError):
+    """The model predicts torques only: no decomposition, energies or forward dynamics."""
+
+
+class FeedForwardModel(LearnedModel):
+    """Multilayer perceptron tau = f(q, qd, qdd), the baseline of the DeLaN paper.
+
+    Args:
+        n_dof: number of joints n.
+        width, depth, activation: hidden layers.
+        init, gain, activation_options: initialisation and options.
+        dtype, device: of the parameters; inputs must match them.
+    """
+
+    inverse_only = True
+    default_loss_weights = LossWeights(inverse=1.0, forward=0.0, power=0.0)
+
+    def __init__(self, n_dof: int, width: int = 64, depth: int = 2, activation: str = "softplus",
+                 init: str = "xavier_normal", gain: float = 1.0, activation_options: Optional[dict] = None,
+                 dtype: Union[None, str, torch.dtype] = None, device=None):
+        super().__init__()
+        n = int(n_dof)
+        if n < 1:
+            raise ValueError(f"n_dof must be >= 1, got {n_dof}")
+        dtype = resolve_dtype(dtype)
+        self.n_dof = n
+        self._config = dict(n_dof=n, width=int(width), depth=int(depth), activation=activation, init=init,
+                            gain=float(gain),
+                            activation_options=None if activation_options is None else dict(activation_options),
+                            dtype=dtype_name(dtype))
+        self.net = ddn.DifferentialNetwork(3 * n, n, width=width, depth=depth, activation=activation,
+                                           activation_options=activation_options, init=init, gain=gain,
+                                           dtype=dtype, device=device)
+
+    def inverse_dynamics(self, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
+        """tau (B, n) predicted from (q, qd, qdd) (B, n)."""
+        q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
+        return self.net(torch.cat([q, qd, qdd], -1))
+
+    def _none(self, what: str):
+        raise NoDecompositionError(
+            f"FeedForwardModel (the mlp baseline) maps (q, qd, qdd) to tau only: it has no {what}. "
+            f"Use DeepLagrangianNetwork for the decomposition, energies and forward dynamics.")
+
+    def terms(self, q, qd, qdd=None):
+        self._none("decomposition into inertial, Coriolis, gravity and friction terms")
+
+    def mass_matrix(self, q):
+        self._none("mass matrix")
+
+    def coriolis(self, q, qd):
+        self._none("Coriolis term")
+
+    def gravity(self, q):
+        self._none("gravity term")
+
+    def friction(self, q, qd):
+        self._none("friction term")
+
+    def forward_dynamics(self, q, qd, tau):
+        self._none("forward model (it cannot be simulated)")
+
+    def energy(self, q, qd):
+        self._none("energies")
+
+    def power(self, q, qd, tau):
+        self._none("energies (no power)")
