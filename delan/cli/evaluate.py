@@ -1,0 +1,37 @@
+"""``delan evaluate RUN_DIR DATA.h5``: metrics of a trained model on (held-out) trajectories."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="metrics of a trained model on a data file",
+        description="Evaluate a trained run on trajectories of a data file: torque, inertial, "
+                    "Coriolis, gravity, power and forward-dynamics MSE (mean over samples of the "
+                    "squared error norm). Prints a table; --json writes one JSON object.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by `delan train`")
+    p.add_argument("data", metavar="DATA.h5", help="trajectory data file")
+    p.add_argument("--test", default=None, metavar="NAMES",
+                   help="comma-separated trajectory names (default: the run's held-out ones when DATA "
+                        "is its training file, else all)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as one JSON object")
+    p.add_argument("--plots", default=None, metavar="DIR", help="write figures into DIR")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from delan.api import evaluate
+    from delan.evaluation import METRICS, format_table
+
+    test = [x.strip() for x in args.test.split(",") if x.strip()] if args.test is not None else None
+    res = evaluate(args.run_dir, args.data, test=test, json_path=args.json, plots=args.plots)
+    table = {"metrics": {k: res[k] for k in METRICS if k in res}, "n_samples": res["n_samples"],
+             "unavailable": res["unavailable"]}
+    print(f"{res['model']} model of {args.run_dir} on {args.data}: {', '.join(res['test'])}")
+    print(format_table(table))
+    if args.json:
+        print(f"metrics written to {args.json}")
+    for f in res.get("figures", []):
+        print(f"figure: {f}")
+    return 0

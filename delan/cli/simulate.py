@@ -1,0 +1,67 @@
+"""``delan simulate RUN_DIR``: roll out the learned forward dynamics and compare."""
+from __future__ import annotations
+
+import argparse
+
+from delan.evaluation import DEFAULT_THRESHOLD
+
+
+def add_parser(subparsers) -> None:
+    from delan.integrators import INTEGRATORS
+
+    p = subparsers.add_parser(
+        "simulate", help="roll out the learned dynamics",
+        description="Integrate the learned forward dynamics and compare with a recording (its "
+                    "torques replayed) or with the true system (free motion). Reports position "
+                    "and velocity errors, the valid-prediction time (time until the position "
+                    "error norm first exceeds --threshold) and the energy drift.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by `delan train`")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--system", default=None, metavar="NAME", help="compare with this true system (zero torque)")
+    src.add_argument("--data", default=None, metavar="FILE", help="compare with a recorded trajectory of FILE")
+    p.add_argument("--trajectory", default=None, metavar="NAME", help="trajectory of --data to replay")
+    p.add_argument("--integrator", choices=INTEGRATORS, default="rk4", help="default rk4")
+    p.add_argument("--dt", type=float, default=None, metavar="S",
+                   help="step [s] (default: the recording's sampling step, or 0.004 with --system)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="number of steps (default: the whole recording, or 500 with --system)")
+    p.add_argument("--q0", default=None, metavar="VALUES", help="--system: comma-separated initial positions")
+    p.add_argument("--qd0", default=None, metavar="VALUES", help="--system: comma-separated initial velocities")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="E",
+                   help=f"position error norm ending the valid prediction (default {DEFAULT_THRESHOLD} rad)")
+    p.add_argument("--plots", default=None, metavar="DIR", help="write the rollout figure into DIR")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the results as one JSON object")
+    p.set_defaults(func=run)
+
+
+def _values(text, option):
+    from delan.errors import RunError
+
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise RunError(f"{option} must be comma-separated numbers, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from delan.api import simulate
+
+    res = simulate(args.run_dir, system=args.system, data=args.data, trajectory=args.trajectory,
+                   integrator=args.integrator, dt=args.dt, steps=args.steps,
+                   q0=_values(args.q0, "--q0"), qd0=_values(args.qd0, "--qd0"), threshold=args.threshold,
+                   plots=args.plots, json_path=args.json)
+    print(f"rollout of {args.run_dir} against {res['source']}: {res['steps']} {res['method']} steps of {res['dt']:g} s")
+    print(f"valid-prediction time {res['valid_time']:.3f} s (position error < {res['threshold']:g}); "
+          f"position RMSE {res['position_rmse']:.3e}, velocity RMSE {res['velocity_rmse']:.3e}, "
+          f"final position error {res['final_position_error']:.3e}")
+    drift = f"energy drift of the model {res['energy_drift']:.3e} J"
+    if "energy_ref_drift" in res:
+        drift += f", of the true system {res['energy_ref_drift']:.3e} J"
+    print(drift)
+    if args.json:
+        print(f"results written to {args.json}")
+    if "figure" in res:
+        print(f"figure: {res['figure']}")
+    return 0

@@ -1,0 +1,131 @@
+"""``delan train DATA.h5 -o RUN_DIR``: train a model; progress bar, logs, checkpoints, resume."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from delan.errors import RunError
+from delan.training import MODEL_KINDS, OPTIMIZERS, RESUMABLE_OPTIONS, SCHEDULES, TrainConfig
+
+# (option, type, metavar, help); every default comes from TrainConfig, so that --resume can tell
+# an option given on the command line (not None) from one left alone (None).
+_OPTIONS = [
+    ("width", int, "N", "hidden units per layer"),
+    ("depth", int, "N", "hidden layers"),
+    ("activation", str, "NAME", "activation (softplus, tanh, cos, ...)"),
+    ("epochs", int, "N", "maximum number of epochs"),
+    ("time_budget", float, "S", "stop after S seconds of training"),
+    ("batch_size", int, "N", "samples per minibatch"),
+    ("lr", float, "RATE", "(initial) learning rate"),
+    ("lr_final", float, "FACTOR", "final learning rate as a fraction of --lr (cosine/exponential)"),
+    ("weight_decay", float, "W", "weight decay (L2 for adam, decoupled for adamw)"),
+    ("grad_clip", float, "NORM", "clip the gradient norm (default: no clipping)"),
+    ("patience", int, "N", "early stopping: epochs without validation improvement (default: off)"),
+    ("seed", int, "N", "random seed (weights, minibatch order, validation choice)"),
+    ("checkpoint_every", int, "N", "write a checkpoint every N epochs (and at the end)"),
+    ("threads", int, "N", "CPU threads for torch (0 = torch's default; small models run fastest on 1)"),
+]
+
+
+def add_parser(subparsers) -> None:
+    d = TrainConfig()
+    p = subparsers.add_parser(
+        "train", help="train a model on a data file",
+        description="Train a Deep Lagrangian Network (or a baseline) on a trajectory data file. "
+                    "The run directory receives config.json, log.csv, log.jsonl, checkpoint.pt, "
+                    "model.pt and summary.json.")
+    p.add_argument("data", metavar="DATA.h5", help="trajectory data file")
+    p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory to create")
+    p.add_argument("--test", default=None, metavar="NAMES",
+                   help="comma-separated names of trajectories held out for testing (never trained on)")
+    p.add_argument("--validation", default=None, metavar="FRACTION|NAMES",
+                   help=f"validation trajectories: a fraction of the training ones (default {d.validation}) "
+                        "or comma-separated names; 0 = none")
+    p.add_argument("--model", choices=MODEL_KINDS, default=None, help=f"model kind (default {d.model})")
+    for name, typ, metavar, text in _OPTIONS:
+        default = getattr(d, name)
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, metavar=metavar,
+                       help=f"{text} (default {default})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=f"default {d.optimizer}")
+    p.add_argument("--amsgrad", action="store_true", default=None, help="use the AMSGrad variant")
+    p.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help=f"learning-rate schedule over the run (default {d.schedule})")
+    p.add_argument("--friction", action="store_true", default=None, help="learn joint friction (structured)")
+    p.add_argument("--eps", type=float, default=None, metavar="E",
+                   help="structured models: H = L L^T + E I (model's default if not given)")
+    p.add_argument("--device", default=None, metavar="cpu|cuda", help=f"default {d.device}")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None, help=f"default {d.dtype}")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="start afresh in an existing RUN_DIR (replaces its run files)")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="stop (checkpointed, resumable) once N epochs are done")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _names(text: str) -> list:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def config_from_args(args: argparse.Namespace) -> dict:
+    """The options given on the command line, as TrainConfig fields (absent = not given)."""
+    given = {}
+    for name, _, _, _ in _OPTIONS:
+        if getattr(args, name) is not None:
+            given[name] = getattr(args, name)
+    for name in ("model", "optimizer", "amsgrad", "schedule", "friction", "device", "dtype"):
+        if getattr(args, name) is not None:
+            given[name] = getattr(args, name)
+    if args.test is not None:
+        given["test"] = _names(args.test)
+    if args.validation is not None:
+        try:
+            given["validation"] = float(args.validation)
+        except ValueError:
+            given["validation"] = _names(args.validation)
+    if args.eps is not None:
+        given["model_options"] = {"epsilon": args.eps}
+    if args.quiet:
+        given["quiet"] = True
+    return given
+
+
+def run(args: argparse.Namespace) -> int:
+    from delan.api import train
+    from delan.training import read_config
+
+    if args.resume and args.force:
+        raise RunError("--resume and --force contradict each other; give one")
+    if args.stop_after is not None and args.stop_after < 1:
+        raise RunError(f"--stop-after must be a positive integer, got {args.stop_after}")
+    given = config_from_args(args)
+    if args.resume:
+        stored = read_config(args.output)
+        if os.path.abspath(stored.data) != os.path.abspath(args.data):
+            raise RunError(f"{args.output}: was trained on {stored.data}, not {args.data}")
+        changed = [k for k, v in given.items() if k not in RESUMABLE_OPTIONS and getattr(stored, k) != v]
+        if changed:
+            raise RunError(f"{args.output}: cannot change --{', --'.join(c.replace('_', '-') for c in changed)} "
+                           f"when resuming")
+        options = {k: v for k, v in given.items() if k in RESUMABLE_OPTIONS}
+        result = train(args.data, args.output, resume=True, stop_after=args.stop_after, **options)
+    else:
+        test = given.pop("test", [])
+        model = given.pop("model", "structured")
+        if not os.path.exists(args.data):
+            # check before touching RUN_DIR, so a typo leaves nothing behind
+            from delan.errors import DataError
+
+            raise DataError(f"{args.data}: no such file")
+        result = train(args.data, args.output, test=test, model=model, force=args.force,
+                       stop_after=args.stop_after, **given)
+    s = result.summary
+    how = {"epochs": "epoch limit", "time budget": "time budget", "early stopping": "early stopping",
+           "stopped": f"--stop-after {args.stop_after} (resume with --resume)"}[s["stop_reason"]]
+    print(f"trained {result.config.model} model on {s['n_train_samples']} samples "
+          f"({len(s['train_trajectories'])} trajectories; validation: {', '.join(s['validation_trajectories']) or 'none'}; "
+          f"test held out: {', '.join(s['test_trajectories']) or 'none'})")
+    print(f"{s['epochs']} epochs in {s['seconds']:.1f} s, stopped by {how}; best epoch {s['best_epoch']} "
+          f"({s['selected_by']} {s['best_loss']:.3e})")
+    print(f"run directory: {args.output}" + (f" (model: {os.path.join(args.output, 'model.pt')})" if s["finished"] else ""))
+    return 0

@@ -1,0 +1,348 @@
+"""Metrics of a trained model on recorded trajectories (the keys of ``delan evaluate --json``).
+
+Every metric is the mean over samples of the squared Euclidean norm of the error (summed over
+joints), as in the DeLaN paper:
+
+* ``torque_mse``    inverse dynamics tau_hat(q, qd, qdd) against the recorded tau;
+* ``inertial_mse``  H_hat qdd against the true tau_inertial      (ground truth needed);
+* ``coriolis_mse``  c_hat(q, qd) against the true tau_coriolis    (ground truth needed);
+* ``gravity_mse``   g_hat(q) against the true tau_gravity         (ground truth needed);
+* ``friction_mse``  f_hat(q, qd) against the true tau_friction    (ground truth needed);
+* ``power_mse``     the model's dE/dt against the data's: for a Lagrangian model
+                    dE/dt = qd^T (H_hat qdd + c_hat + g_hat) (the time derivative of T + V along
+                    the recorded motion, by the Euler-Lagrange equation), for the mlp baseline the
+                    power of its predicted torque qd^T tau_hat; the data's is qd^T (tau - f_true),
+                    i.e. qd^T tau when the data has no friction (or none is known);
+* ``forward_mse``   forward dynamics qdd_hat(q, qd, tau) against the recorded qdd;
+* ``n_samples``     the number of samples the means are over.
+
+A model without the structure behind a metric (the mlp baseline has no H, c, g and no forward
+model) gets no number for it: the key is absent from ``metrics`` and ``unavailable`` says why.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+METRICS = ("torque_mse", "inertial_mse", "coriolis_mse", "gravity_mse", "friction_mse",
+           "power_mse", "forward_mse")
+# learned term -> the ground-truth field it is compared with
+DECOMPOSITION = {"inertial": "tau_inertial", "coriolis": "tau_coriolis", "gravity": "tau_gravity",
+                 "friction": "tau_friction"}
+
+
+def model_kind(model: nn.Module) -> str:
+    """"structured", "black-box" or "mlp" for the library's models ("custom" for any other
+    :class:`delan.Dynamics` module)."""
+    from delan import models
+
+    for kind, name in (("structured", "DeepLagrangianNetwork"), ("black-box", "BlackBoxLagrangianNetwork"),
+                       ("mlp", "FeedForwardModel")):
+        cls = getattr(models, name, None)
+        if isinstance(cls, type) and isinstance(model, cls):
+            return kind
+    return "custom" if hasattr(model, "terms") else "mlp"
+
+
+def is_lagrangian(model: nn.Module) -> bool:
+    """True for models that implement the full :class:`delan.Dynamics` (H, c, g, forward dynamics);
+    False for the black-box mlp baseline, which only maps (q, qd, qdd) to tau."""
+    return model_kind(model) != "mlp"
+
+
+def predict(model: nn.Module, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, tau: np.ndarray,
+            batch_size: int = 4096) -> Dict[str, np.ndarray]:
+    """The model's predictions at recorded states, as float64 numpy arrays.
+
+    Args:
+        q, qd, qdd, tau: (T, n) arrays.
+    Returns:
+        {"tau": (T, n)} for every model; a Lagrangian model adds "inertial", "coriolis",
+        "gravity", "friction", "qdd" (forward dynamics under the recorded tau) (T, n),
+        "H" (T, n, n) and "power" = qd^T (H qdd + c + g) (T,). The mlp adds "power" = qd^T tau_hat.
+    """
+    p = next(model.parameters())
+    dtype, device = p.dtype, p.device
+    lagrangian = is_lagrangian(model)
+    chunks: Dict[str, List[np.ndarray]] = {}
+    to = lambda x: torch.as_tensor(np.asarray(x), dtype=dtype, device=device)  # noqa: E731
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(q), batch_size):
+            sl = slice(i, i + batch_size)
+            Q, QD, QDD, TAU = to(q[sl]), to(qd[sl]), to(qdd[sl]), to(tau[sl])
+            if lagrangian:
+                t = model.terms(Q, QD, QDD)
+                from delan.dynamics import solve_spd
+
+                out = {"tau": t.tau, "inertial": t.inertial, "coriolis": t.coriolis, "gravity": t.gravity,
+                       "friction": t.friction, "H": t.H,
+                       # forward dynamics from the same terms: no second network evaluation
+                       "qdd": solve_spd(t.H, TAU - t.coriolis - t.gravity - t.friction),
+                       "power": (QD * (t.inertial + t.coriolis + t.gravity)).sum(-1),
+                       "T": t.T, "V": t.V}
+            else:
+                tau_hat = model.inverse_dynamics(Q, QD, QDD)
+                out = {"tau": tau_hat, "power": (QD * tau_hat).sum(-1)}
+            for k, v in out.items():
+                if v is not None:
+                    chunks.setdefault(k, []).append(v.detach().to("cpu", torch.float64).numpy())
+    model.train(was_training)
+    return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+def squared_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-sample squared Euclidean error norm: (T, n) -> (T,), (T,) -> (T,)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    return d ** 2 if d.ndim == 1 else (d ** 2).sum(-1)
+
+
+def trajectory_errors(model: nn.Module, trajectory, prediction: Optional[Dict[str, np.ndarray]] = None
+                      ) -> Dict[str, np.ndarray]:
+    """Per-sample squared errors {metric: (T,)} of one :class:`delan.data.Trajectory`."""
+    tr = trajectory
+    pred = prediction if prediction is not None else predict(model, tr.q, tr.qd, tr.qdd, tr.tau)
+    err = {"torque_mse": squared_error(pred["tau"], tr.tau)}
+    true_power = (tr.qd * (tr.tau - tr.truth.get("tau_friction", 0.0))).sum(-1)
+    err["power_mse"] = squared_error(pred["power"], true_power)
+    if "qdd" in pred:
+        err["forward_mse"] = squared_error(pred["qdd"], tr.qdd)
+        for term, truth in DECOMPOSITION.items():
+            if truth in tr.truth and term in pred:
+                err[f"{term}_mse"] = squared_error(pred[term], tr.truth[truth])
+    return err
+
+
+def evaluate_model(model: nn.Module, trajectories: Iterable, per_trajectory: bool = True) -> Dict[str, Any]:
+    """All metrics of ``model`` over ``trajectories`` (a Dataset or a list of Trajectory).
+
+    Returns:
+        {"metrics": {key: mean over all samples}, "n_samples": N, "unavailable": {key: why},
+         "per_trajectory": {name: {key: mean}}}; a decomposition metric is computed only when
+         every trajectory has that ground truth (so all metrics are over the same samples).
+    """
+    trajectories = list(trajectories)
+    if not trajectories:
+        raise ValueError("no trajectories to evaluate on")
+    sums: Dict[str, float] = {}
+    counts: Dict[str, int] = {}
+    per: Dict[str, Dict[str, float]] = {}
+    n = 0
+    for tr in trajectories:
+        err = trajectory_errors(model, tr)
+        n += len(tr)
+        per[tr.name] = {k: float(v.mean()) for k, v in err.items()}
+        for k, v in err.items():
+            sums[k] = sums.get(k, 0.0) + float(v.sum())
+            counts[k] = counts.get(k, 0) + len(v)
+    metrics = {k: sums[k] / n for k in METRICS if k in sums and counts[k] == n}
+    unavailable: Dict[str, str] = {}
+    lagrangian = is_lagrangian(model)
+    for k in METRICS:
+        if k in metrics:
+            continue
+        if not lagrangian and k != "torque_mse":
+            unavailable[k] = "the mlp baseline predicts torques only (no H, c, g, friction or forward model)"
+        elif k == "friction_mse" and not any("tau_friction" in tr.truth for tr in trajectories):
+            unavailable[k] = "no ground-truth tau_friction in the data"
+        else:
+            field = DECOMPOSITION.get(k[:-4], k)
+            unavailable[k] = f"ground truth {field!r} missing from some or all trajectories"
+    result: Dict[str, Any] = {"metrics": metrics, "n_samples": n, "unavailable": unavailable}
+    if per_trajectory:
+        result["per_trajectory"] = per
+    return result
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    """A plain-text table of :func:`evaluate_model`'s result, one metric per line."""
+    lines = [f"{'metric':<14} {'value':>12}"]
+    for k in METRICS:
+        if k in result["metrics"]:
+            lines.append(f"{k:<14} {result['metrics'][k]:>12.4e}")
+        elif k in result["unavailable"] and not (k == "friction_mse" and "no ground-truth" in result["unavailable"][k]):
+            lines.append(f"{k:<14} {'n/a':>12}  ({result['unavailable'][k]})")
+    lines.append(f"{'n_samples':<14} {result['n_samples']:>12d}")
+    return "\n".join(lines)
+
+
+# -- rollouts: simulate the learned forward dynamics and compare ------------------------------
+DEFAULT_THRESHOLD = 0.1  # rad (or m): position error at which a rollout stops counting as valid
+
+
+def valid_prediction_time(t: np.ndarray, error: np.ndarray, threshold: float) -> float:
+    """The valid-prediction time: the last time before the position error norm ||q_hat - q||_2
+    first exceeds ``threshold``; the whole duration t[-1] - t[0] when it never does.
+
+    Args:
+        t: (T,) times; error: (T,) position error norms.
+    """
+    over = np.nonzero(np.asarray(error) > threshold)[0]
+    if len(over) == 0:
+        return float(t[-1] - t[0])
+    k = int(over[0])
+    return float(t[max(k - 1, 0)] - t[0])
+
+
+def _energy(dynamics, q, qd) -> np.ndarray:
+    """T + V along a trajectory, (T,) numpy; None where the dynamics has no energy."""
+    with torch.no_grad():
+        T, V = dynamics.energy(q, qd)
+    return (T + V).detach().to("cpu", torch.float64).numpy()
+
+
+def compare_rollout(model, q0: np.ndarray, qd0: np.ndarray, tau_fn, dt: float, steps: int,
+                    method: str = "rk4", reference=None, true_system=None,
+                    threshold: float = DEFAULT_THRESHOLD) -> Dict[str, Any]:
+    """Roll out ``model``'s forward dynamics from (q0, qd0) under ``tau_fn`` and compare.
+
+    The reference is either a recording ``reference = (t, q, qd)`` (numpy; interpolated to the
+    rollout's times) or ``true_system``, a :class:`delan.Dynamics` rolled out the same way.
+
+    Returns:
+        dict with numpy arrays "t" (T,), "q", "qd" (T, n) of the model, "q_ref", "qd_ref",
+        "position_error", "velocity_error" (T,) Euclidean norms, "energy" (T,) of the model and
+        "energy_ref" (when the true system is known) - energies are compared as changes
+        E(t) - E(0), since a learned V has an arbitrary offset - and the scalars
+        "valid_time" (see :func:`valid_prediction_time`), "threshold", "position_rmse",
+        "velocity_rmse", "final_position_error", "energy_drift" (max |E(t) - E(0)| of the model).
+    """
+    from delan.integrators import rollout
+
+    if not is_lagrangian(model):
+        from delan.errors import RunError
+
+        raise RunError("the mlp baseline has no forward dynamics to simulate; train a structured "
+                       "or black-box model")
+    p = next(model.parameters())
+    q0t = torch.as_tensor(np.asarray(q0, float), dtype=p.dtype, device=p.device)
+    qd0t = torch.as_tensor(np.asarray(qd0, float), dtype=p.dtype, device=p.device)
+    try:
+        with torch.no_grad():
+            ro = rollout(model, q0t, qd0t, tau_fn, dt, steps, method)
+    except (RuntimeError, ValueError) as exc:  # Cholesky of a non-finite H, dopri5 step failure, ...
+        from delan.errors import RunError
+
+        raise RunError(f"the learned forward dynamics diverged during the {method} rollout "
+                       f"(dt {dt:g} s): {str(exc).splitlines()[0]}; try a smaller --dt or a better-trained model") from None
+    t = ro.t.to("cpu", torch.float64).numpy()
+    q, qd = (x.to("cpu", torch.float64).numpy() for x in (ro.q, ro.qd))
+    out: Dict[str, Any] = {"t": t, "q": q, "qd": qd, "method": method, "dt": dt, "steps": int(steps)}
+    out["energy"] = _energy(model, ro.q, ro.qd)
+    if true_system is not None:
+        with torch.no_grad():
+            tr = rollout(true_system, torch.as_tensor(np.asarray(q0, float)), torch.as_tensor(np.asarray(qd0, float)),
+                         _float64_torque(tau_fn), dt, steps, method)
+        out["q_ref"], out["qd_ref"] = tr.q.numpy(), tr.qd.numpy()
+        out["energy_ref"] = _energy(true_system, tr.q, tr.qd)
+    elif reference is not None:
+        t_rec, q_rec, qd_rec = (np.asarray(x, float) for x in reference)
+        out["q_ref"] = np.stack([np.interp(t + t_rec[0], t_rec, q_rec[:, j]) for j in range(q_rec.shape[1])], -1)
+        out["qd_ref"] = np.stack([np.interp(t + t_rec[0], t_rec, qd_rec[:, j]) for j in range(qd_rec.shape[1])], -1)
+    else:
+        raise ValueError("compare_rollout needs a reference recording or a true system")
+    pos = np.sqrt(squared_error(q, out["q_ref"]))
+    vel = np.sqrt(squared_error(qd, out["qd_ref"]))
+    out.update({"position_error": pos, "velocity_error": vel, "threshold": float(threshold),
+                "valid_time": valid_prediction_time(t, pos, threshold),
+                "position_rmse": float(np.sqrt(np.mean(pos ** 2))),
+                "velocity_rmse": float(np.sqrt(np.mean(vel ** 2))),
+                "final_position_error": float(pos[-1]),
+                "energy_drift": float(np.max(np.abs(out["energy"] - out["energy"][0])))})
+    if "energy_ref" in out:
+        out["energy_ref_drift"] = float(np.max(np.abs(out["energy_ref"] - out["energy_ref"][0])))
+    return out
+
+
+def _float64_torque(tau_fn):
+    """The same torque law for a float64 true system (the model may run in float32)."""
+    if tau_fn is None:
+        return None
+    return lambda t, q, qd: torch.as_tensor(tau_fn(t, q, qd), dtype=torch.float64)
+
+
+def rollout_summary(result: Dict[str, Any]) -> Dict[str, Any]:
+    """The JSON-friendly scalars of :func:`compare_rollout` (no arrays)."""
+    return {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
+
+
+def simulate_model(model, system: Optional[str] = None, data: Optional[str] = None,
+                   trajectory: Optional[str] = None, integrator: str = "rk4", dt: Optional[float] = None,
+                   steps: Optional[int] = None, q0: Optional[Sequence[float]] = None,
+                   qd0: Optional[Sequence[float]] = None, threshold: float = DEFAULT_THRESHOLD,
+                   plots: Optional[str] = None, json_path: Optional[str] = None) -> Dict[str, Any]:
+    """Roll out a learned model and compare it with a recording or with the true system.
+
+    Either ``data`` + ``trajectory``: start at the recording's first state, replay its torques
+    (linearly interpolated), compare with the recorded q, qd (dt defaults to the recording's
+    sampling step, steps to its length); or ``system``: free motion (zero torque) from ``q0``
+    (default 0.5 rad/m on every joint), ``qd0`` (default 0) of both the model and the named true
+    system (dt default 4 ms, 500 steps).
+
+    Returns the result of :func:`compare_rollout` plus "source"; writes a figure into ``plots``
+    and the scalars as one JSON object into ``json_path`` when given.
+    """
+    from delan.errors import DataError, RunError
+    from delan.integrators import INTEGRATORS, interpolated_torque
+
+    if integrator not in INTEGRATORS:
+        raise RunError(f"--integrator must be one of {', '.join(INTEGRATORS)}, got {integrator!r}")
+    if dt is not None and not (np.isfinite(dt) and dt > 0):
+        raise RunError(f"--dt must be a positive number of seconds, got {dt}")
+    if steps is not None and steps < 1:
+        raise RunError(f"--steps must be a positive integer, got {steps}")
+    if not (np.isfinite(threshold) and threshold > 0):
+        raise RunError(f"--threshold must be positive, got {threshold}")
+    if (system is None) == (data is None):
+        raise RunError("give either --system NAME or --data FILE --trajectory NAME")
+    n = model.n_dof
+    if data is not None:
+        from delan.data import load_dataset
+
+        ds = load_dataset(data)
+        if ds.n_dof != n:
+            raise DataError(f"{data}: has n_dof = {ds.n_dof}, but the model was trained for n_dof = {n}")
+        if trajectory is None:
+            raise RunError(f"--trajectory is needed with --data; choose among: {', '.join(ds.names)}")
+        tr = ds[trajectory]
+        dt = float(np.median(np.diff(tr.t))) if dt is None else float(dt)
+        duration = tr.t[-1] - tr.t[0]
+        max_steps = int(np.floor(duration / dt + 1e-9))
+        steps = max_steps if steps is None else int(steps)
+        if steps > max_steps:
+            raise RunError(f"{steps} steps of {dt:g} s run past the end of trajectory {trajectory!r} "
+                           f"({duration:g} s = {max_steps} steps)")
+        torque = interpolated_torque(tr.t - tr.t[0], tr.tau)
+        res = compare_rollout(model, tr.q[0], tr.qd[0], torque, dt, steps, integrator,
+                              reference=(tr.t, tr.q, tr.qd), threshold=threshold)
+        res["source"] = f"{data}: trajectory {trajectory!r} (recorded torques)"
+    else:
+        from delan.systems import make_system
+
+        true = make_system(system)
+        if true.n_dof != n:
+            raise DataError(f"system {system!r} has n_dof = {true.n_dof}, but the model was trained for n_dof = {n}")
+        q0 = np.full(n, 0.5) if q0 is None else np.asarray(q0, float)
+        qd0 = np.zeros(n) if qd0 is None else np.asarray(qd0, float)
+        if q0.shape != (n,) or qd0.shape != (n,):
+            raise RunError(f"--q0 and --qd0 need {n} values each")
+        dt = 0.004 if dt is None else float(dt)
+        steps = 500 if steps is None else int(steps)
+        res = compare_rollout(model, q0, qd0, None, dt, steps, integrator, true_system=true, threshold=threshold)
+        res["source"] = f"system {system!r}, zero torque from q0 = {q0.tolist()}, qd0 = {qd0.tolist()}"
+    if plots is not None:
+        import os
+
+        from delan import plotting
+
+        os.makedirs(plots, exist_ok=True)
+        res["figure"] = plotting.plot_rollout(res, os.path.join(plots, "rollout.png"))
+    if json_path is not None:
+        from delan.training import atomic_write_json
+
+        atomic_write_json(json_path, rollout_summary(res))
+    return res

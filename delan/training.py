@@ -1,0 +1,688 @@
+"""Training: fit a model's parameters to recorded (q, qd, qdd, tau) by minibatch Adam.
+
+One function, :func:`train_run`, reads like a recipe from top to bottom:
+
+1. load the data, hold out the test trajectories, split a validation set off by trajectory;
+2. build the model and optimiser from a :class:`TrainConfig` (seeded, so a run is reproducible);
+3. loop over epochs: shuffle, step on minibatches of the Euler-Lagrange loss, evaluate on the
+   validation trajectories, log the epoch, keep the best model, checkpoint every N epochs;
+4. stop at the epoch limit, the time budget or when validation stops improving (early stopping),
+   restore the best model and save it.
+
+Everything a run needs lives in its run directory::
+
+    config.json      the full TrainConfig (everything used, incl. data file and held-out names)
+    log.csv          one row per epoch: losses (total and each term), lr, time
+    log.jsonl        the same rows as JSON lines
+    checkpoint.pt    model + optimiser + RNG states + epoch + best-so-far (atomic, every N epochs)
+    model.pt         the final (best) model, loadable with ``delan.load_model``
+    summary.json     how the run ended: epochs, best epoch, seconds, stop reason
+
+A killed run continues with ``resume=True`` from ``checkpoint.pt``: the optimiser moments, the
+shuffling generator and the best-so-far come back, and log rows written after the checkpoint are
+dropped, so the resumed run ends with the same weights as one that was never interrupted (on CPU,
+same seed, no time budget).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from delan.errors import DataError, RunError
+
+MODEL_KINDS = ("structured", "black-box", "mlp")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine", "exponential")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_FILE = "model.pt"
+LOG_CSV = "log.csv"
+LOG_JSONL = "log.jsonl"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_FORMAT = "delan-checkpoint"
+
+# Options that may differ when a run is resumed (they do not change what was computed so far).
+RESUMABLE_OPTIONS = ("epochs", "time_budget", "patience", "checkpoint_every", "quiet", "threads")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run uses; saved as ``config.json`` in the run directory.
+
+    Model: ``model`` is one of :data:`MODEL_KINDS`; ``width``, ``depth``, ``activation`` size the
+    networks; ``friction`` adds a learned joint-friction term (structured models);
+    ``model_options`` are passed on to the model's constructor (e.g. ``{"eps": 1e-3}``).
+
+    Optimisation: Adam or AdamW (``optimizer``), optional AMSGrad; ``lr`` follows ``schedule``
+    from its start value down to ``lr * lr_final`` over the run's progress (the larger of the
+    fraction of epochs done and the fraction of the time budget used); ``grad_clip`` caps the
+    gradient norm (None = no clipping); ``loss_weights`` overrides the weights of the loss terms.
+
+    Data: ``test`` names the held-out trajectories (never seen in training); ``validation`` is
+    either a fraction of the remaining trajectories (picked by ``seed``) or a list of names, used
+    for early stopping (``patience`` epochs without improvement; None = never stop early) and to
+    choose the best model. With no validation trajectories the training loss chooses.
+
+    Budget: ``epochs`` (maximum) and ``time_budget`` seconds of training (None = no limit).
+
+    ``threads``: CPU threads torch may use during the run (0 = torch's default). DeLaN's networks
+    are small, so one thread is usually fastest: on 2 shared cores a 64-wide model steps about
+    20x faster with 1 thread than with 2 competing ones.
+    """
+
+    data: str = ""
+    test: List[str] = field(default_factory=list)
+    model: str = "structured"
+    width: int = 64
+    depth: int = 2
+    activation: str = "softplus"
+    friction: bool = False
+    model_options: Dict[str, Any] = field(default_factory=dict)
+    epochs: int = 1000
+    time_budget: Optional[float] = None
+    batch_size: int = 512
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    amsgrad: bool = False
+    schedule: str = "constant"
+    lr_final: float = 0.01
+    grad_clip: Optional[float] = None
+    loss_weights: Dict[str, float] = field(default_factory=dict)
+    validation: Any = 0.1
+    patience: Optional[int] = None
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int = 1
+    checkpoint_every: int = 50
+    quiet: bool = False
+
+    def validate(self) -> "TrainConfig":
+        """Check every option; raise RunError with one line naming the option and what is allowed."""
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise RunError(msg)
+
+        need(self.model in MODEL_KINDS, f"--model must be one of {', '.join(MODEL_KINDS)}, got {self.model!r}")
+        need(_is_int(self.width) and self.width >= 1, f"--width must be a positive integer, got {self.width!r}")
+        need(_is_int(self.depth) and self.depth >= 1, f"--depth must be a positive integer, got {self.depth!r}")
+        need(_is_int(self.epochs) and self.epochs >= 1, f"--epochs must be a positive integer, got {self.epochs!r}")
+        need(self.time_budget is None or (_is_num(self.time_budget) and self.time_budget > 0),
+             f"--time-budget must be a positive number of seconds, got {self.time_budget!r}")
+        need(_is_int(self.batch_size) and self.batch_size >= 1,
+             f"--batch-size must be a positive integer, got {self.batch_size!r}")
+        need(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        need(_is_num(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr!r}")
+        need(_is_num(self.weight_decay) and self.weight_decay >= 0,
+             f"--weight-decay must be >= 0, got {self.weight_decay!r}")
+        need(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        need(_is_num(self.lr_final) and 0 < self.lr_final <= 1,
+             f"--lr-final must be a factor in (0, 1], got {self.lr_final!r}")
+        need(self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip > 0),
+             f"--grad-clip must be a positive number, got {self.grad_clip!r}")
+        need(self.patience is None or (_is_int(self.patience) and self.patience >= 1),
+             f"--patience must be a positive integer, got {self.patience!r}")
+        need(_is_int(self.seed) and self.seed >= 0, f"--seed must be a non-negative integer, got {self.seed!r}")
+        need(self.dtype in DTYPES, f"--dtype must be float32 or float64, got {self.dtype!r}")
+        need(self.device in ("cpu", "cuda") or str(self.device).startswith("cuda:"),
+             f"--device must be cpu or cuda, got {self.device!r}")
+        need(_is_int(self.threads) and self.threads >= 0, f"--threads must be >= 0, got {self.threads!r}")
+        need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 1,
+             f"--checkpoint-every must be a positive integer, got {self.checkpoint_every!r}")
+        if isinstance(self.validation, (list, tuple)):
+            self.validation = [str(x) for x in self.validation]
+        else:
+            need(_is_num(self.validation) and 0 <= self.validation < 1,
+                 f"--validation must be a fraction in [0, 1) or trajectory names, got {self.validation!r}")
+        for k, w in self.loss_weights.items():
+            need(_is_num(w) and w >= 0, f"loss weight {k!r} must be >= 0, got {w!r}")
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise RunError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+        self.test = [str(x) for x in self.test]
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise RunError(f"unknown training options {unknown}")
+        return cls(**d)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# -- the result of a run ------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    """What :func:`train_run` returns: the run directory, the trained (best) model and its history.
+
+    ``history`` holds one dict per epoch (the rows of ``log.jsonl``); ``summary`` the contents of
+    ``summary.json``.
+    """
+
+    path: str
+    model: nn.Module
+    config: TrainConfig
+    history: List[Dict[str, Any]]
+    summary: Dict[str, Any]
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+# -- building blocks ---------------------------------------------------------------------------
+def build_model(config: TrainConfig, n_dof: int) -> nn.Module:
+    """The model named by ``config.model``, sized by the config, in its dtype and on its device."""
+    from delan import models
+
+    kw = dict(width=config.width, depth=config.depth, activation=config.activation,
+              dtype=DTYPES[config.dtype], device=config.device)
+    opts = dict(config.model_options)
+    try:
+        if config.model == "structured":
+            model = models.DeepLagrangianNetwork(n_dof, friction=config.friction, **kw, **opts)
+        elif config.model == "black-box":
+            model = models.BlackBoxLagrangianNetwork(n_dof, **kw, **opts)
+        else:
+            model = models.FeedForwardModel(n_dof, **kw, **opts)
+    except (TypeError, ValueError, KeyError) as exc:
+        # unknown activation, bad model option, ...: a user error, not a crash
+        raise RunError(f"cannot build a {config.model} model: {exc}") from None
+    return model.to(dtype=DTYPES[config.dtype], device=config.device)
+
+
+def choose_validation(names: Sequence[str], validation: Any, seed: int) -> List[str]:
+    """Names of the validation trajectories among the training ones ``names``.
+
+    A fraction picks round(fraction * len(names)) of them at random (seeded), at least one when
+    the fraction is positive and at least two trajectories are left for training; a list is used
+    as given (its names must be among ``names``).
+    """
+    names = list(names)
+    if isinstance(validation, (list, tuple)):
+        unknown = [x for x in validation if x not in names]
+        if unknown:
+            raise DataError(f"validation trajectories {unknown} are not training trajectories; "
+                            f"choose among: {', '.join(names)}")
+        if len(validation) >= len(names):
+            raise DataError("validation would leave no trajectory to train on")
+        return list(validation)
+    if validation <= 0 or len(names) < 3:
+        return []
+    k = min(len(names) - 2, max(1, int(round(validation * len(names)))))
+    rng = np.random.default_rng(seed)
+    picked = set(rng.choice(len(names), size=k, replace=False).tolist())
+    return [x for i, x in enumerate(names) if i in picked]
+
+
+def to_tensors(ds, dtype: torch.dtype, device: str) -> Dict[str, Tensor]:
+    """Stack every sample of a Dataset: {"q", "qd", "qdd", "tau"} -> (N, n) tensors."""
+    arrays = ds.concatenate()
+    return {k: torch.as_tensor(arrays[k], dtype=dtype, device=device) for k in ("q", "qd", "qdd", "tau")}
+
+
+def learning_rate(config: TrainConfig, progress: float) -> float:
+    """The learning rate at ``progress`` in [0, 1] of the run under ``config.schedule``."""
+    p = min(max(progress, 0.0), 1.0)
+    if config.schedule == "cosine":
+        factor = config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * p))
+    elif config.schedule == "exponential":
+        factor = config.lr_final ** p
+    else:
+        factor = 1.0
+    return config.lr * factor
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
+
+
+def make_loss(config: TrainConfig, train: Dict[str, Tensor]) -> Callable[[nn.Module, Dict[str, Tensor]], Tuple[Tensor, Dict[str, Tensor]]]:
+    """loss(model, batch) -> (total, parts): :func:`delan.losses.delan_loss` with the per-joint
+    scales of the training targets, so every joint and every term weighs alike whatever its units."""
+    from delan import losses
+
+    scales = losses.Normaliser.from_data(q=train["q"], qd=train["qd"], qdd=train["qdd"], tau=train["tau"])
+    try:
+        weights = losses.LossWeights(**config.loss_weights) if config.loss_weights else None
+    except TypeError:
+        raise RunError(f"unknown loss weights {sorted(config.loss_weights)}; known: {', '.join(losses.PARTS)}") from None
+
+    def loss(model: nn.Module, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        return losses.delan_loss(model, batch, scales, weights)
+
+    return loss
+
+
+# -- files ---------------------------------------------------------------------------------------
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace, so a
+    reader (or a killed writer) never sees a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    if isinstance(x, Tensor):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
+    """torch.save ``state`` atomically (temporary file + os.replace)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; RunError if missing or corrupt."""
+    if not os.path.exists(path):
+        raise RunError(f"{path}: no checkpoint to resume from")
+    try:
+        # weights_only: a checkpoint holds tensors, numbers and strings only, so nothing in the
+        # file can run code when it is loaded
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise RunError(f"{path}: corrupt or unreadable checkpoint ({type(exc).__name__}: {first})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path}: not a DeLaN training checkpoint")
+    return state
+
+
+def read_config(run_dir: str) -> TrainConfig:
+    """The TrainConfig of a run directory; RunError if it is not one."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.isdir(run_dir):
+        raise RunError(f"{run_dir}: no such run directory")
+    if not os.path.exists(path):
+        raise RunError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        return TrainConfig.from_dict(d)
+    except (ValueError, TypeError, RunError) as exc:
+        raise RunError(f"{path}: corrupt run configuration ({exc})") from None
+
+
+class EpochLog:
+    """Appends one row per epoch to ``log.csv`` and ``log.jsonl``.
+
+    On resume, rows of epochs after the checkpoint (written by the killed run before it died) are
+    dropped first, so the log reads as if the run had never stopped.
+    """
+
+    def __init__(self, run_dir: str, keep_epochs: int = 0):
+        self.csv_path = os.path.join(run_dir, LOG_CSV)
+        self.jsonl_path = os.path.join(run_dir, LOG_JSONL)
+        self.rows: List[Dict[str, Any]] = []
+        if keep_epochs > 0 and os.path.exists(self.jsonl_path):
+            with open(self.jsonl_path) as f:
+                for line in f:
+                    line = line.strip()
+                    if line:
+                        row = json.loads(line)
+                        if row["epoch"] <= keep_epochs:
+                            self.rows.append(row)
+        self.columns: Optional[List[str]] = list(self.rows[0]) if self.rows else None
+        # rewrite both files from the kept rows (atomically) so they agree with the checkpoint
+        atomic_write_bytes(self.jsonl_path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
+        atomic_write_bytes(self.csv_path, self._csv(self.rows, header=True).encode())
+
+    def _csv(self, rows: List[Dict[str, Any]], header: bool) -> str:
+        if not rows and self.columns is None:
+            return ""
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.columns or list(rows[0]), extrasaction="ignore", lineterminator="\n")
+        if header:
+            w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+
+    def append(self, row: Dict[str, Any]) -> None:
+        header = self.columns is None
+        if header:
+            self.columns = list(row)
+        self.rows.append(row)
+        with open(self.jsonl_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        with open(self.csv_path, "a") as f:
+            f.write(self._csv([row], header=header))
+
+
+# -- evaluation of the loss on a whole set -----------------------------------------------------
+def mean_loss(loss_fn, model: nn.Module, data: Dict[str, Tensor], batch_size: int = 4096) -> Dict[str, float]:
+    """Sample-weighted mean of the total loss and of each term over ``data``, without gradients.
+
+    DeLaN's derivatives are closed-form network outputs, so no autograd graph is needed here.
+    """
+    n = data["q"].shape[0]
+    sums: Dict[str, float] = {}
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            batch = {k: v[i:i + batch_size] for k, v in data.items()}
+            total, parts = loss_fn(model, batch)
+            b = batch["q"].shape[0]
+            for k, v in [("loss", total)] + list(parts.items()):
+                sums[k] = sums.get(k, 0.0) + float(v) * b
+    return {k: v / n for k, v in sums.items()}
+
+
+# -- the trainer -----------------------------------------------------------------------------
+def train_run(config: "TrainConfig", run_dir: str, resume: bool = False, force: bool = False,
+              stop_after: Optional[int] = None, progress: Optional[bool] = None) -> "TrainResult":
+    """Train a model as ``config`` says and keep everything in ``run_dir`` (see :func:`_train`).
+
+    Runs with ``config.threads`` torch threads and restores the caller's setting afterwards.
+    """
+    before = torch.get_num_threads()
+    if config.threads and config.threads > 0:
+        torch.set_num_threads(int(config.threads))
+    try:
+        return _train(config, run_dir, resume, force, stop_after, progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(
+    config: TrainConfig,
+    run_dir: str,
+    resume: bool = False,
+    force: bool = False,
+    stop_after: Optional[int] = None,
+    progress: Optional[bool] = None,
+) -> TrainResult:
+    """Train a model as ``config`` says and keep everything in ``run_dir``.
+
+    Args:
+        config: the options (``config.data`` is the data file; ``config.test`` the held-out names).
+            On resume only the options in :data:`RESUMABLE_OPTIONS` may differ from the stored ones.
+        run_dir: the run directory; must not exist (or be empty) unless ``resume`` or ``force``.
+        resume: continue from ``run_dir/checkpoint.pt``.
+        force: start afresh in an existing run directory, deleting the files of the old run.
+        stop_after: stop (as if killed, after checkpointing) once this many epochs are done in
+            total; for interrupting a run on purpose and for tests of resume.
+        progress: show a tqdm bar; None = only when stderr is a terminal and not ``config.quiet``.
+    Returns:
+        TrainResult with the best model (also saved as ``run_dir/model.pt``).
+    Raises:
+        DataError for bad data or held-out names, RunError for bad options, an existing run
+        directory, a corrupt checkpoint or a diverging loss (the last good checkpoint is kept).
+    """
+    from delan.data import load_dataset
+
+    # 1. the run directory and the configuration ------------------------------------------
+    run_dir = os.fspath(run_dir)
+    if resume:
+        stored = read_config(run_dir)
+        changed = [k for k in dataclasses.asdict(config)
+                   if k not in RESUMABLE_OPTIONS and getattr(config, k) != getattr(stored, k)]
+        if changed:
+            raise RunError(f"{run_dir}: cannot change {', '.join(changed)} when resuming "
+                           f"(stored: {', '.join(f'{k}={getattr(stored, k)!r}' for k in changed)})")
+        checkpoint = load_checkpoint(os.path.join(run_dir, CHECKPOINT_FILE))
+        if checkpoint.get("model") != config.model:
+            raise RunError(f"{run_dir}: checkpoint holds a {checkpoint.get('model')} model, config says {config.model}")
+    else:
+        config.validate()
+        _prepare_run_dir(run_dir, force)
+        checkpoint = None
+    config.validate()
+
+    # 2. data: held-out test trajectories never enter training; validation split by trajectory
+    data_path = config.data
+    ds = load_dataset(data_path)
+    test_set, rest = ds.split(config.test) if config.test else (None, ds)
+    if len(rest) == 0:
+        raise DataError(f"{data_path}: every trajectory is held out by --test; nothing left to train on")
+    val_names = choose_validation(rest.names, config.validation, config.seed)
+    val_ds, train_ds = rest.split(val_names) if val_names else (None, rest)
+    dtype = DTYPES[config.dtype]
+    train = to_tensors(train_ds, dtype, config.device)
+    val = to_tensors(val_ds, dtype, config.device) if val_ds is not None else None
+    n_train = train["q"].shape[0]
+
+    # 3. model, optimiser, loss, random generators -----------------------------------------
+    torch.manual_seed(config.seed)  # the initial weights
+    model = build_model(config, ds.n_dof)
+    optimizer = make_optimizer(config, model)
+    loss_fn = make_loss(config, train)
+    shuffle = torch.Generator(device="cpu").manual_seed(config.seed)  # minibatch order
+    start_epoch, step, elapsed = 0, 0, 0.0
+    best = {"loss": math.inf, "epoch": 0, "state": None, "bad_epochs": 0}
+    if checkpoint is not None:
+        try:
+            model.load_state_dict(checkpoint["model_state"])
+            optimizer.load_state_dict(checkpoint["optimizer_state"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise RunError(f"{run_dir}/{CHECKPOINT_FILE}: does not fit the configured model ({exc})") from None
+        shuffle.set_state(checkpoint["rng"]["shuffle"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        start_epoch, step, elapsed = checkpoint["epoch"], checkpoint["step"], checkpoint["elapsed"]
+        best = dict(checkpoint["best"])
+    else:
+        meta = dict(config.to_dict(), n_dof=ds.n_dof, train_trajectories=train_ds.names,
+                    validation_trajectories=val_names, n_train_samples=n_train)
+        atomic_write_json(os.path.join(run_dir, CONFIG_FILE), config.to_dict())
+        atomic_write_json(os.path.join(run_dir, "data.json"), meta)
+    log = EpochLog(run_dir, keep_epochs=start_epoch)
+
+    def checkpoint_now(epoch: int) -> None:
+        save_checkpoint(os.path.join(run_dir, CHECKPOINT_FILE), {
+            "format": CHECKPOINT_FORMAT, "version": 1, "model": config.model,
+            "model_config": dict(getattr(model, "config", {})),
+            "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+            "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()},
+            "epoch": epoch, "step": step, "elapsed": elapsed, "best": best,
+        })
+
+    show = (not config.quiet and sys.stderr.isatty()) if progress is None else progress
+    bar = _progress_bar(config.epochs, start_epoch, show)
+    stop_reason = "epochs"
+    epoch = start_epoch
+    segment_start = time.perf_counter()
+    elapsed_before = elapsed
+
+    # 4. the loop ---------------------------------------------------------------------------
+    while epoch < config.epochs:
+        if stop_after is not None and epoch >= stop_after:
+            stop_reason = "stopped"
+            break
+        progress_frac = epoch / config.epochs
+        if config.time_budget is not None:
+            progress_frac = max(progress_frac, elapsed / config.time_budget)
+        lr = learning_rate(config, progress_frac)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        model.train()
+        perm = torch.randperm(n_train, generator=shuffle).to(config.device)
+        sums: Dict[str, float] = {}
+        for i in range(0, n_train, config.batch_size):
+            idx = perm[i:i + config.batch_size]
+            batch = {k: v[idx] for k, v in train.items()}
+            try:
+                total, parts = loss_fn(model, batch)
+            except (ValueError, RuntimeError) as exc:
+                # e.g. a black-box Lagrangian whose d2L/dqd2 is indefinite: a property of the
+                # model at this point of training, reported as one line with where it happened
+                bar.close()
+                raise RunError(f"training stopped at epoch {epoch + 1} (step {step}): "
+                               f"{str(exc).strip().splitlines()[0]}") from None
+            if not torch.isfinite(total):
+                bar.close()
+                raise RunError(_diverged_message(run_dir, epoch + 1, step, total, best, start_epoch, config))
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            b = idx.shape[0]
+            for k, v in [("loss", total)] + list(parts.items()):
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
+        epoch += 1
+        model.eval()
+
+        # validation and the best model so far
+        train_mean = {k: v / n_train for k, v in sums.items()}
+        val_mean = mean_loss(loss_fn, model, val) if val is not None else None
+        score = val_mean["loss"] if val_mean is not None else train_mean["loss"]
+        if score < best["loss"]:
+            best = {"loss": score, "epoch": epoch, "bad_epochs": 0,
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        else:
+            best["bad_epochs"] += 1
+        elapsed = elapsed_before + time.perf_counter() - segment_start
+
+        row: Dict[str, Any] = {"epoch": epoch, "step": step, "time": round(elapsed, 4), "lr": lr}
+        row.update({f"train_{k}": v for k, v in train_mean.items()})
+        if val_mean is not None:
+            row.update({f"val_{k}": v for k, v in val_mean.items()})
+        row["best_epoch"] = best["epoch"]
+        log.append(row)
+        bar.set_postfix({k: f"{v:.2e}" for k, v in train_mean.items()} |
+                        ({"val": f"{val_mean['loss']:.2e}"} if val_mean else {}), refresh=False)
+        bar.update(1)
+
+        # stopping rules; a checkpoint every N epochs and whenever the run stops
+        if config.patience is not None and best["bad_epochs"] >= config.patience:
+            stop_reason = "early stopping"
+        elif config.time_budget is not None and elapsed >= config.time_budget:
+            stop_reason = "time budget"
+        elif epoch >= config.epochs:
+            stop_reason = "epochs"
+        else:
+            stop_reason = ""
+        if stop_reason or epoch % config.checkpoint_every == 0 or (stop_after is not None and epoch >= stop_after):
+            checkpoint_now(epoch)
+        if stop_reason:
+            break
+    bar.close()
+
+    # 5. the best model is the result ------------------------------------------------------
+    finished = stop_reason != "stopped"
+    if best["state"] is not None and finished:
+        model.load_state_dict(best["state"])
+    summary = {"epochs": epoch, "steps": step, "seconds": round(elapsed, 3), "stop_reason": stop_reason,
+               "best_epoch": best["epoch"], "best_loss": best["loss"], "finished": finished,
+               "selected_by": "validation loss" if val is not None else "training loss",
+               "n_train_samples": n_train, "train_trajectories": train_ds.names,
+               "validation_trajectories": val_names, "test_trajectories": list(config.test)}
+    if finished:
+        model.eval()
+        _model_io("save_model")(model, os.path.join(run_dir, MODEL_FILE))
+    atomic_write_json(os.path.join(run_dir, SUMMARY_FILE), summary)
+    return TrainResult(run_dir, model, config, list(log.rows), summary)
+
+
+def _prepare_run_dir(run_dir: str, force: bool) -> None:
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunError(f"{run_dir}: exists and is not a directory")
+    if os.path.isdir(run_dir) and os.listdir(run_dir):
+        if not force:
+            raise RunError(f"{run_dir}: run directory exists and is not empty; use --resume to continue "
+                           f"it or --force to start afresh (its run files are replaced)")
+        for name in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, LOG_CSV, LOG_JSONL, SUMMARY_FILE, "data.json"):
+            p = os.path.join(run_dir, name)
+            if os.path.exists(p):
+                os.remove(p)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{run_dir}: cannot create run directory: {exc}") from None
+
+
+def _diverged_message(run_dir, epoch, step, total, best, start_epoch, config) -> str:
+    ck = os.path.join(run_dir, CHECKPOINT_FILE)
+    kept = (f"the last good checkpoint {ck} is kept" if os.path.exists(ck)
+            else "no checkpoint had been written yet")
+    return (f"training diverged: the loss is {float(total.detach())} at epoch {epoch} (step {step}); {kept}; "
+            f"try a smaller --lr (now {config.lr:g}) or --grad-clip")
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, *a, **k) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, initial: int, show: bool):
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="epoch", dynamic_ncols=True, leave=True)
+
+
+def load_run(run_dir: str) -> Tuple[TrainConfig, nn.Module]:
+    """(config, trained model) of a finished run directory; RunError if it is not one."""
+    config = read_config(run_dir)
+    path = os.path.join(run_dir, MODEL_FILE)
+    if not os.path.exists(path):
+        ck = os.path.join(run_dir, CHECKPOINT_FILE)
+        hint = f"; resume it with `delan train {config.data} -o {run_dir} --resume`" if os.path.exists(ck) else ""
+        raise RunError(f"{run_dir}: no trained model ({MODEL_FILE} missing: the run did not finish){hint}")
+    try:
+        model = _model_io("load_model")(path)
+    except RunError as exc:
+        # one line: torch's own messages about damaged files run over many
+        raise RunError(str(exc).strip().splitlines()[0]) from None
+    model.eval()
+    return config, model
+
+
+def _model_io(name: str):
+    """``delan.save_model`` / ``delan.load_model`` (exported by the package, defined with the models)."""
+    import delan
+
+    fn = getattr(delan, name, None)
+    if fn is None:
+        from delan import models
+
+        fn = getattr(models, name)
+    return fn

@@ -1,0 +1,79 @@
+"""`delan evaluate`: table + one JSON object with DESIGN.md's keys; bad input handled."""
+import json
+import os
+
+import pytest
+
+from delan.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from delan.data import save_dataset
+    from delan.data.generate import generate_dataset
+
+    d = tmp_path_factory.mktemp("eval")
+    data = str(d / "chars.h5")
+    save_dataset(generate_dataset("two-link", kind="characters", n_trajectories=5, duration=1.0, rate=50.0), data)
+    runs = {}
+    for kind in ("structured", "mlp"):
+        runs[kind] = str(d / kind)
+        assert main(["train", data, "-o", runs[kind], "--test", "a,b", "--model", kind, "--epochs", "2",
+                     "--width", "16", "--depth", "1", "--quiet"]) == 0
+    return data, runs
+
+
+def test_evaluate_structured(trained, tmp_path, capsys):
+    data, runs = trained
+    js, plots = str(tmp_path / "m.json"), str(tmp_path / "plots")
+    assert main(["evaluate", runs["structured"], data, "--json", js, "--plots", plots]) == 0
+    out = capsys.readouterr().out
+    assert "torque_mse" in out and "gravity_mse" in out
+    m = json.load(open(js))
+    for k in ("torque_mse", "inertial_mse", "coriolis_mse", "gravity_mse", "power_mse", "forward_mse", "n_samples"):
+        assert k in m, k
+    assert m["test"] == ["a", "b"] and m["n_samples"] == 2 * 51
+    assert os.path.exists(os.path.join(plots, "decomposition.png"))
+    assert os.path.exists(os.path.join(plots, "training.png"))
+
+
+def test_evaluate_mlp_says_what_it_cannot_do(trained, tmp_path, capsys):
+    data, runs = trained
+    js = str(tmp_path / "mlp.json")
+    assert main(["evaluate", runs["mlp"], data, "--test", "c", "--json", js]) == 0
+    m = json.load(open(js))
+    assert "torque_mse" in m and "gravity_mse" not in m and "forward_mse" not in m
+    assert "mlp" in m["unavailable"]["gravity_mse"]
+    assert "n/a" in capsys.readouterr().out
+
+
+def _fails(argv, capsys, pattern):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert pattern in err, err
+
+
+def test_bad_input(trained, tmp_path, capsys):
+    data, runs = trained
+    _fails(["evaluate", str(tmp_path / "nope"), data], capsys, "no such run directory")
+    _fails(["evaluate", runs["structured"], str(tmp_path / "none.h5")], capsys, "no such file")
+    _fails(["evaluate", runs["structured"], data, "--test", "zz"], capsys, "unknown trajectory")
+    # a corrupt model file
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ("config.json",):
+        (broken / f).write_bytes(open(os.path.join(runs["structured"], f), "rb").read())
+    (broken / "model.pt").write_bytes(b"garbage")
+    _fails(["evaluate", str(broken), data], capsys, "model.pt")
+    # a data file of another n_dof
+    from delan.data import save_dataset
+    from delan.data.generate import generate_dataset
+
+    other = str(tmp_path / "pend.h5")
+    save_dataset(generate_dataset("pendulum", n_trajectories=1, duration=0.2, rate=50.0), other)
+    _fails(["evaluate", runs["structured"], other], capsys, "n_dof")
+    js = tmp_path / "keep.json"
+    js.write_text("{}")
+    _fails(["evaluate", runs["structured"], data, "--test", "zz", "--json", str(js)], capsys, "unknown")
+    assert js.read_text() == "{}"

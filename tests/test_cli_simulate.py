@@ -1,0 +1,71 @@
+"""`delan simulate`: rollouts against a recording and against the true system."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from delan.cli import main
+from delan.evaluation import valid_prediction_time
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from delan.data import save_dataset
+    from delan.data.generate import generate_dataset
+
+    d = tmp_path_factory.mktemp("sim")
+    data = str(d / "chars.h5")
+    save_dataset(generate_dataset("two-link", kind="characters", n_trajectories=4, duration=1.0, rate=50.0), data)
+    runs = {}
+    for kind in ("structured", "mlp"):
+        runs[kind] = str(d / kind)
+        assert main(["train", data, "-o", runs[kind], "--test", "a", "--model", kind, "--epochs", "3",
+                     "--width", "16", "--depth", "1", "--dtype", "float64", "--quiet"]) == 0
+    return data, runs
+
+
+def test_valid_prediction_time():
+    t = np.linspace(0, 1, 11)
+    assert valid_prediction_time(t, np.zeros(11), 0.1) == 1.0
+    err = np.r_[np.zeros(5), np.ones(6)]
+    assert valid_prediction_time(t, err, 0.1) == pytest.approx(0.4)
+
+
+def test_simulate_recording(trained, tmp_path, capsys):
+    data, runs = trained
+    js, plots = str(tmp_path / "r.json"), str(tmp_path / "plots")
+    assert main(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--integrator", "rk4",
+                 "--steps", "20", "--json", js, "--plots", plots]) == 0
+    r = json.load(open(js))
+    assert r["steps"] == 20 and 0 <= r["valid_time"] <= 20 * 0.02 + 1e-9
+    assert os.path.exists(os.path.join(plots, "rollout.png"))
+    assert "valid-prediction time" in capsys.readouterr().out
+
+
+def test_simulate_true_system(trained, tmp_path):
+    _, runs = trained
+    js = str(tmp_path / "s.json")
+    assert main(["simulate", runs["structured"], "--system", "two-link", "--steps", "10", "--integrator", "symplectic",
+                 "--json", js]) == 0
+    r = json.load(open(js))
+    assert "energy_ref_drift" in r and r["steps"] == 10
+
+
+def _fails(argv, capsys, pattern):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert pattern in err, err
+
+
+def test_bad_input(trained, tmp_path, capsys):
+    data, runs = trained
+    _fails(["simulate", runs["mlp"], "--data", data, "--trajectory", "a"], capsys, "mlp")
+    _fails(["simulate", runs["structured"], "--data", data, "--trajectory", "zz"], capsys, "zz")
+    _fails(["simulate", runs["structured"], "--data", data], capsys, "--trajectory")
+    _fails(["simulate", runs["structured"], "--system", "pendulum"], capsys, "n_dof")
+    _fails(["simulate", runs["structured"], "--system", "warp-drive"], capsys, "unknown system")
+    _fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--dt", "-1"], capsys, "--dt")
+    _fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--steps", "100000"], capsys, "past the end")
+    _fails(["simulate", str(tmp_path / "none"), "--system", "two-link"], capsys, "no such run")

@@ -1,0 +1,69 @@
+"""`delan train`: a run from the command line; bad input gives one line, exit 2, nothing written."""
+import json
+import os
+
+import pytest
+
+from delan.cli import main
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    from delan.data import save_dataset
+    from delan.data.generate import generate_dataset
+
+    path = str(tmp_path_factory.mktemp("data") / "chars.h5")
+    save_dataset(generate_dataset("two-link", kind="characters", n_trajectories=5, duration=1.0, rate=50.0), path)
+    return path
+
+
+FAST = ["--width", "16", "--depth", "1", "--batch-size", "64", "--quiet"]
+
+
+def test_train_stop_and_resume(data_file, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", data_file, "-o", out, "--test", "a,b", "--epochs", "4", "--stop-after", "2"] + FAST) == 0
+    assert "resume" in capsys.readouterr().out
+    assert not os.path.exists(os.path.join(out, "model.pt"))
+    assert main(["train", data_file, "-o", out, "--resume", "--quiet"]) == 0
+    assert os.path.exists(os.path.join(out, "model.pt"))
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["test"] == ["a", "b"] and cfg["epochs"] == 4 and cfg["width"] == 16
+    assert len(open(os.path.join(out, "log.csv")).readlines()) == 5  # header + 4 epochs
+
+
+def _fails(argv, capsys, pattern):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert pattern in err, err
+    return err
+
+
+def test_bad_input(data_file, tmp_path, capsys):
+    out = str(tmp_path / "bad")
+    _fails(["train", str(tmp_path / "missing.h5"), "-o", out] + FAST, capsys, "no such file")
+    _fails(["train", data_file, "-o", out, "--test", "zz"] + FAST, capsys, "unknown trajectory")
+    _fails(["train", data_file, "-o", out, "--epochs", "-3"] + FAST, capsys, "--epochs")
+    _fails(["train", data_file, "-o", out, "--lr", "0"] + FAST, capsys, "--lr")
+    _fails(["train", data_file, "-o", out, "--activation", "nonsense"] + FAST, capsys, "nonsense")
+    assert not os.path.exists(out) or not os.listdir(out)
+    not_h5 = tmp_path / "x.h5"
+    not_h5.write_text("not hdf5")
+    _fails(["train", str(not_h5), "-o", out] + FAST, capsys, "x.h5")
+
+
+def test_existing_run_dir_refused(data_file, tmp_path, capsys):
+    out = tmp_path / "used"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    _fails(["train", data_file, "-o", str(out)] + FAST, capsys, "--force")
+    assert (out / "notes.txt").read_text() == "mine"
+    _fails(["train", data_file, "-o", str(tmp_path / "never"), "--resume"], capsys, "run directory")
+
+
+def test_resume_with_changed_option_refused(data_file, tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["train", data_file, "-o", out, "--epochs", "2", "--stop-after", "1"] + FAST) == 0
+    _fails(["train", data_file, "-o", out, "--resume", "--width", "32"], capsys, "--width")
