@@ -35,6 +35,17 @@ def revolute_mask(revolute: Optional[Sequence[bool]], n_dof: int) -> Optional[Tu
     return mask if any(mask) else None
 
 
+def lagrangian_options(n_dof: int, activation: str, revolute: Optional[Sequence[bool]],
+                       dtype: Union[None, str, torch.dtype]) -> Tuple[int, Optional[torch.dtype], Optional[Tuple[bool, ...]]]:
+    """Validate the options both Lagrangian models share: (n_dof, torch dtype, revolute mask)."""
+    n = int(n_dof)
+    if n < 1:
+        raise ValueError(f"n_dof must be >= 1, got {n_dof}")
+    if not isinstance(activation, str):
+        raise ValueError("activation must be a registry name (see ddn.available_activations())")
+    return n, resolve_dtype(dtype), revolute_mask(revolute, n)
+
+
 class LearnedModel(nn.Module, Dynamics):
     """Base of the learned models: an ``nn.Module`` implementing :class:`delan.Dynamics`.
 

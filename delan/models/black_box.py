@@ -27,7 +27,7 @@ import ddn
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms
 from delan.losses import LossWeights
-from delan.models.base import LearnedModel, dtype_name, resolve_dtype, revolute_mask
+from delan.models.base import LearnedModel, dtype_name, lagrangian_options
 from delan.models.friction import JointFriction
 
 
@@ -67,15 +67,9 @@ class BlackBoxLagrangianNetwork(LearnedModel):
         device=None,
     ):
         super().__init__()
-        n = int(n_dof)
-        if n < 1:
-            raise ValueError(f"n_dof must be >= 1, got {n_dof}")
+        n, dtype, mask = lagrangian_options(n_dof, activation, revolute, dtype)
         if not regularisation >= 0:
             raise ValueError(f"regularisation must be >= 0, got {regularisation}")
-        if not isinstance(activation, str):
-            raise ValueError("activation must be a registry name (see ddn.available_activations())")
-        dtype = resolve_dtype(dtype)
-        mask = revolute_mask(revolute, n)
         self.n_dof = n
         self.regularisation = float(regularisation)
         self._config = dict(

@@ -31,7 +31,7 @@ from torch import Tensor
 import ddn
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms, solve_spd
-from delan.models.base import LearnedModel, dtype_name, resolve_dtype, revolute_mask
+from delan.models.base import LearnedModel, dtype_name, lagrangian_options
 from delan.models.friction import JointFriction
 
 # softplus(x) = x to double precision beyond this; finite in float32 (e^40 << 3e38)
@@ -87,17 +87,11 @@ class DeepLagrangianNetwork(LearnedModel):
         device=None,
     ):
         super().__init__()
-        n = int(n_dof)
-        if n < 1:
-            raise ValueError(f"n_dof must be >= 1, got {n_dof}")
+        n, dtype, mask = lagrangian_options(n_dof, activation, revolute, dtype)
         if not diagonal_shift > 0:
             raise ValueError(f"diagonal_shift must be positive, got {diagonal_shift}")
         if not epsilon >= 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-        if not isinstance(activation, str):
-            raise ValueError("activation must be a registry name (see ddn.available_activations())")
-        dtype = resolve_dtype(dtype)
-        mask = revolute_mask(revolute, n)
         self.n_dof = n
         self.diagonal_shift = float(diagonal_shift)
         self.epsilon = float(epsilon)
