@@ -2,10 +2,12 @@
 
 Ratios (reference time / DeLaN time, > 1 means the closed-form model is faster) come from
 interleaved repeats in one process; medians are reported. The reference is
-``delan/reference.py``: one forward-mode jvp (H, V, Hdot) and one reverse pass for d(T - V)/dq,
-batched, with ``create_graph`` for training.
+``delan/reference.py``: a forward pass for H and V, one reverse pass for d(T - V)/dq and one
+Jacobian-vector product for Hdot qd (double-backward trick, faster than torch.func.jvp in eager
+mode), batched, with ``create_graph`` for training.
 
-* train: one step (terms + loss [inverse + forward parts] + backward + Adam);
+* train: one step (loss + backward + Adam) with the torque loss alone, and with the torque and
+  acceleration (forward-model) losses; the same loss for both contenders;
 * inverse: ``model.inverse_dynamics`` under ``torch.inference_mode`` (the reference needs grad);
 * terms: the full decomposition (H, c, g, T, V, tau) — the reference then needs two reverse passes;
 * single: one sample (1, n) under inference_mode, in calls per second, with its torch op count.
@@ -30,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import environment, matmul_rate, sync, time_interleaved  # noqa: E402
 
 from delan import reference as ref  # noqa: E402
-from delan.losses import LossWeights, Normaliser, delan_loss, loss_from_terms  # noqa: E402
+from delan.losses import LossWeights, Normaliser, delan_loss, inverse_loss, loss_from_terms  # noqa: E402
 from delan.models import DeepLagrangianNetwork  # noqa: E402
 
 WIDTH, DEPTH = 64, 2
@@ -60,15 +62,15 @@ def data(n: int, batch: int, dtype, device):
     return tuple(torch.randn(batch, n, dtype=dtype, generator=g).to(device) for _ in range(4))
 
 
-def bench_train(n, batch, dtype, device, repeats, rate):
+def bench_train(n, batch, dtype, device, repeats, rate, weights: LossWeights):
+    """One training step with the same loss for both: ``weights`` (inverse, forward, power)."""
     model = make(n, dtype, device)
     model_ref = copy.deepcopy(model)
     batch_t = data(n, batch, dtype, device)
     scales = Normaliser.from_data(*batch_t)
-    weights = LossWeights(1.0, 1.0, 0.0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
     opt_ref = torch.optim.Adam(model_ref.parameters(), lr=1e-5)
-    q, qd, qdd, _ = batch_t
+    q, qd, qdd, tau = batch_t
 
     def ours():
         opt.zero_grad(set_to_none=True)
@@ -78,14 +80,19 @@ def bench_train(n, batch, dtype, device, repeats, rate):
 
     def theirs():
         opt_ref.zero_grad(set_to_none=True)
-        t = ref.model_terms(model_ref, q, qd, qdd, create_graph=True, split=False)
-        loss, _ = loss_from_terms(t, batch_t, scales, weights)
+        if weights.forward or weights.power:
+            t = ref.model_terms(model_ref, q, qd, qdd, create_graph=True, split=False)
+            loss, _ = loss_from_terms(t, batch_t, scales, weights)
+        else:
+            loss = weights.inverse * inverse_loss(
+                ref.model_inverse_dynamics(model_ref, q, qd, qdd, create_graph=True), tau, scales)
         loss.backward()
         opt_ref.step()
 
     t = time_interleaved({"ours": ours, "ref": theirs}, device, repeats=repeats, min_time=0.05)
     flops = count_flops(ours)
-    return row("train step", n, batch, t, flops, rate, unit="ms")
+    parts = [name for name in ("inverse", "forward", "power") if getattr(weights, name)]
+    return row(f"train step ({' + '.join(parts)} loss)", n, batch, t, flops, rate, unit="ms")
 
 
 def bench_inverse(n, batch, dtype, device, repeats, rate):
@@ -173,8 +180,9 @@ def main(argv=None) -> str:
     rates = {b: matmul_rate(b, WIDTH, dtype, device) for b in sorted({b for _, b in train_cases + inverse_cases})}
 
     rows = []
-    for n, batch in train_cases:
-        rows.append(bench_train(n, batch, dtype, device, args.repeats, rates[batch]))
+    for weights in (LossWeights(1.0, 0.0, 0.0), LossWeights(1.0, 1.0, 0.0)):
+        for n, batch in train_cases:
+            rows.append(bench_train(n, batch, dtype, device, args.repeats, rates[batch], weights))
     for n, batch in inverse_cases:
         rows.extend(bench_inverse(n, batch, dtype, device, args.repeats, rates[batch]))
     if not cuda:

@@ -177,7 +177,8 @@ def loss_from_terms(terms: DynamicsTerms, batch: Batch, scales: Normaliser,
 
 def delan_loss(model, batch: Batch, scales: Normaliser,
                weights: Union[None, LossWeights, Mapping[str, float]] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
-    """The training loss of ``model`` on a batch, from ONE ``model.terms(q, qd, qdd)`` call.
+    """The training loss of ``model`` on a batch, from ONE ``model.terms(q, qd, qdd)`` call
+    (or ``model.inverse_dynamics`` when only the torque residual is weighted).
 
     Args:
         model: a learned model (structured, black-box, or the feed-forward baseline, which has
@@ -192,10 +193,12 @@ def delan_loss(model, batch: Batch, scales: Normaliser,
     """
     weights = resolve_weights(weights, getattr(model, "default_loss_weights", None))
     q, qd, qdd, tau = unpack_batch(batch)
-    if getattr(model, "inverse_only", False):
-        if weights.forward or weights.power:
-            raise ValueError(f"{type(model).__name__} has only an inverse model: set the forward and "
-                             f"power loss weights to 0")
+    if getattr(model, "inverse_only", False) and (weights.forward or weights.power):
+        raise ValueError(f"{type(model).__name__} has only an inverse model: set the forward and "
+                         f"power loss weights to 0")
+    if not (weights.forward or weights.power):
+        # the torque residual alone needs neither H nor the split of c and g: the models'
+        # inverse_dynamics is their leanest path (one cotangent row for the structured DeLaN)
         part = inverse_loss(model.inverse_dynamics(q, qd, qdd), tau, scales)
         return weights.inverse * part, {"inverse": part.detach()}
     terms = model.terms(q, qd, qdd)
