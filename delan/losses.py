@@ -175,6 +175,31 @@ def loss_from_terms(terms: DynamicsTerms, batch: Batch, scales: Normaliser,
     return total, {k: v.detach() for k, v in parts.items()}
 
 
+def loss_from_prediction(tau_pred: Tensor, H: Tensor, batch: Batch, scales: Normaliser,
+                         weights: Union[None, LossWeights, Mapping[str, float]] = None,
+                         solve=solve_spd) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """The same weighted loss as :func:`loss_from_terms`, from the predicted torque and H alone.
+
+    Any Euler-Lagrange model has tau_pred = H qdd + c + g + f at the batch's qdd, so
+    the forward prediction H^-1 (tau - c - g - f) = qdd + H^-1 (tau - tau_pred), and
+    dE/dt - qd^T (tau - f) = qd^T (H qdd + c + g) - qd^T (tau - f) = qd^T (tau_pred - tau).
+    """
+    weights = resolve_weights(weights)
+    q, qd, qdd, tau = unpack_batch(batch)
+    total = tau.new_zeros(())
+    parts: Dict[str, Tensor] = {}
+    if weights.inverse:
+        parts["inverse"] = inverse_loss(tau_pred, tau, scales)
+        total = total + weights.inverse * parts["inverse"]
+    if weights.forward:
+        parts["forward"] = forward_loss(qdd + solve(H, tau - tau_pred), qdd, scales)
+        total = total + weights.forward * parts["forward"]
+    if weights.power:
+        parts["power"] = power_loss((qd * tau_pred).sum(-1), qd, tau, torch.zeros_like(tau), scales)
+        total = total + weights.power * parts["power"]
+    return total, {k: v.detach() for k, v in parts.items()}
+
+
 def delan_loss(model, batch: Batch, scales: Normaliser,
                weights: Union[None, LossWeights, Mapping[str, float]] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
     """The training loss of ``model`` on a batch, from ONE ``model.terms(q, qd, qdd)`` call
@@ -201,6 +226,10 @@ def delan_loss(model, batch: Batch, scales: Normaliser,
         # inverse_dynamics is their leanest path (one cotangent row for the structured DeLaN)
         part = inverse_loss(model.inverse_dynamics(q, qd, qdd), tau, scales)
         return weights.inverse * part, {"inverse": part.detach()}
+    if hasattr(model, "inverse_dynamics_and_mass_matrix"):
+        tau_pred, H = model.inverse_dynamics_and_mass_matrix(q, qd, qdd)
+        tau = as_batch(tau, model.n_dof, "tau", like=tau_pred)
+        return loss_from_prediction(tau_pred, H, (q, qd, qdd, tau), scales, weights)
     terms = model.terms(q, qd, qdd)
     tau = as_batch(tau, model.n_dof, "tau", like=terms.coriolis)
     batch = (q, qd, qdd, tau)

@@ -125,3 +125,31 @@ def test_feedforward_inverse_only_and_bad_batches():
         delan_loss(structured, {"q": b["q"], "qd": b["qd"], "tau": b["tau"]}, s)
     tuple_loss, _ = delan_loss(structured, (b["q"], b["qd"], b["qdd"], b["tau"]), s)
     assert torch.equal(tuple_loss, delan_loss(structured, b, s)[0])
+
+
+@pytest.mark.parametrize("friction", [False, True])
+@pytest.mark.parametrize("shared_trunk", [True, False])
+def test_loss_from_prediction_equals_loss_from_terms(friction, shared_trunk):
+    """The training loss of the structured model (from tau_pred and H alone) is the loss of
+    its full decomposition: same value and same parameter gradients, each part."""
+    from delan.losses import loss_from_prediction, loss_from_terms
+    from delan.models import DeepLagrangianNetwork
+
+    torch.manual_seed(4)
+    model = DeepLagrangianNetwork(3, width=12, revolute=[True, False, True], friction=friction,
+                                  shared_trunk=shared_trunk, dtype=torch.float64)
+    batch = tuple(torch.randn(16, 3, dtype=torch.float64) for _ in range(4))
+    scales = Normaliser.from_data(*batch)
+    params = list(model.parameters())
+    for weights in ({"inverse": 1.0, "forward": 0.0, "power": 0.0}, {"inverse": 0.0, "forward": 1.0, "power": 0.0},
+                    {"inverse": 0.0, "forward": 0.0, "power": 1.0}):
+        tau_pred, H = model.inverse_dynamics_and_mass_matrix(*batch[:3])
+        a, _ = loss_from_prediction(tau_pred, H, batch, scales, weights)
+        b, _ = loss_from_terms(model.terms(*batch[:3]), batch, scales, weights)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=0)
+        # allow_unused: V's output bias never matters (only dV/dq does); it may be left out of a graph
+        grads_a = torch.autograd.grad(a, params, allow_unused=True)
+        grads_b = torch.autograd.grad(b, params, allow_unused=True)
+        for p, ga, gb in zip(params, grads_a, grads_b):
+            zero = torch.zeros_like(p)
+            torch.testing.assert_close(zero if ga is None else ga, zero if gb is None else gb, rtol=1e-9, atol=1e-12)

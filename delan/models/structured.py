@@ -288,6 +288,15 @@ class DeepLagrangianNetwork(LearnedModel):
 
     def inverse_dynamics(self, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
         """tau = H qdd + c + g (+ f), (B, n); one cotangent row, d(T - V)/dq."""
+        return self._inverse_dynamics(q, qd, qdd, False)
+
+    def inverse_dynamics_and_mass_matrix(self, q: Tensor, qd: Tensor, qdd: Tensor) -> Tuple[Tensor, Tensor]:
+        """(tau (B, n), H (B, n, n)) from the same lean pass: all a training loss needs, since the
+        forward-model residual is H^-1 (tau - tau_pred) and the power residual qd^T (tau_pred - tau)."""
+        tau, l = self._inverse_dynamics(q, qd, qdd, True)
+        return tau, self._H(l)
+
+    def _inverse_dynamics(self, q: Tensor, qd: Tensor, qdd: Tensor, with_entries: bool):
         p = self._buffers["_eye"]
         # the common case checked in a few attribute reads; anything else by the full checks
         if not (isinstance(q, Tensor) and isinstance(qd, Tensor) and isinstance(qdd, Tensor)
@@ -295,10 +304,10 @@ class DeepLagrangianNetwork(LearnedModel):
                 and q.dtype == qd.dtype == qdd.dtype == p.dtype and q.device == qd.device == qdd.device == p.device):
             q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
         if self.shared_trunk:
-            return self._inverse_dynamics_lean(q, qd, qdd)
-        return self._inverse_dynamics_generic(q, qd, qdd)
+            return self._inverse_dynamics_lean(q, qd, qdd, with_entries)
+        return self._inverse_dynamics_generic(q, qd, qdd, with_entries)
 
-    def _inverse_dynamics_lean(self, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
+    def _inverse_dynamics_lean(self, q: Tensor, qd: Tensor, qdd: Tensor, with_entries: bool = False):
         """inverse_dynamics for the shared trunk in as few torch ops as we could (35 without
         features or friction), since at batch size 1 the cost is per op, not per flop.
 
@@ -346,9 +355,9 @@ class DeepLagrangianNetwork(LearnedModel):
             tau = tau - (u if dphi is None else (u * dphi) @ buf["_feature_sel"])
         if self.friction_model is not None:
             tau = tau + self.friction_model(qd)
-        return tau
+        return (tau, l) if with_entries else tau
 
-    def _inverse_dynamics_generic(self, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
+    def _inverse_dynamics_generic(self, q: Tensor, qd: Tensor, qdd: Tensor, with_entries: bool = False):
         """inverse_dynamics through :meth:`_linearise` (separate networks for L and V)."""
         l, ldot, dmod, V, Vdot, pull = self._linearise(q, qd)
         a, b = qd @ self._R, qdd @ self._R
@@ -357,7 +366,7 @@ class DeepLagrangianNetwork(LearnedModel):
         tau = torch.addcmul(zc * l, wc, ldot) @ self._Rt - pull(a * wc * dmod, False) + self.epsilon * qdd
         if self.friction_model is not None:
             tau = tau + self.friction_model(qd)
-        return tau
+        return (tau, l) if with_entries else tau
 
     def mass_matrix(self, q: Tensor) -> Tensor:
         """H(q) = L L^T + eps I, (B, n, n), from network values only."""
