@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from typing import Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
-Number = Union[float, Tensor]
+Number = Union[float, Tensor, np.ndarray]
 
 
 def joint_friction(qd: Tensor, viscous: Number, coulomb: Number, smoothing: float = 0.01) -> Tensor:
     """Friction torques (B, n) opposing motion, for per-joint coefficients (n,) or scalars.
+
+    Works on torch tensors and, for the NumPy single-sample path, on NumPy arrays alike.
 
     Args:
         qd: joint velocities (B, n).
@@ -27,4 +30,5 @@ def joint_friction(qd: Tensor, viscous: Number, coulomb: Number, smoothing: floa
     Returns:
         f (B, n), the torque the joints lose to friction (tau = ... + f).
     """
-    return viscous * qd + coulomb * torch.tanh(qd / smoothing)
+    tanh = torch.tanh if isinstance(qd, Tensor) else np.tanh
+    return viscous * qd + coulomb * tanh(qd / smoothing)

@@ -32,6 +32,7 @@ import ddn
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms, solve_spd
 from delan.models.base import LearnedModel, dtype_name, lagrangian_options
+from delan.models import single_sample
 from delan.models.friction import JointFriction
 
 # softplus(x) = x to double precision beyond this; finite in float32 (e^40 << 3e38)
@@ -120,6 +121,8 @@ class DeepLagrangianNetwork(LearnedModel):
         self.friction_model = JointFriction(n, dtype=dtype, device=device) if friction else None
         self._layer_activation = _fast_activation(activation, activation_options)
         self._register_maps(n, n_out, n_in, dtype, device)
+        # one CPU sample without gradients (the control loop) runs in NumPy: see single_sample.py
+        self._single_sample = single_sample.SingleSampleNumpy(self) if single_sample.supported(self) else None
 
     # ------------------------------------------------------------------ constant index maps
     def _register_maps(self, n: int, n_out: int, n_in: int, dtype, device) -> None:
@@ -303,6 +306,8 @@ class DeepLagrangianNetwork(LearnedModel):
                 and q.dim() == 2 and q.shape == qd.shape == qdd.shape and q.shape[1] == self.n_dof
                 and q.dtype == qd.dtype == qdd.dtype == p.dtype and q.device == qd.device == qdd.device == p.device):
             q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
+        if not with_entries and self._single_sample is not None and single_sample.applicable(q, qd, qdd):
+            return self._single_sample(q, qd, qdd)
         if self.shared_trunk:
             return self._inverse_dynamics_lean(q, qd, qdd, with_entries)
         return self._inverse_dynamics_generic(q, qd, qdd, with_entries)
