@@ -58,16 +58,8 @@ def euler_lagrange(mass_potential: MassPotential, q: Tensor, qd: Tensor, qdd: Te
             default: whenever grad mode is on.
     """
     create_graph = _create_graph(create_graph)
-    with torch.enable_grad():
-        q = _with_grad(q)
-        H, V = mass_potential(q)
-        Hqd = _mv(H, qd)
-        T = 0.5 * (qd * Hqd).sum(-1)
-        (dL_dq,) = torch.autograd.grad((T - V).sum(), q, create_graph=True)
-        Hdot_qd = _jvp(Hqd, q, qd, create_graph)
-    tau = _mv(H, qdd) + Hdot_qd - dL_dq
-    tau = tau if create_graph else tau.detach()
-    return tau if friction is None else tau + friction
+    tau = reference_terms(mass_potential, q, qd, qdd, friction, create_graph, split=False).tau
+    return tau if create_graph else tau.detach()
 
 
 def _jvp(y: Tensor, x: Tensor, v: Tensor, create_graph: bool) -> Tensor:
