@@ -24,7 +24,8 @@ class Activation:
     """A scalar nonlinearity g with its derivatives g' and g''.
 
     ``fused(a, order)`` may compute g and its derivatives up to ``order`` in one go; when absent,
-    ``g``, ``dg`` and ``d2g`` are called separately.
+    ``g``, ``dg`` and ``d2g`` are called separately. ``vjp(u, a, g)``, where given, returns
+    u * g'(a) in one pass (torch's backward kernels): reverse-mode Jacobians then never form g'.
     """
 
     name: str
@@ -32,6 +33,7 @@ class Activation:
     dg: Fn
     d2g: Fn
     fused: Optional[Callable[[Tensor, int], Tuple[Tensor, ...]]] = None
+    vjp: Optional[Callable[[Tensor, Tensor, Tensor], Tensor]] = None
 
     def __call__(self, a: Tensor, order: int = 0) -> Tuple[Tensor, ...]:
         if self.fused is not None:
@@ -101,7 +103,7 @@ def get_activation(spec: Union[str, Activation], **options) -> Activation:
 
 
 # --------------------------------------------------------------------------- built-ins
-def _fused(f: Callable[[Tensor, int], Tuple[Tensor, ...]], name: str) -> Activation:
+def _fused(f: Callable[[Tensor, int], Tuple[Tensor, ...]], name: str, vjp=None) -> Activation:
     """An activation defined only through its fused form; g, dg, d2g are derived from it."""
     return Activation(
         name,
@@ -109,7 +111,14 @@ def _fused(f: Callable[[Tensor, int], Tuple[Tensor, ...]], name: str) -> Activat
         dg=lambda a: f(a, 1)[1],
         d2g=lambda a: f(a, 2)[2],
         fused=f,
+        vjp=vjp,
     )
+
+
+_VJPS = {
+    "tanh": lambda u, a, g: torch.ops.aten.tanh_backward(u, g),
+    "sigmoid": lambda u, a, g: torch.ops.aten.sigmoid_backward(u, g),
+}
 
 
 def _upto(order: int, *terms: Callable[[], Tensor]) -> Tuple[Tensor, ...]:
@@ -191,7 +200,10 @@ def _softplus_factory(beta: float = 1.0) -> Activation:
         d = s * (1.0 - s)
         return (y, s, d if beta == 1.0 else beta * d)
 
-    return _fused(f, "softplus" if beta == 1.0 else f"softplus(beta={beta:g})")
+    def vjp(u: Tensor, a: Tensor, g: Tensor) -> Tensor:
+        return torch.ops.aten.softplus_backward(u, a, beta, _SOFTPLUS_THRESHOLD)
+
+    return _fused(f, "softplus" if beta == 1.0 else f"softplus(beta={beta:g})", vjp)
 
 
 def _elu_factory(alpha: float = 1.0) -> Activation:
@@ -221,7 +233,7 @@ for _name, _f in [
     ("cubic", _cubic),
     ("silu", _silu),
 ]:
-    register_activation(_name, factory=(lambda f=_f, n=_name: _fused(f, n)))
+    register_activation(_name, factory=(lambda f=_f, n=_name: _fused(f, n, _VJPS.get(n))))
 register_activation("softplus", factory=_softplus_factory)
 register_activation("elu", factory=_elu_factory)
 

@@ -169,9 +169,15 @@ class DifferentialNetwork(nn.Module):
         saved: List[Tuple[Tensor, ...]] = []  # per hidden layer: (g',) or (g', g'' da)
         dh = None  # dh/dx of the last hidden output, (f, B, W); None = identity
         last = len(self.hidden) - 1
+        # order 1 with a fused u * g'(a) kernel: keep (a, g), never form g'
+        fused_vjp = act.vjp if order == 1 else None
         for k, layer in enumerate(self.hidden):
             wt = layer.weight.t()
             a = torch.addmm(layer.bias, h, wt)
+            if fused_vjp is not None:
+                h = act(a, 0)[0]
+                saved.append((a, h))
+                continue
             gs = act(a, order)
             h = gs[0]
             if order == 2:
@@ -196,7 +202,7 @@ class DifferentialNetwork(nn.Module):
                 curv = gy[2] * dy  # (f, B, m)
                 du = curv.permute(2, 0, 1).unsqueeze(-1) * w_out.unsqueeze(1).unsqueeze(1)  # (m, f, B, W)
         for layer, s in zip(reversed(self.hidden), reversed(saved)):
-            v = s[0] * u  # (m, B, W)
+            v = fused_vjp(u, *s) if fused_vjp is not None else s[0] * u  # (m, B, W)
             if order == 1:
                 u = v @ layer.weight
                 continue

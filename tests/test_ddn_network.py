@@ -131,3 +131,18 @@ def test_cuda_matches_cpu_reference(mode):
     for out, r in zip(outs, ref):
         assert out.device.type == "cuda"
         torch.testing.assert_close(out.cpu(), r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])
+def test_fused_backward_kernels_work_under_torch_func(activation):
+    """Reverse-mode order 1 uses torch's fused u * g'(a) kernels for these; vmap and grad of the
+    Jacobian must still be right."""
+    net = ddn.DifferentialNetwork(3, 1, width=8, depth=2, activation=activation).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    J = net(x, order=1, mode="reverse")[1]
+    torch.testing.assert_close(torch.func.vmap(lambda xi: net(xi, order=1, mode="reverse")[1])(x), J)
+    torch.testing.assert_close(J, net(x, order=1, mode="forward")[1])
+    f = lambda xi: net(xi, order=1, mode="reverse")[1].sum()  # noqa: E731
+    g = torch.func.grad(f)(x[0])
+    ref = torch.func.grad(lambda xi: net(xi, order=1, mode="forward")[1].sum())(x[0])
+    torch.testing.assert_close(g, ref)
