@@ -238,48 +238,18 @@ def run_case(dim: str, loss: str, activation: str, s: Settings, data, x_test, tr
 
 
 # --------------------------------------------------------------------------- figures
-def plot_1d(x, truth, preds, path: Path, dpi: int) -> None:
-    """3 x 4 grid: rows f, f', f''; columns the activations; truth, type 1 and type 2 curves."""
+LOSS_STYLES = (("type1", "tab:red", "-"), ("type2", "tab:purple", "--"))
+
+
+def _grid_1d(x, labels, title: str, draw, path: Path, dpi: int) -> None:
+    """3 x 4 grid: rows f, f', f''; columns the activations; ``draw(ax, i, act)`` fills a cell."""
     import matplotlib.pyplot as plt
 
-    x = x[:, 0].numpy()
-    labels = ("$f = \\sin x$", "$f' = \\cos x$", "$f'' = -\\sin x$")
     fig, axes = plt.subplots(3, len(ACTIVATIONS), figsize=(14, 8), sharex=True, sharey="row")
     for j, act in enumerate(ACTIVATIONS):
         for i in range(3):
             ax = axes[i, j]
-            ax.plot(x, truth[i].reshape(len(x)).numpy(), color="k", lw=2.5, label="truth")
-            for loss, color, style in (("type1", "tab:red", "-"), ("type2", "tab:purple", "--")):
-                y = preds[loss][act][i].reshape(len(x)).numpy()
-                ax.plot(x, y, color=color, ls=style, lw=1.3, label=f"{loss}" + (" (f and df/dx)" if loss == "type1" else " (f only)"))
-            ax.set_xlim(-math.pi, math.pi)
-            ax.grid(alpha=0.3)
-            if j == 0:
-                ax.set_ylabel(labels[i])
-            if i == 0:
-                ax.set_title(act)
-            if i == 2:
-                ax.set_xlabel("x")
-    axes[0, 0].legend(loc="lower right", fontsize=8)
-    fig.suptitle("1-d: sin(x) and its derivatives, learned vs truth")
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-
-
-def plot_1d_errors(x, truth, preds, path: Path, dpi: int) -> None:
-    """|error| of f, f', f'' on a log scale, one column per activation."""
-    import matplotlib.pyplot as plt
-
-    x = x[:, 0].numpy()
-    labels = ("|f error|", "|f' error|", "|f'' error|")
-    fig, axes = plt.subplots(3, len(ACTIVATIONS), figsize=(14, 8), sharex=True, sharey="row")
-    for j, act in enumerate(ACTIVATIONS):
-        for i in range(3):
-            ax = axes[i, j]
-            for loss, color, style in (("type1", "tab:red", "-"), ("type2", "tab:purple", "--")):
-                err = (preds[loss][act][i] - truth[i]).abs().reshape(len(x)).double().numpy()
-                ax.semilogy(x, np.maximum(err, 1e-12), color=color, ls=style, lw=1.2, label=loss)
+            draw(ax, i, act)
             ax.set_xlim(-math.pi, math.pi)
             ax.grid(alpha=0.3, which="both")
             if j == 0:
@@ -289,10 +259,38 @@ def plot_1d_errors(x, truth, preds, path: Path, dpi: int) -> None:
             if i == 2:
                 ax.set_xlabel("x")
     axes[0, 0].legend(loc="lower right", fontsize=8)
-    fig.suptitle("1-d: absolute error of the learned f, f', f'' (log scale)")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+
+
+def plot_1d(x, truth, preds, path: Path, dpi: int) -> None:
+    """f, f', f'' per activation: truth, type 1 and type 2 curves."""
+    x = x[:, 0].numpy()
+
+    def draw(ax, i, act):
+        ax.plot(x, truth[i].reshape(len(x)).numpy(), color="k", lw=2.5, label="truth")
+        for loss, color, style in LOSS_STYLES:
+            y = preds[loss][act][i].reshape(len(x)).numpy()
+            ax.plot(x, y, color=color, ls=style, lw=1.3,
+                    label=f"{loss}" + (" (f and df/dx)" if loss == "type1" else " (f only)"))
+
+    _grid_1d(x, ("$f = \\sin x$", "$f' = \\cos x$", "$f'' = -\\sin x$"),
+             "1-d: sin(x) and its derivatives, learned vs truth", draw, path, dpi)
+
+
+def plot_1d_errors(x, truth, preds, path: Path, dpi: int) -> None:
+    """|error| of f, f', f'' on a log scale, one column per activation."""
+    x = x[:, 0].numpy()
+
+    def draw(ax, i, act):
+        for loss, color, style in LOSS_STYLES:
+            err = (preds[loss][act][i] - truth[i]).abs().reshape(len(x)).double().numpy()
+            ax.semilogy(x, np.maximum(err, 1e-12), color=color, ls=style, lw=1.2, label=loss)
+
+    _grid_1d(x, ("|f error|", "|f' error|", "|f'' error|"),
+             "1-d: absolute error of the learned f, f', f'' (log scale)", draw, path, dpi)
 
 
 def plot_2d(x, truth, preds, act: str, path: Path, dpi: int) -> None:
