@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from delan.dynamics import solve_spd
+
 METRICS = ("torque_mse", "inertial_mse", "coriolis_mse", "gravity_mse", "friction_mse",
            "power_mse", "forward_mse")
 # learned term -> the ground-truth field it is compared with
@@ -69,6 +71,8 @@ def predict(model: nn.Module, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, ta
     lagrangian = is_lagrangian(model)
     chunks: Dict[str, List[np.ndarray]] = {}
     to = lambda x: torch.as_tensor(np.asarray(x), dtype=dtype, device=device)  # noqa: E731
+    solve = getattr(model, "solve_mass_matrix", solve_spd)
+    forward_ok = True
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -77,14 +81,17 @@ def predict(model: nn.Module, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, ta
             Q, QD, QDD, TAU = to(q[sl]), to(qd[sl]), to(qdd[sl]), to(tau[sl])
             if lagrangian:
                 t = model.terms(Q, QD, QDD)
-                from delan.dynamics import solve_spd
-
                 out = {"tau": t.tau, "inertial": t.inertial, "coriolis": t.coriolis, "gravity": t.gravity,
                        "friction": t.friction, "H": t.H,
-                       # forward dynamics from the same terms: no second network evaluation
-                       "qdd": solve_spd(t.H, TAU - t.coriolis - t.gravity - t.friction),
                        "power": (QD * (t.inertial + t.coriolis + t.gravity)).sum(-1),
                        "T": t.T, "V": t.V}
+                # forward dynamics from the same terms: no second network evaluation. A
+                # black-box model's d2L/dqd2 need not be positive definite; then there is none.
+                if forward_ok:
+                    try:
+                        out["qdd"] = solve(t.H, TAU - t.coriolis - t.gravity - t.friction)
+                    except (ValueError, RuntimeError):
+                        forward_ok = False
             else:
                 tau_hat = model.inverse_dynamics(Q, QD, QDD)
                 out = {"tau": tau_hat, "power": (QD * tau_hat).sum(-1)}
@@ -92,6 +99,8 @@ def predict(model: nn.Module, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, ta
                 if v is not None:
                     chunks.setdefault(k, []).append(v.detach().to("cpu", torch.float64).numpy())
     model.train(was_training)
+    if not forward_ok:
+        chunks.pop("qdd", None)
     return {k: np.concatenate(v) for k, v in chunks.items()}
 
 
@@ -111,9 +120,9 @@ def trajectory_errors(model: nn.Module, trajectory, prediction: Optional[Dict[st
     err["power_mse"] = squared_error(pred["power"], true_power)
     if "qdd" in pred:
         err["forward_mse"] = squared_error(pred["qdd"], tr.qdd)
-        for term, truth in DECOMPOSITION.items():
-            if truth in tr.truth and term in pred:
-                err[f"{term}_mse"] = squared_error(pred[term], tr.truth[truth])
+    for term, truth in DECOMPOSITION.items():
+        if truth in tr.truth and term in pred:
+            err[f"{term}_mse"] = squared_error(pred[term], tr.truth[truth])
     return err
 
 
@@ -147,6 +156,8 @@ def evaluate_model(model: nn.Module, trajectories: Iterable, per_trajectory: boo
             continue
         if not lagrangian and k != "torque_mse":
             unavailable[k] = "the mlp baseline predicts torques only (no H, c, g, friction or forward model)"
+        elif k == "forward_mse":
+            unavailable[k] = "the model's mass matrix is not positive definite on some samples (no forward dynamics)"
         elif k == "friction_mse" and not any("tau_friction" in tr.truth for tr in trajectories):
             unavailable[k] = "no ground-truth tau_friction in the data"
         else:

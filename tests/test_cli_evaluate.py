@@ -77,3 +77,26 @@ def test_bad_input(trained, tmp_path, capsys):
     js.write_text("{}")
     _fails(["evaluate", runs["structured"], data, "--test", "zz", "--json", str(js)], capsys, "unknown")
     assert js.read_text() == "{}"
+
+
+def test_model_without_forward_dynamics_still_gets_its_other_metrics():
+    """A black-box Lagrangian whose d2L/dqd2 is indefinite has no forward model: forward_mse is
+    reported unavailable with the reason, the torque decomposition is still scored."""
+    import torch
+
+    from delan.data.generate import generate_dataset
+    from delan.evaluation import evaluate_model
+    from delan.models import BlackBoxLagrangianNetwork
+
+    ds = generate_dataset("two-link", kind="characters", n_trajectories=2, duration=0.5, rate=50.0)
+    model = BlackBoxLagrangianNetwork(2, width=8, dtype=torch.float64)
+
+    def indefinite(H, rhs):
+        raise ValueError("not positive definite")
+
+    model.solve_mass_matrix = indefinite
+    result = evaluate_model(model, ds)
+    assert "forward_mse" not in result["metrics"]
+    assert "positive definite" in result["unavailable"]["forward_mse"]
+    for key in ("torque_mse", "inertial_mse", "coriolis_mse", "gravity_mse", "power_mse"):
+        assert key in result["metrics"]
