@@ -19,17 +19,18 @@ from delan.plotting import plot_metric_bars
 KEYS = ["torque_mse", "inertial_mse", "coriolis_mse", "gravity_mse", "power_mse", "forward_mse"]
 
 
-def loss_weights(kind: str, power_weight: float) -> Dict[str, float]:
+def loss_weights(kind: str, power_weight: float, forward_weight: float = 1.0) -> Dict[str, float]:
     # the black-box Lagrangian's d2L/dqd2 is indefinite at initialisation, so its forward
     # dynamics (and the forward loss) is undefined there: it trains on inverse + power only
     if kind == "mlp":
         return {}
-    return {"inverse": 1.0, "forward": 0.0 if kind == "black-box" else 1.0, "power": power_weight}
+    return {"inverse": 1.0, "forward": 0.0 if kind == "black-box" else forward_weight, "power": power_weight}
 
 
 def compare(name: str, data: str, test: Sequence[str], models: Sequence[str], budget: float,
             settings: dict, power_weight: float, out: str, title: str,
-            paper: Optional[Dict[str, float]] = None, model_options: Optional[dict] = None) -> List[str]:
+            paper: Optional[Dict[str, float]] = None, model_options: Optional[dict] = None,
+            forward_weight: float = 1.0) -> List[str]:
     """Train, evaluate and roll out each model kind; write out/<name>.{json,md} and figures into
     out/<name>/. Rows of kinds not rerun are kept from an earlier JSON. Returns the table lines."""
     figs = os.path.join(out, name)
@@ -43,7 +44,7 @@ def compare(name: str, data: str, test: Sequence[str], models: Sequence[str], bu
     for kind in models:
         run_dir = os.path.join(runs, kind)
         shutil.rmtree(run_dir, ignore_errors=True)
-        options = dict(settings, loss_weights=loss_weights(kind, power_weight))
+        options = dict(settings, loss_weights=loss_weights(kind, power_weight, forward_weight))
         if model_options and kind != "mlp":
             options["model_options"] = model_options
         started = time.perf_counter()
@@ -69,7 +70,7 @@ def compare(name: str, data: str, test: Sequence[str], models: Sequence[str], bu
         print(kind, json.dumps(row), flush=True)
     with open(os.path.join(out, f"{name}.json"), "w") as f:
         json.dump({"test": list(test), "budget_s": budget, "settings": settings, "power_weight": power_weight,
-                   "paper": paper, "results": table}, f, indent=2)
+                   "forward_weight": forward_weight, "paper": paper, "results": table}, f, indent=2)
     lines = [title, "", "| model | " + " | ".join(KEYS) + " | rollout valid [s] | epochs | train s |",
              "|---" * (len(KEYS) + 4) + "|"]
     rows = list(table.items()) + ([("paper DeLaN (10k epochs)", paper)] if paper else [])
