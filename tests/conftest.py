@@ -1,7 +1,28 @@
 import os
 
+import pytest
 import torch
 
 # Tests are about exactness, not speed: one thread keeps them predictable on shared CI cores.
 torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def character_data(tmp_path_factory):
+    """``make(n)``: path of a small two-link character data file (n letters, 1 s at 50 Hz),
+    made once per session for the trainer and CLI tests."""
+    made = {}
+
+    def make(n_trajectories: int) -> str:
+        if n_trajectories not in made:
+            from delan.data import save_dataset
+            from delan.data.generate import generate_dataset
+
+            path = str(tmp_path_factory.mktemp("data") / f"chars{n_trajectories}.h5")
+            ds = generate_dataset("two-link", kind="characters", n_trajectories=n_trajectories, duration=1.0, rate=50.0)
+            save_dataset(ds, path)
+            made[n_trajectories] = path
+        return made[n_trajectories]
+
+    return make

@@ -10,13 +10,9 @@ from delan.evaluation import valid_prediction_time
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from delan.data import save_dataset
-    from delan.data.generate import generate_dataset
-
+def trained(tmp_path_factory, character_data):
     d = tmp_path_factory.mktemp("sim")
-    data = str(d / "chars.h5")
-    save_dataset(generate_dataset("two-link", kind="characters", n_trajectories=4, duration=1.0, rate=50.0), data)
+    data = character_data(4)
     runs = {}
     for kind in ("structured", "mlp"):
         runs[kind] = str(d / kind)

@@ -9,13 +9,8 @@ from delan.training import TrainConfig, train_run
 
 
 @pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    from delan.data import save_dataset
-    from delan.data.generate import generate_dataset
-
-    path = str(tmp_path_factory.mktemp("data") / "chars.h5")
-    save_dataset(generate_dataset("two-link", kind="characters", n_trajectories=5, duration=1.0, rate=50.0), path)
-    return path
+def data_file(character_data):
+    return character_data(5)
 
 
 def config(data, **kw):

@@ -12,13 +12,8 @@ from delan.training import TrainConfig, choose_validation, learning_rate, train_
 
 
 @pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    from delan.data import save_dataset
-    from delan.data.generate import generate_dataset
-
-    path = str(tmp_path_factory.mktemp("data") / "chars.h5")
-    save_dataset(generate_dataset("two-link", kind="characters", n_trajectories=6, duration=1.0, rate=50.0), path)
-    return path
+def data_file(character_data):
+    return character_data(6)
 
 
 def tiny(data, **kw):
