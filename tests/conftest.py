@@ -26,3 +26,21 @@ def character_data(tmp_path_factory):
         return made[n_trajectories]
 
     return make
+
+
+@pytest.fixture
+def cli_fails(capsys):
+    """``check(argv, pattern)``: `delan argv` exits non-zero with one stderr line containing
+    ``pattern`` and no traceback; returns that line."""
+
+    def check(argv, pattern):
+        from delan.cli import main
+
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code != 0
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert pattern in err, err
+        return err
+
+    return check

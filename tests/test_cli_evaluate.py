@@ -43,35 +43,28 @@ def test_evaluate_mlp_says_what_it_cannot_do(trained, tmp_path, capsys):
     assert "n/a" in capsys.readouterr().out
 
 
-def _fails(argv, capsys, pattern):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert pattern in err, err
-
-
-def test_bad_input(trained, tmp_path, capsys):
+def test_bad_input(trained, tmp_path, cli_fails):
     data, runs = trained
-    _fails(["evaluate", str(tmp_path / "nope"), data], capsys, "no such run directory")
-    _fails(["evaluate", runs["structured"], str(tmp_path / "none.h5")], capsys, "no such file")
-    _fails(["evaluate", runs["structured"], data, "--test", "zz"], capsys, "unknown trajectory")
+    cli_fails(["evaluate", str(tmp_path / "nope"), data], "no such run directory")
+    cli_fails(["evaluate", runs["structured"], str(tmp_path / "none.h5")], "no such file")
+    cli_fails(["evaluate", runs["structured"], data, "--test", "zz"], "unknown trajectory")
     # a corrupt model file
     broken = tmp_path / "broken"
     broken.mkdir()
     for f in ("config.json",):
         (broken / f).write_bytes(open(os.path.join(runs["structured"], f), "rb").read())
     (broken / "model.pt").write_bytes(b"garbage")
-    _fails(["evaluate", str(broken), data], capsys, "model.pt")
+    cli_fails(["evaluate", str(broken), data], "model.pt")
     # a data file of another n_dof
     from delan.data import save_dataset
     from delan.data.generate import generate_dataset
 
     other = str(tmp_path / "pend.h5")
     save_dataset(generate_dataset("pendulum", n_trajectories=1, duration=0.2, rate=50.0), other)
-    _fails(["evaluate", runs["structured"], other], capsys, "n_dof")
+    cli_fails(["evaluate", runs["structured"], other], "n_dof")
     js = tmp_path / "keep.json"
     js.write_text("{}")
-    _fails(["evaluate", runs["structured"], data, "--test", "zz", "--json", str(js)], capsys, "unknown")
+    cli_fails(["evaluate", runs["structured"], data, "--test", "zz", "--json", str(js)], "unknown")
     assert js.read_text() == "{}"
 
 

@@ -48,20 +48,13 @@ def test_simulate_true_system(trained, tmp_path):
     assert "energy_ref_drift" in r and r["steps"] == 10
 
 
-def _fails(argv, capsys, pattern):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert pattern in err, err
-
-
-def test_bad_input(trained, tmp_path, capsys):
+def test_bad_input(trained, tmp_path, cli_fails):
     data, runs = trained
-    _fails(["simulate", runs["mlp"], "--data", data, "--trajectory", "a"], capsys, "mlp")
-    _fails(["simulate", runs["structured"], "--data", data, "--trajectory", "zz"], capsys, "zz")
-    _fails(["simulate", runs["structured"], "--data", data], capsys, "--trajectory")
-    _fails(["simulate", runs["structured"], "--system", "pendulum"], capsys, "n_dof")
-    _fails(["simulate", runs["structured"], "--system", "warp-drive"], capsys, "unknown system")
-    _fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--dt", "-1"], capsys, "--dt")
-    _fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--steps", "100000"], capsys, "past the end")
-    _fails(["simulate", str(tmp_path / "none"), "--system", "two-link"], capsys, "no such run")
+    cli_fails(["simulate", runs["mlp"], "--data", data, "--trajectory", "a"], "mlp")
+    cli_fails(["simulate", runs["structured"], "--data", data, "--trajectory", "zz"], "zz")
+    cli_fails(["simulate", runs["structured"], "--data", data], "--trajectory")
+    cli_fails(["simulate", runs["structured"], "--system", "pendulum"], "n_dof")
+    cli_fails(["simulate", runs["structured"], "--system", "warp-drive"], "unknown system")
+    cli_fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--dt", "-1"], "--dt")
+    cli_fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--steps", "100000"], "past the end")
+    cli_fails(["simulate", str(tmp_path / "none"), "--system", "two-link"], "no such run")

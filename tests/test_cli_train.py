@@ -32,38 +32,29 @@ def test_train_stop_and_resume(data_file, tmp_path, capsys):
     assert len(open(os.path.join(out, "log.csv")).readlines()) == 5  # header + 4 epochs
 
 
-def _fails(argv, capsys, pattern):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code != 0
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert pattern in err, err
-    return err
-
-
-def test_bad_input(data_file, tmp_path, capsys):
+def test_bad_input(data_file, tmp_path, cli_fails):
     out = str(tmp_path / "bad")
-    _fails(["train", str(tmp_path / "missing.h5"), "-o", out] + FAST, capsys, "no such file")
-    _fails(["train", data_file, "-o", out, "--test", "zz"] + FAST, capsys, "unknown trajectory")
-    _fails(["train", data_file, "-o", out, "--epochs", "-3"] + FAST, capsys, "--epochs")
-    _fails(["train", data_file, "-o", out, "--lr", "0"] + FAST, capsys, "--lr")
-    _fails(["train", data_file, "-o", out, "--activation", "nonsense"] + FAST, capsys, "nonsense")
+    cli_fails(["train", str(tmp_path / "missing.h5"), "-o", out] + FAST, "no such file")
+    cli_fails(["train", data_file, "-o", out, "--test", "zz"] + FAST, "unknown trajectory")
+    cli_fails(["train", data_file, "-o", out, "--epochs", "-3"] + FAST, "--epochs")
+    cli_fails(["train", data_file, "-o", out, "--lr", "0"] + FAST, "--lr")
+    cli_fails(["train", data_file, "-o", out, "--activation", "nonsense"] + FAST, "nonsense")
     assert not os.path.exists(out) or not os.listdir(out)
     not_h5 = tmp_path / "x.h5"
     not_h5.write_text("not hdf5")
-    _fails(["train", str(not_h5), "-o", out] + FAST, capsys, "x.h5")
+    cli_fails(["train", str(not_h5), "-o", out] + FAST, "x.h5")
 
 
-def test_existing_run_dir_refused(data_file, tmp_path, capsys):
+def test_existing_run_dir_refused(data_file, tmp_path, cli_fails):
     out = tmp_path / "used"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    _fails(["train", data_file, "-o", str(out)] + FAST, capsys, "--force")
+    cli_fails(["train", data_file, "-o", str(out)] + FAST, "--force")
     assert (out / "notes.txt").read_text() == "mine"
-    _fails(["train", data_file, "-o", str(tmp_path / "never"), "--resume"], capsys, "run directory")
+    cli_fails(["train", data_file, "-o", str(tmp_path / "never"), "--resume"], "run directory")
 
 
-def test_resume_with_changed_option_refused(data_file, tmp_path, capsys):
+def test_resume_with_changed_option_refused(data_file, tmp_path, cli_fails):
     out = str(tmp_path / "r")
     assert main(["train", data_file, "-o", out, "--epochs", "2", "--stop-after", "1"] + FAST) == 0
-    _fails(["train", data_file, "-o", out, "--resume", "--width", "32"], capsys, "--width")
+    cli_fails(["train", data_file, "-o", out, "--resume", "--width", "32"], "--width")
