@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_SOFTPLUS_THRESHOLD = 40.0
+# softplus is linear beyond beta*a > this: exact to double precision, and e^40 fits float32
+SOFTPLUS_THRESHOLD = 40.0
 
 Fn = Callable[[Tensor], Tensor]
 
@@ -191,7 +192,7 @@ def _softplus_factory(beta: float = 1.0) -> Activation:
     def f(a: Tensor, order: int):
         # torch's softplus is linear beyond beta*a > threshold; at 40 that is exact to double
         # precision (log(1 + e^-40) ~ 4e-18) and e^40 still fits float32, so no overflow
-        y = F.softplus(a, beta=beta, threshold=_SOFTPLUS_THRESHOLD)
+        y = F.softplus(a, beta=beta, threshold=SOFTPLUS_THRESHOLD)
         if order == 0:
             return (y,)
         s = torch.sigmoid(a if beta == 1.0 else beta * a)
@@ -201,7 +202,7 @@ def _softplus_factory(beta: float = 1.0) -> Activation:
         return (y, s, d if beta == 1.0 else beta * d)
 
     def vjp(u: Tensor, a: Tensor, g: Tensor) -> Tensor:
-        return torch.ops.aten.softplus_backward(u, a, beta, _SOFTPLUS_THRESHOLD)
+        return torch.ops.aten.softplus_backward(u, a, beta, SOFTPLUS_THRESHOLD)
 
     return _fused(f, "softplus" if beta == 1.0 else f"softplus(beta={beta:g})", vjp)
 

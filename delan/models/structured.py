@@ -22,30 +22,19 @@ is built except H itself, and no scatter/index_put appears anywhere.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 import ddn
+from ddn.activations import SOFTPLUS_THRESHOLD
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms, solve_spd
 from delan.models.base import LearnedModel, dtype_name, lagrangian_options
 from delan.models import single_sample
 from delan.models.friction import JointFriction
-
-# softplus(x) = x to double precision beyond this; finite in float32 (e^40 << 3e38)
-_SOFTPLUS_THRESHOLD = 40.0
-
-
-def _fast_activation(name: str, options: Optional[dict]) -> Callable[[Tensor], Tuple[Tensor, ...]]:
-    """(g(a), g'(a)) in as few ops as possible: softplus (the default) in 2 instead of 6."""
-    if name.lower() == "softplus" and not options:
-        return lambda a: (F.softplus(a, threshold=_SOFTPLUS_THRESHOLD), torch.sigmoid(a))
-    act = ddn.get_activation(name, **(options or {}))
-    return lambda a: act(a, 1)
-
 
 class DeepLagrangianNetwork(LearnedModel):
     """Structured DeLaN: mass matrix H(q) = L L^T + eps I and potential V(q) from one network.
@@ -119,7 +108,6 @@ class DeepLagrangianNetwork(LearnedModel):
             self.net_V = ddn.DifferentialNetwork(n_in, 1, **net)
             n_out = n_entries
         self.friction_model = JointFriction(n, dtype=dtype, device=device) if friction else None
-        self._layer_activation = _fast_activation(activation, activation_options)
         self._register_maps(n, n_out, n_in, dtype, device)
         # one CPU sample without gradients (the control loop) runs in NumPy: see single_sample.py
         self._single_sample = single_sample.SingleSampleNumpy(self) if single_sample.supported(self) else None
@@ -190,7 +178,7 @@ class DeepLagrangianNetwork(LearnedModel):
     def _entries(self, y: Tensor) -> Tuple[Tensor, Tensor]:
         """Network outputs (B, m) -> packed entries of L (B, m) and d entries / d y (B, m)."""
         buf = self._buffers
-        l = torch.where(buf["_diag"], F.softplus(y, threshold=_SOFTPLUS_THRESHOLD), y) + buf["_shift"]
+        l = torch.where(buf["_diag"], F.softplus(y, threshold=SOFTPLUS_THRESHOLD), y) + buf["_shift"]
         dmod = torch.where(buf["_diag"], torch.sigmoid(y), buf["_ones"])
         return l, dmod
 
@@ -329,19 +317,19 @@ class DeepLagrangianNetwork(LearnedModel):
             jet = self.features(Jet(q, torch.stack([qd, torch.ones_like(qd)]), None, 2, 1))
             x, xdot, dphi = jet.value, jet.jac[0], jet.jac[1]
         net = self._modules["trunk"]
-        act = self._layer_activation
+        act = net._modules["act"].activation
         h, t = x, xdot
         saved = []
         for layer in net._modules["hidden"]._modules.values():
             W = layer._parameters["weight"]
-            gs = act(F.linear(h, W, layer._parameters["bias"]))
+            gs = act(F.linear(h, W, layer._parameters["bias"]), 1)
             h, t = gs[0], gs[1] * F.linear(t, W)
             saved.append((W, gs[1]))
         out = net._modules["output"]._parameters
         Wo = out["weight"]
         y, ydot = F.linear(h, Wo, out["bias"]), F.linear(t, Wo)
         diag = buf["_diag"]
-        l = torch.where(diag, F.softplus(y, threshold=_SOFTPLUS_THRESHOLD), y) + buf["_shift"]
+        l = torch.where(diag, F.softplus(y, threshold=SOFTPLUS_THRESHOLD), y) + buf["_shift"]
         dmod = torch.where(diag, torch.sigmoid(y), buf["_ones"])
         ldot = ydot * dmod
         R, CCt, mm = buf["_R"], buf["_CCt"], torch.mm
