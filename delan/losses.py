@@ -5,7 +5,14 @@ error divided by the variance of that joint's training target, so that joints (a
 large torques do not drown the others:
 
 * ``inverse``: torque residual  tau_model(q, qd, qdd) - tau;
-* ``forward``: acceleration residual  H^-1 (tau - c - g - f) - qdd;
+* ``forward``: acceleration residual  e = H^-1 (tau - c - g - f) - qdd = H^-1 r, with the torque
+  residual r = tau - tau_model. By default (``forward_norm="mass"``) it is measured in the mass
+  matrix's own norm, e^T H e = r^T H^-1 r, divided by sum_j std(tau_j) std(qdd_j) so it is
+  scale-free like the others. Unlike the per-joint norm sum_j e_j^2 / var(qdd_j)
+  (``forward_norm="joint"``), it cannot be lowered by inflating H: as H grows, e tends to -qdd
+  and sum_j e_j^2 / var(qdd_j) to a bounded plateau (n), which a 7-DoF arm with small distal
+  inertias falls into from its first steps, whereas r^T H^-1 r grows with H (and as H shrinks);
+  its minimum is the true dynamics either way;
 * ``power``:   energy rate residual  dE/dt - qd^T (tau - f), with dE/dt the model's rate of change
   of T + V along the recorded motion. By the structure of the Euler–Lagrange equation,
   dE/dt = qd^T (H qdd + c + g) (qd^T c = 1/2 qd^T Hdot qd), so it is computed from the same terms.
@@ -25,6 +32,7 @@ from delan.dynamics import DynamicsTerms, as_batch, solve_spd
 
 Batch = Union[Mapping[str, Tensor], Sequence[Tensor]]
 PARTS = ("inverse", "forward", "power")
+FORWARD_NORMS = ("mass", "joint")
 
 
 @dataclass
@@ -143,6 +151,21 @@ def forward_loss(qdd_pred: Tensor, qdd: Tensor, scales: Normaliser) -> Tensor:
     return ((qdd_pred - qdd).square() * inv_var).sum(-1).mean()
 
 
+def forward_loss_mass(residual: Tensor, accel_error: Tensor, scales: Normaliser) -> Tensor:
+    """mean_b r^T H^-1 r / sum_j std(tau_j) std(qdd_j), from the torque residual r (B, n) and the
+    acceleration error e = H^-1 r (B, n) (so r^T e = e^T H e)."""
+    inv_tau, inv_qdd, _ = scales.scales(residual)
+    return (residual * accel_error).sum(-1).mean() / (inv_tau * inv_qdd).rsqrt().sum()
+
+
+def _forward_part(residual: Tensor, accel_error: Tensor, scales: Normaliser, norm: str) -> Tensor:
+    if norm == "mass":
+        return forward_loss_mass(residual, accel_error, scales)
+    if norm == "joint":
+        return forward_loss(accel_error, torch.zeros_like(accel_error), scales)
+    raise ValueError(f"forward_norm must be one of {', '.join(FORWARD_NORMS)}, got {norm!r}")
+
+
 def power_loss(energy_rate: Tensor, qd: Tensor, tau: Tensor, friction: Tensor, scales: Normaliser) -> Tensor:
     """mean_b (dE/dt - qd^T (tau - f))^2 / var(qd^T tau)."""
     inv_var = scales.scales(qd)[2]
@@ -151,10 +174,11 @@ def power_loss(energy_rate: Tensor, qd: Tensor, tau: Tensor, friction: Tensor, s
 
 def loss_from_terms(terms: DynamicsTerms, batch: Batch, scales: Normaliser,
                     weights: Union[None, LossWeights, Mapping[str, float]] = None,
-                    solve=solve_spd) -> Tuple[Tensor, Dict[str, Tensor]]:
+                    solve=solve_spd, forward_norm: str = "mass") -> Tuple[Tensor, Dict[str, Tensor]]:
     """Weighted loss from precomputed terms at the batch's (q, qd, qdd) (see module docstring).
 
-    ``solve(H, rhs)`` is the SPD solve used for the forward part.
+    ``solve(H, rhs)`` is the SPD solve used for the forward part; ``forward_norm`` one of
+    :data:`FORWARD_NORMS`.
     Returns (total, parts) with parts detached, only those with a non-zero weight.
     """
     weights = resolve_weights(weights)
@@ -166,7 +190,8 @@ def loss_from_terms(terms: DynamicsTerms, batch: Batch, scales: Normaliser,
         total = total + weights.inverse * parts["inverse"]
     if weights.forward:
         qdd_pred = solve(terms.H, tau - terms.coriolis - terms.gravity - terms.friction)
-        parts["forward"] = forward_loss(qdd_pred, qdd, scales)
+        residual = tau - terms.coriolis - terms.gravity - terms.friction - terms.inertial
+        parts["forward"] = _forward_part(residual, qdd_pred - qdd, scales, forward_norm)
         total = total + weights.forward * parts["forward"]
     if weights.power:
         rate = (qd * (terms.inertial + terms.coriolis + terms.gravity)).sum(-1)
@@ -177,7 +202,7 @@ def loss_from_terms(terms: DynamicsTerms, batch: Batch, scales: Normaliser,
 
 def loss_from_prediction(tau_pred: Tensor, H: Tensor, batch: Batch, scales: Normaliser,
                          weights: Union[None, LossWeights, Mapping[str, float]] = None,
-                         solve=solve_spd) -> Tuple[Tensor, Dict[str, Tensor]]:
+                         solve=solve_spd, forward_norm: str = "mass") -> Tuple[Tensor, Dict[str, Tensor]]:
     """The same weighted loss as :func:`loss_from_terms`, from the predicted torque and H alone.
 
     Any Euler-Lagrange model has tau_pred = H qdd + c + g + f at the batch's qdd, so
@@ -192,7 +217,8 @@ def loss_from_prediction(tau_pred: Tensor, H: Tensor, batch: Batch, scales: Norm
         parts["inverse"] = inverse_loss(tau_pred, tau, scales)
         total = total + weights.inverse * parts["inverse"]
     if weights.forward:
-        parts["forward"] = forward_loss(qdd + solve(H, tau - tau_pred), qdd, scales)
+        residual = tau - tau_pred
+        parts["forward"] = _forward_part(residual, solve(H, residual), scales, forward_norm)
         total = total + weights.forward * parts["forward"]
     if weights.power:
         parts["power"] = power_loss((qd * tau_pred).sum(-1), qd, tau, torch.zeros_like(tau), scales)
@@ -201,7 +227,8 @@ def loss_from_prediction(tau_pred: Tensor, H: Tensor, batch: Batch, scales: Norm
 
 
 def delan_loss(model, batch: Batch, scales: Normaliser,
-               weights: Union[None, LossWeights, Mapping[str, float]] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
+               weights: Union[None, LossWeights, Mapping[str, float]] = None,
+               forward_norm: str = "mass") -> Tuple[Tensor, Dict[str, Tensor]]:
     """The training loss of ``model`` on a batch, from ONE ``model.terms(q, qd, qdd)`` call
     (or ``model.inverse_dynamics`` when only the torque residual is weighted).
 
@@ -213,6 +240,7 @@ def delan_loss(model, batch: Batch, scales: Normaliser,
         weights: :class:`LossWeights`, or a dict overriding some of the parts' weights; the
             defaults are ``model.default_loss_weights`` (structured: inverse 1, forward 1, power 0;
             black-box and mlp: inverse only, as their forward model may not exist).
+        forward_norm: "mass" (default) or "joint": the norm of the forward part (module docstring).
     Returns:
         (total, parts): the scalar loss to minimise and its detached parts by name.
     """
@@ -229,9 +257,9 @@ def delan_loss(model, batch: Batch, scales: Normaliser,
     if hasattr(model, "inverse_dynamics_and_mass_matrix"):
         tau_pred, H = model.inverse_dynamics_and_mass_matrix(q, qd, qdd)
         tau = as_batch(tau, model.n_dof, "tau", like=tau_pred)
-        return loss_from_prediction(tau_pred, H, (q, qd, qdd, tau), scales, weights)
+        return loss_from_prediction(tau_pred, H, (q, qd, qdd, tau), scales, weights, forward_norm=forward_norm)
     terms = model.terms(q, qd, qdd)
     tau = as_batch(tau, model.n_dof, "tau", like=terms.coriolis)
     batch = (q, qd, qdd, tau)
     solve = getattr(model, "solve_mass_matrix", solve_spd)
-    return loss_from_terms(terms, batch, scales, weights, solve)
+    return loss_from_terms(terms, batch, scales, weights, solve, forward_norm)

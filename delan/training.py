@@ -2,12 +2,13 @@
 
 One function, :func:`train_run`, reads like a recipe from top to bottom:
 
-1. load the data, hold out the test trajectories, split a validation set off by trajectory;
+1. load the data, hold out the test trajectories, set a validation block of time aside in every
+   training trajectory (so no single odd trajectory decides which epoch is "best");
 2. build the model and optimiser from a :class:`TrainConfig` (seeded, so a run is reproducible);
 3. loop over epochs: shuffle, step on minibatches of the Euler-Lagrange loss, evaluate on the
    validation trajectories, log the epoch, keep the best model, checkpoint every N epochs;
-4. stop at the epoch limit, the time budget or when validation stops improving (early stopping),
-   restore the best model and save it.
+4. stop at the time budget (default :data:`DEFAULT_TIME_BUDGET` seconds), the epoch limit if one
+   is given, or when validation stops improving (early stopping), restore the best model and save it.
 
 Everything a run needs lives in its run directory::
 
@@ -32,7 +33,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from delan.errors import DataError, RunError
+from delan.fileio import atomic_write_bytes
 
 MODEL_KINDS = ("structured", "black-box", "mlp")
 OPTIMIZERS = ("adam", "adamw")
@@ -56,6 +57,9 @@ LOG_JSONL = "log.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FORMAT = "delan-checkpoint"
 
+# Training length when neither ``epochs`` nor ``time_budget`` is given (printed by the CLI).
+DEFAULT_TIME_BUDGET = 120.0
+
 # Options that may differ when a run is resumed (they do not change what was computed so far).
 RESUMABLE_OPTIONS = ("epochs", "time_budget", "patience", "checkpoint_every", "quiet", "threads")
 
@@ -65,20 +69,28 @@ class TrainConfig:
     """Everything a training run uses; saved as ``config.json`` in the run directory.
 
     Model: ``model`` is one of :data:`MODEL_KINDS`; ``width``, ``depth``, ``activation`` size the
-    networks; ``friction`` adds a learned joint-friction term (structured models);
-    ``model_options`` are passed on to the model's constructor (e.g. ``{"eps": 1e-3}``).
+    networks; ``friction`` adds a learned joint-friction term (Lagrangian models; the mlp learns
+    the total torque and refuses it); ``joint_types`` ("revolute", "prismatic" or one per joint,
+    e.g. "R,P" or ["revolute", "prismatic"]; None = the data file's) makes revolute joints enter
+    the networks as (sin q, cos q); ``model_options`` are passed on to the model's constructor
+    (e.g. ``{"epsilon": 1e-3}``).
 
     Optimisation: Adam or AdamW (``optimizer``), optional AMSGrad; ``lr`` follows ``schedule``
     from its start value down to ``lr * lr_final`` over the run's progress (the larger of the
     fraction of epochs done and the fraction of the time budget used); ``grad_clip`` caps the
-    gradient norm (None = no clipping); ``loss_weights`` overrides the weights of the loss terms.
+    gradient norm (None = no clipping); ``loss_weights`` overrides some or all of the model's
+    default weights of the loss terms; ``forward_norm`` ("mass" or "joint") is the norm of the
+    forward-dynamics residual (see :mod:`delan.losses`).
 
-    Data: ``test`` names the held-out trajectories (never seen in training); ``validation`` is
-    either a fraction of the remaining trajectories (picked by ``seed``) or a list of names, used
-    for early stopping (``patience`` epochs without improvement; None = never stop early) and to
-    choose the best model. With no validation trajectories the training loss chooses.
+    Data: ``test`` names the held-out trajectories (never seen in training). ``validation`` is
+    either a fraction: one contiguous block of that fraction of the samples of EVERY training
+    trajectory, at a seeded random place (:func:`validation_blocks`), or a list of trajectory
+    names validated on whole. Validation chooses the best model and drives early stopping
+    (``patience`` epochs without improvement; None = never stop early). With validation 0 the
+    training loss chooses.
 
-    Budget: ``epochs`` (maximum) and ``time_budget`` seconds of training (None = no limit).
+    Budget: ``time_budget`` seconds and/or at most ``epochs`` epochs; with neither,
+    :data:`DEFAULT_TIME_BUDGET` seconds (:meth:`validate` fills it in).
 
     ``threads``: CPU threads torch may use during the run (0 = torch's default). DeLaN's networks
     are small, so one thread is usually fastest: on 2 shared cores a 64-wide model steps about
@@ -92,8 +104,9 @@ class TrainConfig:
     depth: int = 2
     activation: str = "softplus"
     friction: bool = False
+    joint_types: Any = None
     model_options: Dict[str, Any] = field(default_factory=dict)
-    epochs: int = 1000
+    epochs: Optional[int] = None
     time_budget: Optional[float] = None
     batch_size: int = 512
     optimizer: str = "adam"
@@ -104,6 +117,7 @@ class TrainConfig:
     lr_final: float = 0.01
     grad_clip: Optional[float] = None
     loss_weights: Dict[str, float] = field(default_factory=dict)
+    forward_norm: str = "mass"
     validation: Any = 0.1
     patience: Optional[int] = None
     seed: int = 0
@@ -122,7 +136,8 @@ class TrainConfig:
         need(self.model in MODEL_KINDS, f"--model must be one of {', '.join(MODEL_KINDS)}, got {self.model!r}")
         need(_is_int(self.width) and self.width >= 1, f"--width must be a positive integer, got {self.width!r}")
         need(_is_int(self.depth) and self.depth >= 1, f"--depth must be a positive integer, got {self.depth!r}")
-        need(_is_int(self.epochs) and self.epochs >= 1, f"--epochs must be a positive integer, got {self.epochs!r}")
+        need(self.epochs is None or (_is_int(self.epochs) and self.epochs >= 1),
+             f"--epochs must be a positive integer, got {self.epochs!r}")
         need(self.time_budget is None or (_is_num(self.time_budget) and self.time_budget > 0),
              f"--time-budget must be a positive number of seconds, got {self.time_budget!r}")
         need(_is_int(self.batch_size) and self.batch_size >= 1,
@@ -150,10 +165,21 @@ class TrainConfig:
         else:
             need(_is_num(self.validation) and 0 <= self.validation < 1,
                  f"--validation must be a fraction in [0, 1) or trajectory names, got {self.validation!r}")
+        from delan.losses import FORWARD_NORMS
+
+        need(self.forward_norm in FORWARD_NORMS,
+             f"--forward-norm must be one of {', '.join(FORWARD_NORMS)}, got {self.forward_norm!r}")
         for k, w in self.loss_weights.items():
             need(_is_num(w) and w >= 0, f"loss weight {k!r} must be >= 0, got {w!r}")
         if str(self.device).startswith("cuda") and not torch.cuda.is_available():
             raise RunError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+        if self.joint_types is not None and not isinstance(self.joint_types, str):
+            self.joint_types = [str(x) for x in self.joint_types]
+        if self.model == "mlp" and self.friction:
+            raise RunError("--friction: the mlp baseline has no friction term (it learns the total torque); "
+                           "train a structured or black-box model to learn friction")
+        if self.epochs is None and self.time_budget is None:
+            self.time_budget = DEFAULT_TIME_BUDGET
         self.test = [str(x) for x in self.test]
         return self
 
@@ -197,18 +223,28 @@ class TrainResult:
 
 
 # -- building blocks ---------------------------------------------------------------------------
-def build_model(config: TrainConfig, n_dof: int) -> nn.Module:
-    """The model named by ``config.model``, sized by the config, in its dtype and on its device."""
+def build_model(config: TrainConfig, n_dof: int, revolute: Optional[Sequence[bool]] = None) -> nn.Module:
+    """The model named by ``config.model``, sized by the config, in its dtype and on its device.
+
+    ``revolute`` (one flag per joint, from :func:`resolve_joint_types`) makes those joints enter
+    the networks as (sin q, cos q); a ``revolute`` in ``config.model_options`` must agree with it.
+    """
     from delan import models
 
     kw = dict(width=config.width, depth=config.depth, activation=config.activation,
               dtype=DTYPES[config.dtype], device=config.device)
     opts = dict(config.model_options)
+    if revolute is not None and any(revolute):
+        given = opts.get("revolute")
+        if given is not None and [bool(x) for x in given] != [bool(x) for x in revolute]:
+            raise RunError(f"model option revolute={list(given)} contradicts the joint types "
+                           f"{['revolute' if r else 'prismatic' for r in revolute]}")
+        opts["revolute"] = [bool(x) for x in revolute]
     try:
         if config.model == "structured":
             model = models.DeepLagrangianNetwork(n_dof, friction=config.friction, **kw, **opts)
         elif config.model == "black-box":
-            model = models.BlackBoxLagrangianNetwork(n_dof, **kw, **opts)
+            model = models.BlackBoxLagrangianNetwork(n_dof, friction=config.friction, **kw, **opts)
         else:
             model = models.FeedForwardModel(n_dof, **kw, **opts)
     except (TypeError, ValueError, KeyError) as exc:
@@ -217,33 +253,77 @@ def build_model(config: TrainConfig, n_dof: int) -> nn.Module:
     return model.to(dtype=DTYPES[config.dtype], device=config.device)
 
 
+def resolve_joint_types(config: TrainConfig, ds) -> Optional[List[str]]:
+    """The joint types training uses: ``config.joint_types`` if given, else the data file's
+    (None when neither says). Raises DataError for a malformed or wrong-length description."""
+    if config.joint_types is not None:
+        from delan.data import parse_joint_types
+
+        return parse_joint_types(config.joint_types, ds.n_dof)
+    return getattr(ds, "joint_types", None)
+
+
 def choose_validation(names: Sequence[str], validation: Any, seed: int) -> List[str]:
-    """Names of the validation trajectories among the training ones ``names``.
-
-    A fraction picks round(fraction * len(names)) of them at random (seeded), at least one when
-    the fraction is positive and at least two trajectories are left for training; a list is used
-    as given (its names must be among ``names``).
-    """
+    """Names of the whole trajectories validated on, when ``validation`` is a list of names
+    (checked against the training trajectories ``names``); [] for a fraction (see
+    :func:`validation_blocks`)."""
     names = list(names)
-    if isinstance(validation, (list, tuple)):
-        unknown = [x for x in validation if x not in names]
-        if unknown:
-            raise DataError(f"validation trajectories {unknown} are not training trajectories; "
-                            f"choose among: {', '.join(names)}")
-        if len(validation) >= len(names):
-            raise DataError("validation would leave no trajectory to train on")
-        return list(validation)
-    if validation <= 0 or len(names) < 3:
+    if not isinstance(validation, (list, tuple)):
         return []
-    k = min(len(names) - 2, max(1, int(round(validation * len(names)))))
+    unknown = [x for x in validation if x not in names]
+    if unknown:
+        raise DataError(f"validation trajectories {unknown} are not training trajectories; "
+                        f"choose among: {', '.join(names)}")
+    if len(validation) >= len(names):
+        raise DataError("validation would leave no trajectory to train on")
+    return list(validation)
+
+
+def validation_blocks(lengths: Dict[str, int], fraction: float, seed: int) -> Dict[str, Tuple[int, int]]:
+    """One contiguous block of samples [start, stop) per trajectory, for validation.
+
+    Each trajectory of ``lengths`` ({name: samples}) gives round(fraction * samples) consecutive
+    samples at a seeded random place, so every trajectory - excitation runs and the odd swing-up
+    alike - weighs in model selection by its length, and a block's neighbours in time stay out
+    of it (consecutive samples are nearly copies of each other; a random sample subset would
+    validate on the training data). Trajectories too short to give a block and keep 2 training
+    samples give none.
+    """
     rng = np.random.default_rng(seed)
-    picked = set(rng.choice(len(names), size=k, replace=False).tolist())
-    return [x for i, x in enumerate(names) if i in picked]
+    blocks: Dict[str, Tuple[int, int]] = {}
+    if fraction <= 0:
+        return blocks
+    for name, n in lengths.items():
+        k = int(round(fraction * n))
+        if k < 1 or n - k < 2:
+            continue
+        start = int(rng.integers(0, n - k + 1))
+        blocks[name] = (start, start + k)
+    return blocks
 
 
-def to_tensors(ds, dtype: torch.dtype, device: str) -> Dict[str, Tensor]:
-    """Stack every sample of a Dataset: {"q", "qd", "qdd", "tau"} -> (N, n) tensors."""
-    arrays = ds.concatenate()
+def split_samples(ds, whole: Sequence[str], blocks: Dict[str, Tuple[int, int]]
+                  ) -> Tuple[Dict[str, np.ndarray], Optional[Dict[str, np.ndarray]]]:
+    """(training, validation) arrays {"q", "qd", "qdd", "tau"} (N, n) of a Dataset: the
+    trajectories named in ``whole`` and the ``blocks`` go to validation, the rest to training."""
+    train: Dict[str, list] = {k: [] for k in ("q", "qd", "qdd", "tau")}
+    val: Dict[str, list] = {k: [] for k in train}
+    for tr in ds:
+        n = len(tr)
+        a, b = (0, n) if tr.name in whole else blocks.get(tr.name, (0, 0))
+        for k in train:
+            x = getattr(tr, k)
+            val[k].append(x[a:b])
+            train[k].append(np.concatenate([x[:a], x[b:]]))
+    cat = lambda d: {k: np.concatenate(v) for k, v in d.items()}  # noqa: E731
+    v = cat(val)
+    return cat(train), (v if len(v["q"]) else None)
+
+
+def to_tensors(arrays: Dict[str, np.ndarray], dtype: torch.dtype, device: str) -> Dict[str, Tensor]:
+    """{"q", "qd", "qdd", "tau"} numpy (N, n) arrays (or a Dataset, concatenated) -> tensors."""
+    if not isinstance(arrays, dict):
+        arrays = arrays.concatenate()
     return {k: torch.as_tensor(arrays[k], dtype=dtype, device=device) for k in ("q", "qd", "qdd", "tau")}
 
 
@@ -264,41 +344,28 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
 
 
-def make_loss(config: TrainConfig, train: Dict[str, Tensor]) -> Callable[[nn.Module, Dict[str, Tensor]], Tuple[Tensor, Dict[str, Tensor]]]:
+def make_loss(config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.Module] = None
+              ) -> Callable[[nn.Module, Dict[str, Tensor]], Tuple[Tensor, Dict[str, Tensor]]]:
     """loss(model, batch) -> (total, parts): :func:`delan.losses.delan_loss` with the per-joint
-    scales of the training targets, so every joint and every term weighs alike whatever its units."""
+    scales of the training targets, so every joint and every term weighs alike whatever its units.
+
+    ``config.loss_weights`` overrides some or all of ``model.default_loss_weights`` (the parts it
+    does not name keep the model's own defaults, not another model's)."""
     from delan import losses
 
     scales = losses.Normaliser.from_data(q=train["q"], qd=train["qd"], qdd=train["qdd"], tau=train["tau"])
     try:
-        weights = losses.LossWeights(**config.loss_weights) if config.loss_weights else None
-    except TypeError:
+        weights = losses.resolve_weights(config.loss_weights or None, getattr(model, "default_loss_weights", None))
+    except ValueError:
         raise RunError(f"unknown loss weights {sorted(config.loss_weights)}; known: {', '.join(losses.PARTS)}") from None
 
     def loss(model: nn.Module, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
-        return losses.delan_loss(model, batch, scales, weights)
+        return losses.delan_loss(model, batch, scales, weights, forward_norm=config.forward_norm)
 
     return loss
 
 
 # -- files ---------------------------------------------------------------------------------------
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace, so a
-    reader (or a killed writer) never sees a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def atomic_write_json(path: str, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
 
@@ -473,24 +540,31 @@ def _train(
         checkpoint = None
     config.validate()
 
-    # 2. data: held-out test trajectories never enter training; validation split by trajectory
+    # 2. data: held-out test trajectories never enter training; validation blocks of time
     data_path = config.data
     ds = load_dataset(data_path)
     test_set, rest = ds.split(config.test) if config.test else (None, ds)
     if len(rest) == 0:
         raise DataError(f"{data_path}: every trajectory is held out by --test; nothing left to train on")
+    joint_types = resolve_joint_types(config, ds)
     val_names = choose_validation(rest.names, config.validation, config.seed)
-    val_ds, train_ds = rest.split(val_names) if val_names else (None, rest)
+    blocks = ({} if val_names else
+              validation_blocks({tr.name: len(tr) for tr in rest}, float(config.validation), config.seed))
+    train_arrays, val_arrays = split_samples(rest, val_names, blocks)
+    train_names = [x for x in rest.names if x not in val_names]
     dtype = DTYPES[config.dtype]
-    train = to_tensors(train_ds, dtype, config.device)
-    val = to_tensors(val_ds, dtype, config.device) if val_ds is not None else None
+    train = to_tensors(train_arrays, dtype, config.device)
+    val = to_tensors(val_arrays, dtype, config.device) if val_arrays is not None else None
     n_train = train["q"].shape[0]
+    n_val = 0 if val is None else val["q"].shape[0]
+    validation = _describe_validation(rest, val_names, blocks, n_val)
 
     # 3. model, optimiser, loss, random generators -----------------------------------------
     torch.manual_seed(config.seed)  # the initial weights
-    model = build_model(config, ds.n_dof)
+    revolute = None if joint_types is None else [x == "revolute" for x in joint_types]
+    model = build_model(config, ds.n_dof, revolute)
     optimizer = make_optimizer(config, model)
-    loss_fn = make_loss(config, train)
+    loss_fn = make_loss(config, train, model)
     shuffle = torch.Generator(device="cpu").manual_seed(config.seed)  # minibatch order
     start_epoch, step, elapsed = 0, 0, 0.0
     best = {"loss": math.inf, "epoch": 0, "state": None, "bad_epochs": 0}
@@ -505,8 +579,8 @@ def _train(
         start_epoch, step, elapsed = checkpoint["epoch"], checkpoint["step"], checkpoint["elapsed"]
         best = dict(checkpoint["best"])
     else:
-        meta = dict(config.to_dict(), n_dof=ds.n_dof, train_trajectories=train_ds.names,
-                    validation_trajectories=val_names, n_train_samples=n_train)
+        meta = dict(config.to_dict(), n_dof=ds.n_dof, joint_types=joint_types, train_trajectories=train_names,
+                    validation=validation, n_train_samples=n_train, n_validation_samples=n_val)
         atomic_write_json(os.path.join(run_dir, CONFIG_FILE), config.to_dict())
         atomic_write_json(os.path.join(run_dir, "data.json"), meta)
     log = EpochLog(run_dir, keep_epochs=start_epoch)
@@ -528,11 +602,11 @@ def _train(
     elapsed_before = elapsed
 
     # 4. the loop ---------------------------------------------------------------------------
-    while epoch < config.epochs:
+    while config.epochs is None or epoch < config.epochs:
         if stop_after is not None and epoch >= stop_after:
             stop_reason = "stopped"
             break
-        progress_frac = epoch / config.epochs
+        progress_frac = 0.0 if config.epochs is None else epoch / config.epochs
         if config.time_budget is not None:
             progress_frac = max(progress_frac, elapsed / config.time_budget)
         lr = learning_rate(config, progress_frac)
@@ -594,7 +668,7 @@ def _train(
             stop_reason = "early stopping"
         elif config.time_budget is not None and elapsed >= config.time_budget:
             stop_reason = "time budget"
-        elif epoch >= config.epochs:
+        elif config.epochs is not None and epoch >= config.epochs:
             stop_reason = "epochs"
         else:
             stop_reason = ""
@@ -610,14 +684,28 @@ def _train(
         model.load_state_dict(best["state"])
     summary = {"epochs": epoch, "steps": step, "seconds": round(elapsed, 3), "stop_reason": stop_reason,
                "best_epoch": best["epoch"], "best_loss": best["loss"], "finished": finished,
+               "best_epoch_fraction": round(best["epoch"] / epoch, 4) if epoch else None,
                "selected_by": "validation loss" if val is not None else "training loss",
-               "n_train_samples": n_train, "train_trajectories": train_ds.names,
+               "validation": validation, "joint_types": joint_types,
+               "n_train_samples": n_train, "n_validation_samples": n_val, "train_trajectories": train_names,
                "validation_trajectories": val_names, "test_trajectories": list(config.test)}
     if finished:
         model.eval()
         _model_io("save_model")(model, os.path.join(run_dir, MODEL_FILE))
     atomic_write_json(os.path.join(run_dir, SUMMARY_FILE), summary)
     return TrainResult(run_dir, model, config, list(log.rows), summary)
+
+
+def _describe_validation(ds, whole: Sequence[str], blocks: Dict[str, Tuple[int, int]], n_val: int) -> Dict[str, Any]:
+    """What validates, for data.json and summary.json: the scheme, and for time blocks each
+    trajectory's sample range [start, stop) and time span."""
+    if whole:
+        return {"scheme": "whole trajectories", "trajectories": list(whole), "n_samples": n_val}
+    if not blocks:
+        return {"scheme": "none", "n_samples": 0}
+    return {"scheme": "time blocks", "n_samples": n_val,
+            "blocks": {name: {"samples": [a, b], "t": [float(ds[name].t[a]), float(ds[name].t[b - 1])]}
+                       for name, (a, b) in blocks.items()}}
 
 
 def _prepare_run_dir(run_dir: str, force: bool) -> None:
@@ -651,7 +739,7 @@ class _NoBar:
     def close(self) -> None: ...
 
 
-def _progress_bar(total: int, initial: int, show: bool):
+def _progress_bar(total: Optional[int], initial: int, show: bool):
     if not show:
         return _NoBar()
     from tqdm import tqdm

@@ -36,12 +36,42 @@ def test_normaliser_and_values():
     fwd = ((qdd - b["qdd"]) ** 2 / s.qdd_var).sum(-1).mean()
     rate = ref.energy_rate(model.energy, b["q"], b["qd"], b["qdd"])
     pw = ((rate - (b["qd"] * (b["tau"] - t.friction)).sum(-1)) ** 2 / s.power_var).mean()
-    for got, want in [(parts["inverse"], inv), (parts["forward"], fwd), (parts["power"], pw),
-                      (total, inv + 2 * fwd + 0.5 * pw)]:
+    # the default forward norm: e^T H e with e = qdd_model - qdd, over sum_j std(tau_j) std(qdd_j)
+    e = qdd - b["qdd"]
+    fwd_mass = torch.einsum("bi,bij,bj->b", e, t.H, e).mean() / (s.tau_var.sqrt() * s.qdd_var.sqrt()).sum()
+    for got, want in [(parts["inverse"], inv), (parts["forward"], fwd_mass), (parts["power"], pw),
+                      (total, inv + 2 * fwd_mass + 0.5 * pw)]:
         assert torch.allclose(got, want, rtol=1e-10, atol=0)
+    _, parts = delan_loss(model, b, s, LossWeights(1.0, 2.0, 0.5), forward_norm="joint")
+    assert torch.allclose(parts["forward"], fwd, rtol=1e-10, atol=0)
+    with pytest.raises(ValueError, match="forward_norm"):
+        delan_loss(model, b, s, LossWeights(1.0, 2.0, 0.5), forward_norm="euclid")
     # a constant joint does not divide by zero
     b0 = dict(b, tau=b["tau"] * torch.tensor([1.0, 0.0, 1.0], dtype=F64))
     assert torch.isfinite(scales_of(b0).tau_var).all()
+
+
+def test_mass_norm_has_no_plateau_at_large_h():
+    """Scaling the model's H (and so c) up: the per-joint forward loss levels off near n, the mass
+    norm grows without bound - the degenerate minimum that wrecked 7-DoF training is gone."""
+    from delan.dynamics import DynamicsTerms
+    from delan.losses import loss_from_terms
+    from delan.systems import make_system
+
+    b = data(2, B=64)
+    true = make_system("two-link").terms(b["q"], b["qd"], b["qdd"])
+    b["tau"] = true.tau
+    s = scales_of(b)
+    w = LossWeights(0.0, 1.0, 0.0)
+    got = {}
+    for norm in ("joint", "mass"):
+        for lam in (1.0, 1e3, 1e6):
+            t = DynamicsTerms(lam * true.H, lam * true.coriolis, true.gravity, true.friction, true.T, true.V,
+                              lam * true.inertial, None)
+            got[norm, lam] = float(loss_from_terms(t, b, s, w, forward_norm=norm)[0])
+    assert got["joint", 1.0] < 1e-20 and got["mass", 1.0] < 1e-20
+    assert abs(got["joint", 1e6] - got["joint", 1e3]) < 1e-2 * got["joint", 1e3]  # plateau
+    assert got["mass", 1e6] > 900 * got["mass", 1e3]  # grows like lambda
 
 
 def test_weights():

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from delan.errors import DataError, RunError
-from delan.training import TrainConfig, choose_validation, learning_rate, train_run
+from delan.training import (DEFAULT_TIME_BUDGET, TrainConfig, choose_validation, learning_rate, split_samples,
+                            train_run, validation_blocks)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,7 @@ def test_run_writes_its_files_and_learns(data_file, tmp_path):
     config = json.load(open(tmp_path / "run" / "config.json"))
     assert config["test"] == ["a"] and config["seed"] == 0
     assert "a" not in run.summary["train_trajectories"] + run.summary["validation_trajectories"]
+    assert "a" not in run.summary["validation"]["blocks"]
 
 
 def test_same_seed_same_weights(data_file, tmp_path):
@@ -59,8 +61,8 @@ def test_diverging_loss_stops_and_keeps_checkpoint(data_file, tmp_path, monkeypa
 
     real = training.make_loss
 
-    def poisoned(config, train):
-        loss = real(config, train)
+    def poisoned(config, train, model=None):
+        loss = real(config, train, model)
         calls = {"n": 0}
 
         def f(model, batch):
@@ -89,15 +91,93 @@ def test_learning_rate_schedules():
     assert learning_rate(c, 0.7) == 1.0
 
 
-def test_validation_split_by_trajectory():
+def test_validation_names_are_whole_trajectories():
     names = list("abcdefghij")
-    v = choose_validation(names, 0.2, seed=0)
-    assert len(v) == 2 and set(v) <= set(names)
-    assert choose_validation(names, 0.2, seed=0) == v
+    assert choose_validation(names, 0.2, seed=0) == []  # a fraction means time blocks
     assert choose_validation(names, ["c"], seed=0) == ["c"]
-    assert choose_validation(["a", "b"], 0.5, seed=0) == []
     with pytest.raises(DataError):
         choose_validation(names, ["zz"], seed=0)
+    with pytest.raises(DataError, match="no trajectory to train on"):
+        choose_validation(["a", "b"], ["a", "b"], seed=0)
+
+
+def test_validation_blocks_come_from_every_trajectory():
+    lengths = {"a": 100, "b": 250, "swing-up": 40, "tiny": 2}
+    blocks = validation_blocks(lengths, 0.1, seed=3)
+    assert set(blocks) == {"a", "b", "swing-up"}  # "tiny" cannot give a block and keep 2 samples
+    for name, (a, b) in blocks.items():
+        assert b - a == round(0.1 * lengths[name]) and 0 <= a < b <= lengths[name]
+    assert validation_blocks(lengths, 0.1, seed=3) == blocks
+    assert validation_blocks(lengths, 0.0, seed=3) == {}
+
+
+def test_split_samples_partitions_each_trajectory(data_file):
+    from delan.data import load_dataset
+
+    ds = load_dataset(data_file)
+    blocks = validation_blocks({tr.name: len(tr) for tr in ds}, 0.25, seed=0)
+    train, val = split_samples(ds, [], blocks)
+    assert len(train["q"]) + len(val["q"]) == ds.n_samples
+    a, b = blocks[ds.names[1]]
+    start = sum(b_ - a_ for a_, b_ in (blocks[n] for n in ds.names[:1]))
+    np.testing.assert_array_equal(val["tau"][start:start + b - a], ds[ds.names[1]].tau[a:b])
+    train, val = split_samples(ds, [ds.names[0]], {})
+    np.testing.assert_array_equal(val["q"], ds[ds.names[0]].q)
+
+
+def test_run_records_which_samples_validate(data_file, tmp_path):
+    run = train_run(tiny(data_file, epochs=2), str(tmp_path / "run"))
+    meta = json.load(open(tmp_path / "run" / "data.json"))
+    v = meta["validation"]
+    assert v["scheme"] == "time blocks" and set(v["blocks"]) == set(run.summary["train_trajectories"])
+    assert v["n_samples"] == sum(b - a for a, b in (x["samples"] for x in v["blocks"].values()))
+    assert meta["n_train_samples"] + v["n_samples"] + 51 == 6 * 51  # letter "a" (51 samples) is held out
+    assert run.summary["best_epoch_fraction"] == run.summary["best_epoch"] / 2
+
+
+def test_time_budget_alone_has_no_epoch_cap_and_neither_gets_the_default():
+    c = TrainConfig(data="x.h5").validate()
+    assert c.epochs is None and c.time_budget == DEFAULT_TIME_BUDGET
+    c = TrainConfig(data="x.h5", epochs=5).validate()
+    assert c.epochs == 5 and c.time_budget is None
+
+
+def test_partial_loss_weights_keep_the_models_own_defaults(data_file):
+    from delan.training import build_model, make_loss
+
+    for kind, forward in (("structured", 1.0), ("black-box", 0.0)):
+        config = tiny(data_file, model=kind, loss_weights={"power": 0.5}).validate()
+        model = build_model(config, 2)
+        batch = {k: torch.rand(8, 2, dtype=torch.float64) for k in ("q", "qd", "qdd", "tau")}
+        _, parts = make_loss(config, batch, model)(model, batch)
+        assert set(parts) == ({"inverse", "forward", "power"} if forward else {"inverse", "power"}), kind
+
+
+def test_joint_types_reach_the_model(data_file, tmp_path):
+    run = train_run(tiny(data_file, epochs=1, joint_types="R,R"), str(tmp_path / "r"))
+    assert run.model.config["revolute"] == [True, True] and run.summary["joint_types"] == ["revolute", "revolute"]
+    run = train_run(tiny(data_file, epochs=1, model="mlp", joint_types="revolute"), str(tmp_path / "m"))
+    assert run.model.config["revolute"] == [True, True]
+    with pytest.raises(DataError, match="joint"):
+        train_run(tiny(data_file, epochs=1, joint_types="R,R,R"), str(tmp_path / "bad"))
+
+
+def test_friction_option(data_file, tmp_path):
+    run = train_run(tiny(data_file, epochs=1, model="black-box", friction=True), str(tmp_path / "bb"))
+    assert run.model.friction_model is not None
+    with pytest.raises(RunError, match="mlp baseline has no friction"):
+        train_run(tiny(data_file, model="mlp", friction=True), str(tmp_path / "m"))
+    assert not os.path.exists(tmp_path / "m")
+
+
+def test_run_files_get_the_users_permissions(data_file, tmp_path):
+    old = os.umask(0o022)
+    try:
+        train_run(tiny(data_file, epochs=1), str(tmp_path / "run"))
+    finally:
+        os.umask(old)
+    for name in ("config.json", "checkpoint.pt", "model.pt", "summary.json", "log.csv"):
+        assert os.stat(tmp_path / "run" / name).st_mode & 0o777 == 0o644, name
 
 
 @pytest.mark.parametrize("field,value", [("epochs", -1), ("epochs", 0), ("lr", -1e-3), ("batch_size", 0),

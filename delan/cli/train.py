@@ -5,7 +5,7 @@ import argparse
 import os
 
 from delan.errors import RunError
-from delan.training import MODEL_KINDS, OPTIMIZERS, RESUMABLE_OPTIONS, SCHEDULES, TrainConfig
+from delan.training import DEFAULT_TIME_BUDGET, MODEL_KINDS, OPTIMIZERS, RESUMABLE_OPTIONS, SCHEDULES, TrainConfig
 
 # (option, type, metavar, help); every default comes from TrainConfig, so that --resume can tell
 # an option given on the command line (not None) from one left alone (None).
@@ -13,8 +13,8 @@ _OPTIONS = [
     ("width", int, "N", "hidden units per layer"),
     ("depth", int, "N", "hidden layers"),
     ("activation", str, "NAME", "activation (softplus, tanh, cos, ...)"),
-    ("epochs", int, "N", "maximum number of epochs"),
-    ("time_budget", float, "S", "stop after S seconds of training"),
+    ("epochs", int, "N", "stop after N epochs"),
+    ("time_budget", float, "S", "train for S seconds"),
     ("batch_size", int, "N", "samples per minibatch"),
     ("lr", float, "RATE", "(initial) learning rate"),
     ("lr_final", float, "FACTOR", "final learning rate as a fraction of --lr (cosine/exponential)"),
@@ -39,20 +39,32 @@ def add_parser(subparsers) -> None:
     p.add_argument("--test", default=None, metavar="NAMES",
                    help="comma-separated names of trajectories held out for testing (never trained on)")
     p.add_argument("--validation", default=None, metavar="FRACTION|NAMES",
-                   help=f"validation trajectories: a fraction of the training ones (default {d.validation}) "
-                        "or comma-separated names; 0 = none")
+                   help=f"validation: a fraction of every training trajectory, taken as one block of time "
+                        f"(default {d.validation}), or comma-separated names of whole trajectories; 0 = none")
     p.add_argument("--model", choices=MODEL_KINDS, default=None, help=f"model kind (default {d.model})")
+    defaults = {"epochs": "no limit", "time_budget": f"{DEFAULT_TIME_BUDGET:g} s when --epochs is not given"}
     for name, typ, metavar, text in _OPTIONS:
-        default = getattr(d, name)
+        default = defaults.get(name, getattr(d, name))
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, metavar=metavar,
                        help=f"{text} (default {default})")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=f"default {d.optimizer}")
     p.add_argument("--amsgrad", action="store_true", default=None, help="use the AMSGrad variant")
     p.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help=f"learning-rate schedule over the run (default {d.schedule})")
-    p.add_argument("--friction", action="store_true", default=None, help="learn joint friction (structured)")
+    p.add_argument("--joint-types", default=None, metavar="TYPES",
+                   help="revolute | prismatic | one per joint, e.g. R,P (revolute joints enter the networks as "
+                        "sin q, cos q); default: the data file's joint types, else none")
+    p.add_argument("--friction", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"learn viscous + Coulomb joint friction (structured and black-box; default "
+                        f"{'on' if d.friction else 'off'})")
     p.add_argument("--eps", type=float, default=None, metavar="E",
                    help="structured models: H = L L^T + E I (model's default if not given)")
+    p.add_argument("--forward-norm", choices=["mass", "joint"], default=None,
+                   help=f"norm of the forward-dynamics loss: mass = r^T H^-1 r (robust for many joints), "
+                        f"joint = per-joint acceleration errors (default {d.forward_norm})")
+    p.add_argument("--loss-weights", default=None, metavar="PART=W,...",
+                   help="weights of the loss parts inverse, forward, power, e.g. forward=0,power=1 "
+                        "(parts not named keep the model's defaults)")
     p.add_argument("--device", default=None, metavar="cpu|cuda", help=f"default {d.device}")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None, help=f"default {d.dtype}")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
@@ -67,13 +79,27 @@ def _names(text: str) -> list:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _loss_weights(text: str) -> dict:
+    weights = {}
+    for item in _names(text):
+        key, sep, value = item.partition("=")
+        try:
+            weights[key.strip()] = float(value)
+        except ValueError:
+            raise RunError(f"--loss-weights: expected PART=WEIGHT items like forward=0.5, got {item!r}") from None
+        if not sep:
+            raise RunError(f"--loss-weights: expected PART=WEIGHT items like forward=0.5, got {item!r}")
+    return weights
+
+
 def config_from_args(args: argparse.Namespace) -> dict:
     """The options given on the command line, as TrainConfig fields (absent = not given)."""
     given = {}
     for name, _, _, _ in _OPTIONS:
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
-    for name in ("model", "optimizer", "amsgrad", "schedule", "friction", "device", "dtype"):
+    for name in ("model", "optimizer", "amsgrad", "schedule", "friction", "joint_types", "forward_norm",
+                 "device", "dtype"):
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
     if args.test is not None:
@@ -83,6 +109,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
             given["validation"] = float(args.validation)
         except ValueError:
             given["validation"] = _names(args.validation)
+    if args.loss_weights is not None:
+        given["loss_weights"] = _loss_weights(args.loss_weights)
     if args.eps is not None:
         given["model_options"] = {"epsilon": args.eps}
     if args.quiet:
@@ -117,15 +145,26 @@ def run(args: argparse.Namespace) -> int:
             from delan.errors import DataError
 
             raise DataError(f"{args.data}: no such file")
+        if "epochs" not in given and "time_budget" not in given:
+            print(f"training for {DEFAULT_TIME_BUDGET:g} s (the default; set --time-budget S or --epochs N)")
         result = train(args.data, args.output, test=test, model=model, force=args.force,
                        stop_after=args.stop_after, **given)
     s = result.summary
     how = {"epochs": "epoch limit", "time budget": "time budget", "early stopping": "early stopping",
            "stopped": f"--stop-after {args.stop_after} (resume with --resume)"}[s["stop_reason"]]
-    print(f"trained {result.config.model} model on {s['n_train_samples']} samples "
-          f"({len(s['train_trajectories'])} trajectories; validation: {', '.join(s['validation_trajectories']) or 'none'}; "
-          f"test held out: {', '.join(s['test_trajectories']) or 'none'})")
-    print(f"{s['epochs']} epochs in {s['seconds']:.1f} s, stopped by {how}; best epoch {s['best_epoch']} "
-          f"({s['selected_by']} {s['best_loss']:.3e})")
+    v = s["validation"]
+    if v["scheme"] == "time blocks":
+        val = (f"{v['n_samples']} samples in one block of time from each of {len(v['blocks'])} trajectories "
+               f"(data.json lists them)")
+    elif v["scheme"] == "whole trajectories":
+        val = f"trajectories {', '.join(v['trajectories'])}"
+    else:
+        val = "none"
+    jt = s.get("joint_types")
+    print(f"trained {result.config.model} model on {s['n_train_samples']} samples of "
+          f"{len(s['train_trajectories'])} trajectories; joints: {', '.join(jt) if jt else 'types not given (q used as is)'}")
+    print(f"validation: {val}; test held out: {', '.join(s['test_trajectories']) or 'none'}")
+    print(f"{s['epochs']} epochs in {s['seconds']:.1f} s, stopped by {how}; best epoch {s['best_epoch']} of "
+          f"{s['epochs']} ({s['selected_by']} {s['best_loss']:.3e})")
     print(f"run directory: {args.output}" + (f" (model: {os.path.join(args.output, 'model.pt')})" if s["finished"] else ""))
     return 0

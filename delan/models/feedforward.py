@@ -6,14 +6,14 @@ and no forward model to simulate with.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 import ddn
 from delan.losses import LossWeights
-from delan.models.base import LearnedModel, dtype_name, resolve_dtype
+from delan.models.base import LearnedModel, dtype_name, resolve_dtype, revolute_mask
 
 
 class NoDecompositionError(NotImplementedError):
@@ -35,24 +35,34 @@ class FeedForwardModel(LearnedModel):
 
     def __init__(self, n_dof: int, width: int = 64, depth: int = 2, activation: str = "softplus",
                  init: str = "xavier_normal", gain: float = 1.0, activation_options: Optional[dict] = None,
+                 revolute: Optional[Sequence[bool]] = None,
                  dtype: Union[None, str, torch.dtype] = None, device=None):
         super().__init__()
         n = int(n_dof)
         if n < 1:
             raise ValueError(f"n_dof must be >= 1, got {n_dof}")
         dtype = resolve_dtype(dtype)
+        mask = revolute_mask(revolute, n)
         self.n_dof = n
         self._config = dict(n_dof=n, width=int(width), depth=int(depth), activation=activation, init=init,
                             gain=float(gain),
                             activation_options=None if activation_options is None else dict(activation_options),
+                            revolute=None if revolute is None else [bool(r) for r in revolute],
                             dtype=dtype_name(dtype))
-        self.net = ddn.DifferentialNetwork(3 * n, n, width=width, depth=depth, activation=activation,
+        # revolute angles enter as (sin q, cos q) like in the Lagrangian models, so a joint that
+        # wrapped past 2 pi looks the same to the network as it does to the robot
+        self._revolute = None if mask is None else torch.tensor(mask)
+        n_q = n if mask is None else n + sum(mask)
+        self.net = ddn.DifferentialNetwork(n_q + 2 * n, n, width=width, depth=depth, activation=activation,
                                            activation_options=activation_options, init=init, gain=gain,
                                            dtype=dtype, device=device)
 
     def inverse_dynamics(self, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
         """tau (B, n) predicted from (q, qd, qdd) (B, n)."""
         q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
+        if self._revolute is not None:
+            r = self._revolute.to(q.device)
+            q = torch.cat([q[..., ~r], torch.sin(q[..., r]), torch.cos(q[..., r])], -1)
         return self.net(torch.cat([q, qd, qdd], -1))
 
     def _none(self, what: str):

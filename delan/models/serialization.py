@@ -6,13 +6,14 @@ same directory, then ``os.replace``, so an interrupted save never leaves a corru
 """
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from typing import Dict, Type
 
 import torch
 
 from delan.errors import RunError
+from delan.fileio import atomic_write_bytes
 from delan.models.black_box import BlackBoxLagrangianNetwork
 from delan.models.feedforward import FeedForwardModel
 from delan.models.structured import DeepLagrangianNetwork
@@ -33,15 +34,9 @@ def save_model(model: torch.nn.Module, path: str) -> None:
     payload = {"format": FORMAT, "version": VERSION, "class": name, "config": model.config, "state_dict": state}
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_model(path: str, device=None) -> torch.nn.Module:
