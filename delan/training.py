@@ -60,6 +60,13 @@ CHECKPOINT_FORMAT = "delan-checkpoint"
 # Training length when neither ``epochs`` nor ``time_budget`` is given (printed by the CLI).
 DEFAULT_TIME_BUDGET = 120.0
 
+# Defaults chosen by experiments/defaults_study.py (results: experiments/results/defaults_study.md).
+# Loss parts each model kind trains on unless told otherwise, on top of the model's own defaults:
+DEFAULT_LOSS_WEIGHTS = {"structured": {"inverse": 1.0, "forward": 1.0, "power": 1.0},
+                        "black-box": {"inverse": 1.0, "forward": 0.0, "power": 1.0}, "mlp": {}}
+# Learn joint friction unless told not to (Lagrangian models; every real joint has some).
+DEFAULT_FRICTION = True
+
 # Options that may differ when a run is resumed (they do not change what was computed so far).
 RESUMABLE_OPTIONS = ("epochs", "time_budget", "patience", "checkpoint_every", "quiet", "threads")
 
@@ -69,8 +76,8 @@ class TrainConfig:
     """Everything a training run uses; saved as ``config.json`` in the run directory.
 
     Model: ``model`` is one of :data:`MODEL_KINDS`; ``width``, ``depth``, ``activation`` size the
-    networks; ``friction`` adds a learned joint-friction term (Lagrangian models; the mlp learns
-    the total torque and refuses it); ``joint_types`` ("revolute", "prismatic" or one per joint,
+    networks; ``friction`` adds a learned joint-friction term (Lagrangian models; None = on,
+    :data:`DEFAULT_FRICTION`; the mlp learns the total torque and refuses True); ``joint_types`` ("revolute", "prismatic" or one per joint,
     e.g. "R,P" or ["revolute", "prismatic"]; None = the data file's) makes revolute joints enter
     the networks as (sin q, cos q); ``model_options`` are passed on to the model's constructor
     (e.g. ``{"epsilon": 1e-3}``).
@@ -78,8 +85,8 @@ class TrainConfig:
     Optimisation: Adam or AdamW (``optimizer``), optional AMSGrad; ``lr`` follows ``schedule``
     from its start value down to ``lr * lr_final`` over the run's progress (the larger of the
     fraction of epochs done and the fraction of the time budget used); ``grad_clip`` caps the
-    gradient norm (None = no clipping); ``loss_weights`` overrides some or all of the model's
-    default weights of the loss terms; ``forward_norm`` ("mass" or "joint") is the norm of the
+    gradient norm (None = no clipping); ``loss_weights`` overrides some or all of the weights of
+    the loss terms (defaults: :data:`DEFAULT_LOSS_WEIGHTS` for the model kind); ``forward_norm`` ("mass" or "joint") is the norm of the
     forward-dynamics residual (see :mod:`delan.losses`).
 
     Data: ``test`` names the held-out trajectories (never seen in training). ``validation`` is
@@ -103,17 +110,17 @@ class TrainConfig:
     width: int = 64
     depth: int = 2
     activation: str = "softplus"
-    friction: bool = False
+    friction: Optional[bool] = None
     joint_types: Any = None
     model_options: Dict[str, Any] = field(default_factory=dict)
     epochs: Optional[int] = None
     time_budget: Optional[float] = None
     batch_size: int = 512
     optimizer: str = "adam"
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-5
     amsgrad: bool = False
-    schedule: str = "constant"
+    schedule: str = "cosine"
     lr_final: float = 0.01
     grad_clip: Optional[float] = None
     loss_weights: Dict[str, float] = field(default_factory=dict)
@@ -175,7 +182,7 @@ class TrainConfig:
             raise RunError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
         if self.joint_types is not None and not isinstance(self.joint_types, str):
             self.joint_types = [str(x) for x in self.joint_types]
-        if self.model == "mlp" and self.friction:
+        if self.model == "mlp" and self.friction is True:
             raise RunError("--friction: the mlp baseline has no friction term (it learns the total torque); "
                            "train a structured or black-box model to learn friction")
         if self.epochs is None and self.time_budget is None:
@@ -223,34 +230,63 @@ class TrainResult:
 
 
 # -- building blocks ---------------------------------------------------------------------------
-def build_model(config: TrainConfig, n_dof: int, revolute: Optional[Sequence[bool]] = None) -> nn.Module:
+def build_model(config: TrainConfig, n_dof: int, revolute: Optional[Sequence[bool]] = None,
+                scales: Optional[Dict[str, Any]] = None) -> nn.Module:
     """The model named by ``config.model``, sized by the config, in its dtype and on its device.
 
     ``revolute`` (one flag per joint, from :func:`resolve_joint_types`) makes those joints enter
     the networks as (sin q, cos q); a ``revolute`` in ``config.model_options`` must agree with it.
+    ``scales`` (:func:`output_scales`) set a structured model's mass and potential scales unless
+    ``config.model_options`` sets them.
     """
     from delan import models
 
     kw = dict(width=config.width, depth=config.depth, activation=config.activation,
               dtype=DTYPES[config.dtype], device=config.device)
     opts = dict(config.model_options)
+    friction = DEFAULT_FRICTION if config.friction is None else bool(config.friction)
     if revolute is not None and any(revolute):
         given = opts.get("revolute")
         if given is not None and [bool(x) for x in given] != [bool(x) for x in revolute]:
             raise RunError(f"model option revolute={list(given)} contradicts the joint types "
                            f"{['revolute' if r else 'prismatic' for r in revolute]}")
         opts["revolute"] = [bool(x) for x in revolute]
+    if config.model == "structured" and scales:
+        for k, v in scales.items():
+            opts.setdefault(k, v)
     try:
         if config.model == "structured":
-            model = models.DeepLagrangianNetwork(n_dof, friction=config.friction, **kw, **opts)
+            model = models.DeepLagrangianNetwork(n_dof, friction=friction, **kw, **opts)
         elif config.model == "black-box":
-            model = models.BlackBoxLagrangianNetwork(n_dof, friction=config.friction, **kw, **opts)
+            model = models.BlackBoxLagrangianNetwork(n_dof, friction=friction, **kw, **opts)
         else:
             model = models.FeedForwardModel(n_dof, **kw, **opts)
     except (TypeError, ValueError, KeyError) as exc:
         # unknown activation, bad model option, ...: a user error, not a crash
         raise RunError(f"cannot build a {config.model} model: {exc}") from None
     return model.to(dtype=DTYPES[config.dtype], device=config.device)
+
+
+def output_scales(arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    """Typical sizes of H's diagonal and of V from training data, for the structured model's
+    ``mass_scale`` and ``potential_scale`` (its outputs then start at the data's scale: a 7-DoF
+    arm's inertias span 3 orders of magnitude, which one network init cannot match).
+
+    mass_scale_i: the coefficient of qdd_i in a least-squares fit of tau_i on (qdd, qd, sin q,
+    cos q, q, 1), the average inertia joint i shows (gravity, Coriolis and friction are soaked
+    up by the other columns); where that is not positive, std(tau_i) / std(qdd_i).
+    potential_scale: the RMS over joints of std(tau_i). Only orders of magnitude matter.
+    """
+    q, qd, qdd, tau = (np.asarray(arrays[k], float) for k in ("q", "qd", "qdd", "tau"))
+    n = q.shape[1]
+    X = np.concatenate([qdd, qd, np.sin(q), np.cos(q), q, np.ones((len(q), 1))], 1)
+    X = X / np.maximum(X.std(0), 1e-12)  # conditioning; the qdd columns are rescaled back below
+    coef, *_ = np.linalg.lstsq(X, tau, rcond=None)
+    sd_qdd, sd_tau = np.maximum(qdd.std(0), 1e-12), np.maximum(tau.std(0), 1e-12)
+    fallback = sd_tau / sd_qdd
+    mass = np.array([coef[i, i] / sd_qdd[i] for i in range(n)])
+    mass = np.where(np.isfinite(mass) & (mass > 1e-6 * fallback), mass, fallback)
+    return {"mass_scale": [float(x) for x in mass], "potential_scale": float(np.sqrt(np.mean(sd_tau ** 2)))}
 
 
 def resolve_joint_types(config: TrainConfig, ds) -> Optional[List[str]]:
@@ -349,13 +385,15 @@ def make_loss(config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.
     """loss(model, batch) -> (total, parts): :func:`delan.losses.delan_loss` with the per-joint
     scales of the training targets, so every joint and every term weighs alike whatever its units.
 
-    ``config.loss_weights`` overrides some or all of ``model.default_loss_weights`` (the parts it
-    does not name keep the model's own defaults, not another model's)."""
+    ``config.loss_weights`` overrides some or all of :data:`DEFAULT_LOSS_WEIGHTS` of the model
+    kind, and those the model's own ``default_loss_weights`` (the parts no one names keep the
+    model's own defaults, not another model's)."""
     from delan import losses
 
     scales = losses.Normaliser.from_data(q=train["q"], qd=train["qd"], qdd=train["qdd"], tau=train["tau"])
     try:
-        weights = losses.resolve_weights(config.loss_weights or None, getattr(model, "default_loss_weights", None))
+        wanted = dict(DEFAULT_LOSS_WEIGHTS.get(config.model, {}), **config.loss_weights)
+        weights = losses.resolve_weights(wanted or None, getattr(model, "default_loss_weights", None))
     except ValueError:
         raise RunError(f"unknown loss weights {sorted(config.loss_weights)}; known: {', '.join(losses.PARTS)}") from None
 
@@ -562,7 +600,7 @@ def _train(
     # 3. model, optimiser, loss, random generators -----------------------------------------
     torch.manual_seed(config.seed)  # the initial weights
     revolute = None if joint_types is None else [x == "revolute" for x in joint_types]
-    model = build_model(config, ds.n_dof, revolute)
+    model = build_model(config, ds.n_dof, revolute, output_scales(train_arrays))
     optimizer = make_optimizer(config, model)
     loss_fn = make_loss(config, train, model)
     shuffle = torch.Generator(device="cpu").manual_seed(config.seed)  # minibatch order

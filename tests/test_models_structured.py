@@ -70,6 +70,24 @@ def test_exact_every_option(shared, revolute, friction):
     check_exact(model, *states(3, seed=1))
 
 
+@pytest.mark.parametrize("shared,revolute", [(True, False), (True, True), (False, True)])
+def test_exact_with_output_scales(shared, revolute):
+    """mass_scale / potential_scale reparametrise H and V; the dynamics stay those of the model's
+    own energy, and H's diagonal and V scale as asked."""
+    scales = [3.0, 0.01, 1e-4]
+    model = make(3, "softplus", shared, revolute, True, seed=2, mass_scale=scales, potential_scale=25.0)
+    q, qd, qdd = states(3, seed=2)
+    check_exact(model, q, qd, qdd)
+    plain = make(3, "softplus", shared, revolute, True, seed=2, epsilon=0.0)
+    scaled = make(3, "softplus", shared, revolute, True, seed=2, epsilon=0.0, mass_scale=scales, potential_scale=25.0)
+    d = torch.tensor(scales, dtype=F64).sqrt()
+    assert rel(scaled.mass_matrix(q), d[:, None] * plain.mass_matrix(q) * d[None, :]) <= 1e-12
+    assert rel(scaled.potential(q), 25.0 * plain.potential(q)) <= 1e-12
+    assert model.config["mass_scale"] == scales and model.config["potential_scale"] == 25.0
+    with pytest.raises(ValueError, match="mass_scale"):
+        make(3, mass_scale=[1.0, -1.0, 1.0])
+
+
 @settings(max_examples=12, deadline=None)
 @given(n=st.integers(1, 7), activation=st.sampled_from(SMOOTH), shared=st.booleans(), revolute=st.booleans(),
        friction=st.booleans(), seed=st.integers(0, 2 ** 16))

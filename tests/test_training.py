@@ -151,6 +151,12 @@ def test_partial_loss_weights_keep_the_models_own_defaults(data_file):
         batch = {k: torch.rand(8, 2, dtype=torch.float64) for k in ("q", "qd", "qdd", "tau")}
         _, parts = make_loss(config, batch, model)(model, batch)
         assert set(parts) == ({"inverse", "forward", "power"} if forward else {"inverse", "power"}), kind
+    for kind, weights, want in (("structured", {}, {"inverse", "forward", "power"}), ("mlp", {}, {"inverse"}),
+                                ("black-box", {"power": 0.0}, {"inverse"}), ("mlp", {"inverse": 2.0}, {"inverse"})):
+        config = tiny(data_file, model=kind, loss_weights=weights).validate()
+        model = build_model(config, 2)
+        _, parts = make_loss(config, batch, model)(model, batch)
+        assert set(parts) == want, (kind, weights)
 
 
 def test_joint_types_reach_the_model(data_file, tmp_path):
@@ -163,6 +169,10 @@ def test_joint_types_reach_the_model(data_file, tmp_path):
 
 
 def test_friction_option(data_file, tmp_path):
+    from delan.training import DEFAULT_FRICTION, build_model
+
+    assert (build_model(tiny(data_file).validate(), 2).friction_model is not None) == DEFAULT_FRICTION
+    assert build_model(tiny(data_file, friction=False).validate(), 2).friction_model is None
     run = train_run(tiny(data_file, epochs=1, model="black-box", friction=True), str(tmp_path / "bb"))
     assert run.model.friction_model is not None
     with pytest.raises(RunError, match="mlp baseline has no friction"):
@@ -206,3 +216,20 @@ def test_unknown_test_names(data_file, tmp_path):
 def test_mlp_baseline_trains(data_file, tmp_path):
     run = train_run(tiny(data_file, model="mlp"), str(tmp_path / "mlp"))
     assert np.isfinite(run.summary["best_loss"])
+
+
+def test_output_scales_follow_the_datas_inertias():
+    """The structured model's output scales come from the data: within an order of magnitude of
+    the true mean diagonal of H, and they follow a change of units (x 1000 torque: x 1000 mass)."""
+    from delan.data.generate import generate_dataset
+    from delan.training import output_scales
+
+    ds = generate_dataset("n-link", n_dof=3, n_trajectories=3, duration=2.0, rate=100.0, seed=0)
+    arrays = ds.concatenate()
+    s = output_scales(arrays)
+    true = np.diagonal(arrays["H"], axis1=1, axis2=2).mean(0)
+    ratio = np.array(s["mass_scale"]) / true
+    assert np.all((ratio > 0.1) & (ratio < 10)), ratio
+    assert math.isclose(s["potential_scale"], float(np.sqrt(np.mean(arrays["tau"].std(0) ** 2))))
+    scaled = output_scales(dict(arrays, tau=arrays["tau"] * 1000.0))
+    np.testing.assert_allclose(scaled["mass_scale"], 1000.0 * np.array(s["mass_scale"]), rtol=1e-6)

@@ -55,8 +55,8 @@ def add_parser(subparsers) -> None:
                    help="revolute | prismatic | one per joint, e.g. R,P (revolute joints enter the networks as "
                         "sin q, cos q); default: the data file's joint types, else none")
     p.add_argument("--friction", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"learn viscous + Coulomb joint friction (structured and black-box; default "
-                        f"{'on' if d.friction else 'off'})")
+                   help="learn viscous + Coulomb joint friction (structured and black-box models; default on "
+                        "for them, --no-friction turns it off; the mlp has none)")
     p.add_argument("--eps", type=float, default=None, metavar="E",
                    help="structured models: H = L L^T + E I (model's default if not given)")
     p.add_argument("--forward-norm", choices=["mass", "joint"], default=None,

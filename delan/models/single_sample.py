@@ -27,7 +27,8 @@ from delan.friction import joint_friction
 def supported(model) -> bool:
     """Whether :class:`SingleSampleNumpy` covers this model's options."""
     cfg = model.config
-    return bool(cfg["shared_trunk"]) and cfg["activation"].lower() == "softplus" and not cfg["activation_options"]
+    return (bool(cfg["shared_trunk"]) and cfg["activation"].lower() == "softplus" and not cfg["activation_options"]
+            and cfg.get("mass_scale") is None and cfg.get("potential_scale", 1.0) == 1.0)
 
 
 def applicable(q: Tensor, qd: Tensor, qdd: Tensor) -> bool:

@@ -22,6 +22,8 @@ is built except H itself, and no scatter/index_put appears anywhere.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -52,6 +54,11 @@ class DeepLagrangianNetwork(LearnedModel):
         friction: add learnable viscous + Coulomb joint friction (:class:`JointFriction`).
         init, gain: weight initialisation of the hidden layers (``ddn.init_linear``).
         output_gain: initialisation gain of the output layer(s).
+        mass_scale: (n,) typical size of each diagonal entry of H (e.g. from data: see
+            :func:`delan.training.output_scales`); row i of L is multiplied by sqrt(mass_scale_i),
+            so the network's outputs stay O(1) whether a joint moves 3 kg m^2 or 1 g m^2. A fixed
+            reparametrisation: H stays L L^T + eps I, symmetric positive definite. None = ones.
+        potential_scale: typical size of V (its network output is multiplied by it).
         activation_options: options of a named activation, e.g. ``{"beta": 2.0}``.
         dtype, device: of the parameters (float32 by default); inputs must match them.
 
@@ -72,6 +79,8 @@ class DeepLagrangianNetwork(LearnedModel):
         init: str = "xavier_normal",
         gain: float = 1.0,
         output_gain: float = 1.0,
+        mass_scale: Optional[Sequence[float]] = None,
+        potential_scale: float = 1.0,
         activation_options: Optional[dict] = None,
         dtype: Union[None, str, torch.dtype] = None,
         device=None,
@@ -82,6 +91,14 @@ class DeepLagrangianNetwork(LearnedModel):
             raise ValueError(f"diagonal_shift must be positive, got {diagonal_shift}")
         if not epsilon >= 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+        if mass_scale is not None:
+            mass_scale = [float(x) for x in mass_scale]
+            if len(mass_scale) != n or not all(math.isfinite(x) and x > 0 for x in mass_scale):
+                raise ValueError(f"mass_scale must be {n} positive numbers, got {mass_scale}")
+        if not (math.isfinite(potential_scale) and potential_scale > 0):
+            raise ValueError(f"potential_scale must be a positive number, got {potential_scale}")
+        self.mass_scale = mass_scale
+        self.potential_scale = float(potential_scale)
         self.n_dof = n
         self.diagonal_shift = float(diagonal_shift)
         self.epsilon = float(epsilon)
@@ -91,6 +108,7 @@ class DeepLagrangianNetwork(LearnedModel):
             revolute=None if revolute is None else [bool(r) for r in revolute],
             shared_trunk=self.shared_trunk, diagonal_shift=self.diagonal_shift, epsilon=self.epsilon,
             friction=bool(friction), init=init, gain=float(gain), output_gain=float(output_gain),
+            mass_scale=mass_scale, potential_scale=self.potential_scale,
             activation_options=None if activation_options is None else dict(activation_options),
             dtype=dtype_name(dtype),
         )
@@ -141,12 +159,15 @@ class DeepLagrangianNetwork(LearnedModel):
         shift[:n] = self.diagonal_shift
         unit_V = torch.zeros(n_out, **kw)
         if self.shared_trunk:
-            unit_V[-1] = 1.0
+            unit_V[-1] = self.potential_scale  # V = potential_scale * (last output)
+        lscale = torch.ones(n_out, **kw)  # L_rc = sqrt(mass_scale_r) * (network entry)
+        if self.mass_scale is not None:
+            lscale[e] = torch.tensor(self.mass_scale, **kw).sqrt()[r]
         # contiguous transposes: transposed views would slow every later elementwise op
         for name, t in [("_R", R), ("_Rt", R.t().contiguous()), ("_C", C), ("_Ct", C.t().contiguous()),
                         ("_CCt", C @ C.t()), ("_S", S), ("_diag", diag), ("_unit_V", unit_V),
                         ("_shift", shift), ("_ones", torch.ones(n_out, **kw)), ("_neg_unit_V", -unit_V),
-                        ("_eye", torch.eye(n, **kw))]:
+                        ("_eye", torch.eye(n, **kw)), ("_lscale", lscale)]:
             self.register_buffer(name, t.to(device), persistent=False)
         # H = L L^T entry by entry: H_rc = sum_{k <= c} L_rk L_ck for r >= c, one product per
         # (r, c, k); (l @ P1) * (l @ P2) lists the products and @ Q sums them into H and H^T.
@@ -178,8 +199,8 @@ class DeepLagrangianNetwork(LearnedModel):
     def _entries(self, y: Tensor) -> Tuple[Tensor, Tensor]:
         """Network outputs (B, m) -> packed entries of L (B, m) and d entries / d y (B, m)."""
         buf = self._buffers
-        l = torch.where(buf["_diag"], F.softplus(y, threshold=SOFTPLUS_THRESHOLD), y) + buf["_shift"]
-        dmod = torch.where(buf["_diag"], torch.sigmoid(y), buf["_ones"])
+        l = (torch.where(buf["_diag"], F.softplus(y, threshold=SOFTPLUS_THRESHOLD), y) + buf["_shift"]) * buf["_lscale"]
+        dmod = torch.where(buf["_diag"], torch.sigmoid(y), buf["_ones"]) * buf["_lscale"]
         return l, dmod
 
     def _L(self, l: Tensor) -> Tensor:
@@ -214,7 +235,7 @@ class DeepLagrangianNetwork(LearnedModel):
         if self.shared_trunk:
             y, ydot, pull_y = self.trunk.jvp_vjp(x, xdot)
             ydot = ydot[0]
-            V, Vdot = y[:, -1], ydot[:, -1]
+            V, Vdot = y[:, -1] * self.potential_scale, ydot[:, -1] * self.potential_scale
 
             def pull(cot_T: Tensor, split: bool) -> Tensor:
                 if split:
@@ -224,10 +245,11 @@ class DeepLagrangianNetwork(LearnedModel):
             y, ydot, pull_L = self.net_L.jvp_vjp(x, xdot)
             ydot = ydot[0]
             Vy, Vydot, pull_V = self.net_V.jvp_vjp(x, xdot)
-            V, Vdot = Vy[:, 0], Vydot[0, :, 0]
+            V, Vdot = Vy[:, 0] * self.potential_scale, Vydot[0, :, 0] * self.potential_scale
 
             def pull(cot_T: Tensor, split: bool) -> Tensor:
-                uT, uV = pull_L(cot_T.unsqueeze(0)), pull_V(torch.ones_like(Vy).unsqueeze(0))
+                uT = pull_L(cot_T.unsqueeze(0))
+                uV = pull_V(torch.full_like(Vy, self.potential_scale).unsqueeze(0))
                 return to_q(torch.cat([uT, uV])) if split else to_q(uT - uV)[0]
 
         l, dmod = self._entries(y)
@@ -244,7 +266,7 @@ class DeepLagrangianNetwork(LearnedModel):
             V = y[:, -1]
         else:
             y, V = self.net_L(x), self.net_V(x)[:, 0]
-        return self._entries(y)[0], V
+        return self._entries(y)[0], V * self.potential_scale
 
     def _H(self, l: Tensor) -> Tensor:
         """Packed entries (B, m) -> H = L L^T + eps I, (B, n, n)."""
@@ -328,9 +350,9 @@ class DeepLagrangianNetwork(LearnedModel):
         out = net._modules["output"]._parameters
         Wo = out["weight"]
         y, ydot = F.linear(h, Wo, out["bias"]), F.linear(t, Wo)
-        diag = buf["_diag"]
-        l = torch.where(diag, F.softplus(y, threshold=SOFTPLUS_THRESHOLD), y) + buf["_shift"]
-        dmod = torch.where(diag, torch.sigmoid(y), buf["_ones"])
+        diag, lscale = buf["_diag"], buf["_lscale"]
+        l = (torch.where(diag, F.softplus(y, threshold=SOFTPLUS_THRESHOLD), y) + buf["_shift"]) * lscale
+        dmod = torch.where(diag, torch.sigmoid(y), buf["_ones"]) * lscale
         ldot = ydot * dmod
         R, CCt, mm = buf["_R"], buf["_CCt"], torch.mm
         a, b = mm(qd, R), mm(qdd, R)  # qd_{r_e}, qdd_{r_e}
