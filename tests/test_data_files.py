@@ -193,9 +193,30 @@ def test_derivative_estimation_accuracy():
         assert np.sqrt(np.mean((e_qd - qd) ** 2)) < 0.002 * np.abs(qd).max()
 
 
-def test_derivative_estimation_rejects_uneven_sampling():
+def test_derivative_estimation_uneven_sampling_and_bad_time():
+    """A dropped sample makes the clock non-uniform: the local polynomial fit on the actual time
+    stamps is exact for a cubic; time that does not increase is refused naming the index."""
     t = np.cumsum(np.r_[0, np.full(50, 0.01), 0.02, np.full(50, 0.01)])
-    with pytest.raises(DataError, match="fixed sampling rate"):
-        estimate_derivatives(t, np.zeros((len(t), 2)))
+    q = np.stack([t ** 3 - t, 2 * t ** 2], -1)
+    qd, qdd, info = estimate_derivatives(t, q, window=11)
+    assert info["method"] == "local-polynomial" and not info["clock"]["uniform"]
+    assert info["clock"]["jittered_steps"] == 1 and info["clock"]["step_max"] == pytest.approx(0.02)
+    np.testing.assert_allclose(qd, np.stack([3 * t ** 2 - 1, 4 * t], -1), atol=1e-9)
+    np.testing.assert_allclose(qdd, np.stack([6 * t, np.full_like(t, 4.0)], -1), atol=1e-7)
+    back = t.copy()
+    back[30] = back[29]
+    with pytest.raises(DataError, match=r"run.h5: trajectory 'a': field 't': time must be strictly increasing "
+                                        r"\(t\[30\] = .* <= t\[29\]"):
+        estimate_derivatives(back, q, source="run.h5: trajectory 'a'")
     with pytest.raises(DataError, match="odd"):
         estimate_derivatives(np.arange(50) * 0.01, np.zeros((50, 2)), window=10)
+
+
+def test_written_file_has_normal_permissions(small, tmp_path):
+    """mkstemp's 0600 is not left on the result: under umask 022 a data file is 0644."""
+    old = os.umask(0o022)
+    try:
+        save_dataset(small, tmp_path / "p.h5")
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "p.h5").st_mode & 0o777) == 0o644

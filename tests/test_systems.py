@@ -162,3 +162,63 @@ def test_panda_terms():
     np.testing.assert_allclose(t.coriolis[0].numpy(), C @ qd[0].numpy(), atol=1e-10)
     # published total mass of links 1-7 (Gaz et al. 2019): about 16.06 kg
     assert abs(sum(i.mass for i in s.model.inertias) - 16.062) < 0.01
+
+
+@pytest.mark.parametrize("name,n", [("pendulum", None), ("two-link", None), ("cartpole", None), ("n-link", 3)])
+def test_armature_adds_rotor_inertia(name, n):
+    """armature > 0 adds diag(armature) to H; H, c, g still follow from the system's own T and V
+    by autograd Euler-Lagrange, and forward dynamics inverts inverse dynamics."""
+    plain = make_system(name, n_dof=n, friction=True)
+    arm = np.linspace(0.05, 0.2, plain.n_dof)
+    s = make_system(name, n_dof=n, friction=True, armature=arm)
+    q, qd, qdd = _states(s.n_dof, seed=3)
+    t, t0 = s.terms(q, qd, qdd), plain.terms(q, qd, qdd)
+    torch.testing.assert_close(t.H - t0.H, torch.diag_embed(torch.as_tensor(arm).expand_as(q)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(t.T - t0.T, 0.5 * (torch.as_tensor(arm) * qd ** 2).sum(-1), rtol=0, atol=1e-12)
+    H, c, g = euler_lagrange_reference(s, q, qd)
+    torch.testing.assert_close(t.H, H, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(t.coriolis, c, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(t.gravity, g, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(t.inertial, (t.H @ qdd.unsqueeze(-1)).squeeze(-1))
+    torch.testing.assert_close(s.forward_dynamics(q, qd, t.tau), qdd, rtol=1e-9, atol=1e-9)
+    assert s.describe()["armature"] == pytest.approx(arm.tolist()) and plain.describe()["armature"] == [0.0] * s.n_dof
+
+
+def test_armature_checked_and_passed_on_by_generate():
+    from delan.data.generate import generate_dataset
+
+    with pytest.raises(DataError, match=r"system 'two-link': armature must be one number or one per joint \(2\)"):
+        make_system("two-link", armature=[0.1, 0.2, 0.3])
+    with pytest.raises(DataError, match=r"armature must be finite and >= 0"):
+        make_system("two-link", armature=-1.0)
+    ds = generate_dataset("two-link", "fourier", 1, duration=0.2, rate=50, armature=[0.05, 0.02])
+    assert ds.attrs["generator"]["system_params"]["armature"] == [0.05, 0.02]
+    tr = ds[ds.names[0]]
+    plain = make_system("two-link").mass_matrix(torch.as_tensor(tr.q)).numpy()
+    np.testing.assert_allclose(tr.truth["H"] - plain, np.broadcast_to(np.diag([0.05, 0.02]), plain.shape), atol=1e-12)
+
+
+@pytest.mark.skipif(not HAS_PIN, reason="pinocchio (pip install pin) not installed")
+def test_pinocchio_armature_and_joint_types():
+    from delan.systems.panda import PinocchioSystem
+
+    urdf = planar_chain_urdf([1.0, 0.8], [0.5, 0.4], [0.25, 0.2], [0.02, 0.01])
+    plain = PinocchioSystem(urdf, gravity=(0, -9.81, 0))
+    s = PinocchioSystem(urdf, gravity=(0, -9.81, 0), armature=[0.1, 0.05])
+    assert s.joint_types == ["revolute", "revolute"]
+    q, qd, qdd = _states(2)
+    torch.testing.assert_close(s.terms(q, qd).H - plain.terms(q, qd).H,
+                               torch.diag_embed(torch.tensor([0.1, 0.05], dtype=q.dtype).expand_as(q)))
+    tau = s.inverse_dynamics(q, qd, qdd)
+    torch.testing.assert_close(tau, s.terms(q, qd, qdd).tau, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(s.forward_dynamics(q, qd, tau), qdd, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.skipif(not HAS_PIN, reason="pinocchio (pip install pin) not installed")
+def test_pinocchio_joint_types_from_urdf():
+    from delan.systems.panda import PinocchioSystem
+
+    urdf = planar_chain_urdf([1.0, 0.8], [0.5, 0.4], [0.25, 0.2], [0.02, 0.01]).replace(
+        'name="j0" type="revolute"', 'name="j0" type="prismatic"')
+    assert PinocchioSystem(urdf).joint_types == ["prismatic", "revolute"]
+    assert make_system("panda").joint_types == ["revolute"] * 7

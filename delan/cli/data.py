@@ -16,16 +16,25 @@ def add_parser(subparsers) -> None:
     sub.required = True
     imp = sub.add_parser("import", help="convert a CSV or .npz log into a data file",
                          description="Import a log with q and tau (columns t, q0..q{n-1} or q_<joint>, "
-                                     "tau0.. or tau_<joint>, optional qd*, qdd*, trajectory). Missing "
-                                     "qd, qdd are estimated with a Savitzky-Golay filter.")
+                                     "tau0.. or tau_<joint>, optional qd*, qdd*, trajectory). Measured "
+                                     "qd, qdd are kept; missing ones are estimated from q: Savitzky-Golay "
+                                     "filter on a uniform clock, local polynomial fits on the actual time "
+                                     "stamps on a jittered one.")
     imp.add_argument("log", metavar="LOG", help="LOG.csv or LOG.npz")
     imp.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="data file to write (atomically)")
     imp.add_argument("--rate", type=float, default=None, metavar="HZ", help="sampling rate when the log has no t")
     imp.add_argument("--window", type=int, default=None, metavar="N",
-                     help="Savitzky-Golay window in samples, odd (default: about 0.1 s)")
-    imp.add_argument("--polyorder", type=int, default=3, metavar="K", help="Savitzky-Golay polynomial order (default 3)")
+                     help="samples per polynomial fit when estimating qd, qdd, odd (default: about 0.1 s); "
+                          "Savitzky-Golay on a uniform clock, local fits on the time stamps on a jittered one")
+    imp.add_argument("--polyorder", type=int, default=3, metavar="K", help="order of those polynomials (default 3)")
     imp.add_argument("--n-dof", type=int, default=None, metavar="N", help="expected number of joints (checked)")
     imp.add_argument("--system", default=None, help="system name to record in the file (optional)")
+    imp.add_argument("--joint-types", default=None, metavar="TYPES",
+                     help="joint types to record: revolute or prismatic for all joints, or one per joint "
+                          "comma-separated, R/P abbreviations (e.g. R,R or R,P)")
+    imp.add_argument("--despike", action="store_true",
+                     help="replace torque spikes: Hampel filter on tau per joint (moving median of 11 "
+                          "samples, outliers beyond 5 scaled MADs replaced by the median)")
     imp.set_defaults(func=run_import)
     info = sub.add_parser("info", help="validate a data file and summarise it")
     info.add_argument("file", metavar="FILE.h5")
@@ -33,23 +42,56 @@ def add_parser(subparsers) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from delan.data import load_log, save_dataset
-    from delan.data.derivatives import describe
+    from delan.data import load_log, parse_joint_types, save_dataset
+    from delan.data.derivatives import clock_info, describe, describe_clock
 
-    ds = load_log(args.log, rate=args.rate, window=args.window, polyorder=args.polyorder, n_dof=args.n_dof)
+    ds = load_log(args.log, rate=args.rate, window=args.window, polyorder=args.polyorder, n_dof=args.n_dof,
+                  despike=args.despike)
+    if args.joint_types is not None:
+        ds.joint_types = parse_joint_types(args.joint_types, ds.n_dof, source=f"{args.log}: --joint-types")
     if args.system:
         ds.system = args.system
     try:
         save_dataset(ds, args.output)
     except OSError as exc:
         raise DataError(f"{args.output}: cannot write: {exc}") from None
+    types = ", ".join(ds.joint_types) if ds.joint_types else "not recorded (pass --joint-types)"
     print(f"wrote {args.output}: {len(ds)} trajectories, {ds.n_samples} samples, n_dof {ds.n_dof} "
-          f"(joints {', '.join(ds.joint_names)})")
+          f"(joints {', '.join(ds.joint_names)}; joint types: {types})")
     for tr in ds:
-        d = tr.meta.get("derivatives")
-        how = describe(d) if d else "qd, qdd taken from the log"
-        print(f"  {tr.name}: {len(tr)} samples at {tr.rate:.6g} Hz; {how}")
+        print(f"  {tr.name}: {len(tr)} samples; {describe_clock(clock_info(tr.t))}")
+        print(f"  {tr.name}: {describe(tr.meta.get('derivatives'))}")
+        sp = tr.meta.get("despike")
+        if sp:
+            print(f"  {tr.name}: tau despiked (Hampel: window {sp['window']} samples, {sp['threshold']:g} scaled "
+                  f"MADs): replaced {', '.join(map(str, sp['replaced']))} of {sp['samples']} samples per joint "
+                  f"({', '.join(ds.joint_names)})")
     return 0
+
+
+def _rate_groups(ds) -> list:
+    """Distinct sampling rates of a dataset: trajectories whose rates agree within 0.1 % form
+    one group. Each group: (rate [Hz], smallest step, largest step [s], jittered?)."""
+    from delan.data.derivatives import clock_info
+
+    clocks = [clock_info(tr.t) for tr in ds]
+    for c in clocks:  # a jittered clock's rate: from the mean step (its median wanders by ~0.1 %)
+        c["nominal"] = c["rate"] if c["uniform"] else c["rate_mean"]
+    clocks.sort(key=lambda c: c["nominal"])
+    groups = []  # lists of clocks, each within 0.1 % of its group's first (slowest) rate
+    for c in clocks:
+        if groups and c["nominal"] <= groups[-1][0]["nominal"] * 1.001:
+            groups[-1].append(c)
+        else:
+            groups.append([c])
+    return [(float(np.median([c["nominal"] for c in g])), min(c["step_min"] for c in g),
+             max(c["step_max"] for c in g), not all(c["uniform"] for c in g)) for g in groups]
+
+
+def _format_rate(rate, step_min, step_max, jittered) -> str:
+    if not jittered:
+        return f"{rate:.6g} Hz"
+    return f"{rate:.4g} Hz (jittered: steps {1000 * step_min:.3g}–{1000 * step_max:.3g} ms)"
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -57,17 +99,28 @@ def run_info(args: argparse.Namespace) -> int:
 
     ds = load_dataset(args.file)
     c = ds.concatenate()
-    rates = sorted({round(tr.rate, 6) for tr in ds})
+    rates = ", ".join(_format_rate(*g) for g in _rate_groups(ds))
     print(f"{args.file}: valid DeLaN data file ({os.path.getsize(args.file) / 1e6:.2f} MB)")
     print(f"  system: {ds.system or '(not recorded)'}; n_dof {ds.n_dof}; joints: {', '.join(ds.joint_names)}")
+    print(f"  joint types: {', '.join(ds.joint_types) if ds.joint_types else 'not recorded'}")
     print(f"  trajectories: {len(ds)} ({', '.join(ds.names[:30])}{', ...' if len(ds) > 30 else ''})")
     dur = [tr.t[-1] - tr.t[0] for tr in ds]
-    print(f"  samples: {ds.n_samples}; rate: {', '.join(f'{r:g}' for r in rates)} Hz; "
+    print(f"  samples: {ds.n_samples}; rate: {rates}; "
           f"duration per trajectory {min(dur):.3g}-{max(dur):.3g} s")
     print(f"  ground truth: {', '.join(ds.truth_fields) or 'none'}")
-    est = [tr.name for tr in ds if "derivatives" in tr.meta]
-    if est:
-        print(f"  qd/qdd estimated (Savitzky-Golay) in {len(est)} trajectories")
+    est = {}
+    for tr in ds:
+        d = tr.meta.get("derivatives")
+        if d:
+            key = f"{', '.join(d.get('estimated', ['qd', 'qdd']))} estimated ({d.get('method', 'savitzky-golay')})"
+            est[key] = est.get(key, 0) + 1
+    for key, count in est.items():
+        print(f"  {key} in {count} trajectories")
+    spikes = [tr.meta["despike"] for tr in ds if isinstance(tr.meta.get("despike"), dict)]
+    if spikes:
+        per_joint = np.sum([s_["replaced"] for s_ in spikes], axis=0)
+        print(f"  tau despiked on import in {len(spikes)} trajectories: replaced "
+              f"{', '.join(str(int(x)) for x in per_joint)} samples per joint")
     if "generator" in ds.attrs:
         g = ds.attrs["generator"]
         if isinstance(g, dict):

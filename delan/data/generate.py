@@ -95,8 +95,12 @@ def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Op
         n_dof: number of links for "n-link".
         seed: reproduces the data set bit for bit.
         simulate: record a simulated tracking run instead of the reference itself.
+        **system_params: physical parameters of the system (see :func:`delan.systems.make_system`),
+            e.g. ``armature=[0.05, 0.02]`` (rotor inertia per joint, added to H); recorded in the
+            file's ``generator["system_params"]``.
     Returns:
-        Dataset with ground truth in every trajectory's ``truth``.
+        Dataset with ground truth in every trajectory's ``truth`` and the system's
+        ``joint_types``.
     """
     if kind not in KINDS:
         raise DataError(f"unknown trajectory kind {kind!r}; valid kinds: {', '.join(KINDS)}")
@@ -140,6 +144,6 @@ def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Op
         info["controller"] = "ID at reference + PD in acceleration space, 5 Hz, zeta = 1; RK4 step <= 2 ms"
     # timing varies run to run, so keep it out of the file (a seed must reproduce it exactly)
     attrs = {"generator": {k: v for k, v in info.items() if k != "seconds"}}
-    ds = Dataset(trajs, system.n_dof, system.joint_names, system.name, attrs)
+    ds = Dataset(trajs, system.n_dof, system.joint_names, system.name, attrs, joint_types=system.joint_types)
     ds.generation_seconds = info["seconds"]
     return ds

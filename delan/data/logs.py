@@ -9,8 +9,11 @@ Column / key naming convention (CSV header row required, comma separated):
 * ``trajectory``              optional label column: rows with equal labels form one trajectory
 
 A ``.npz`` holds arrays ``q`` (T, n) and ``tau`` (T, n), optionally ``t`` (T,), ``qd``, ``qdd``
-and ``joint_names`` (n,). When qd/qdd are absent they are estimated with a Savitzky-Golay filter
-(:mod:`delan.data.derivatives`); the returned dataset records how in each trajectory's meta.
+and ``joint_names`` (n,). Missing qd / qdd are estimated from q (:mod:`delan.data.derivatives`:
+Savitzky-Golay on a uniform clock, local polynomial fits on the actual time stamps on a jittered
+one); measured ones are kept. Each trajectory's meta records per field what was measured and
+what estimated (``sources``), how (``derivatives``) and, with ``despike=True``, how many torque
+samples per joint the Hampel filter replaced (``despike``).
 """
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from delan.data.derivatives import estimate_derivatives
-from delan.data.schema import Dataset, Trajectory
+from delan.data.derivatives import DESPIKE_THRESHOLD, DESPIKE_WINDOW, fill_derivatives, hampel
+from delan.data.schema import Dataset, Trajectory, parse_joint_types
 from delan.errors import DataError
 
 _FIELDS = ("qdd", "qd", "tau", "q")  # longest prefix first so "qd0" is not read as q
@@ -82,24 +85,48 @@ def _time(n_rows: int, t: Optional[np.ndarray], rate: Optional[float], path: str
     return np.arange(n_rows) / float(rate)
 
 
-def _make(name, t, q, tau, qd, qdd, path, window, polyorder, n) -> Trajectory:
+def _make(name, t, q, tau, qd, qdd, path, window, polyorder, n, despike=None) -> Trajectory:
     from delan.data.schema import validate_arrays
 
     fields = {"t": t, "q": q, "tau": tau, "qd": qd, "qdd": qdd}
     validate_arrays(name, fields, n, path)
-    meta = {}
-    if qd is None or qdd is None:
-        e_qd, e_qdd, info = estimate_derivatives(t, q, window, polyorder, source=f"{path}: trajectory {name!r}")
-        qd = e_qd if qd is None else qd
-        qdd = e_qdd if qdd is None else qdd
-        meta["derivatives"] = info
+    qd, qdd, meta = fill_derivatives(t, q, qd, qdd, window, polyorder, source=f"{path}: trajectory {name!r}")
+    if despike is not None:
+        w, k = despike
+        tau, mask = hampel(np.asarray(tau, float), w, k)
+        meta["despike"] = {"method": "hampel", "field": "tau", "window": int(w), "threshold": float(k),
+                           "scale": "1.4826 MAD / sqrt(6) of second differences, the larger of over 10 windows and "
+                                    "over the whole channel",
+                           "replaced": [int(x) for x in mask.sum(0)], "samples": int(len(t))}
     return Trajectory(name, t, q, qd, qdd, tau, meta=meta)
 
 
+def _options(path, despike, despike_window, despike_threshold):
+    if not despike:
+        return None
+    w, k = int(despike_window), float(despike_threshold)
+    if w < 3 or w % 2 == 0:
+        raise DataError(f"{path}: despike window must be an odd number of samples >= 3, got {despike_window}")
+    if not (k > 0 and np.isfinite(k)):
+        raise DataError(f"{path}: despike threshold must be a positive number of scaled MADs, got {despike_threshold}")
+    return w, k
+
+
+def _types(path, joint_types, n):
+    return None if joint_types is None else parse_joint_types(joint_types, n, source=f"{path}: joint_types")
+
+
 def load_csv(path: str, rate: Optional[float] = None, window: Optional[int] = None,
-             polyorder: int = 3, n_dof: Optional[int] = None) -> Dataset:
-    """Read a CSV log (naming convention in the module docstring) into a Dataset."""
+             polyorder: int = 3, n_dof: Optional[int] = None, despike: bool = False,
+             despike_window: int = DESPIKE_WINDOW, despike_threshold: float = DESPIKE_THRESHOLD,
+             joint_types=None) -> Dataset:
+    """Read a CSV log (naming convention in the module docstring) into a Dataset.
+
+    ``despike``: Hampel filter on tau per joint (:func:`delan.data.derivatives.hampel`).
+    ``joint_types``: recorded in the dataset (:func:`delan.data.parse_joint_types` syntax).
+    """
     path = os.fspath(path)
+    spikes = _options(path, despike, despike_window, despike_threshold)
     try:
         with open(path, newline="") as fh:
             rows = list(csv.reader(fh))
@@ -132,14 +159,20 @@ def load_csv(path: str, rate: Optional[float] = None, window: Optional[int] = No
     for name, idx in groups:
         get = lambda f: None if f not in cols else np.stack([col[c][idx] for c in cols[f]], -1)  # noqa: E731
         t = _time(len(idx), col["t"][idx] if "t" in col else None, rate, path, name)
-        trs.append(_make(name, t, get("q"), get("tau"), get("qd"), get("qdd"), path, window, polyorder, len(names)))
-    return Dataset(trs, len(names), names, attrs={"imported_from": os.path.basename(path)}, source=path)
+        trs.append(_make(name, t, get("q"), get("tau"), get("qd"), get("qdd"), path, window, polyorder, len(names),
+                         spikes))
+    return Dataset(trs, len(names), names, attrs={"imported_from": os.path.basename(path)}, source=path,
+                   joint_types=_types(path, joint_types, len(names)))
 
 
 def load_npz(path: str, rate: Optional[float] = None, window: Optional[int] = None,
-             polyorder: int = 3, n_dof: Optional[int] = None) -> Dataset:
-    """Read a NumPy .npz log (keys q, tau [, t, qd, qdd, joint_names]) into a Dataset."""
+             polyorder: int = 3, n_dof: Optional[int] = None, despike: bool = False,
+             despike_window: int = DESPIKE_WINDOW, despike_threshold: float = DESPIKE_THRESHOLD,
+             joint_types=None) -> Dataset:
+    """Read a NumPy .npz log (keys q, tau [, t, qd, qdd, joint_names]) into a Dataset; options
+    as :func:`load_csv`."""
     path = os.fspath(path)
+    spikes = _options(path, despike, despike_window, despike_threshold)
     try:
         z = np.load(path, allow_pickle=False)
         arrays = {k: z[k] for k in z.files}
@@ -158,12 +191,17 @@ def load_npz(path: str, rate: Optional[float] = None, window: Optional[int] = No
         raise DataError(f"{path}: trajectory {name!r}: field 'q': expected shape ({q.shape[0]}, {n_dof}), got {q.shape}")
     t = _time(q.shape[0], arrays.get("t"), rate, path, name)
     joint_names = [str(x) for x in arrays["joint_names"]] if "joint_names" in arrays else None
-    tr = _make(name, t, q, arrays["tau"], arrays.get("qd"), arrays.get("qdd"), path, window, polyorder, n)
-    return Dataset([tr], n, joint_names, attrs={"imported_from": os.path.basename(path)}, source=path)
+    tr = _make(name, t, q, arrays["tau"], arrays.get("qd"), arrays.get("qdd"), path, window, polyorder, n, spikes)
+    return Dataset([tr], n, joint_names, attrs={"imported_from": os.path.basename(path)}, source=path,
+                   joint_types=_types(path, joint_types, n))
 
 
 def load_log(path: str, **kwargs) -> Dataset:
-    """Import a ``.csv`` or ``.npz`` log by its extension (see :func:`load_csv`, :func:`load_npz`)."""
+    """Import a ``.csv`` or ``.npz`` log by its extension (see :func:`load_csv`, :func:`load_npz`).
+
+    Keyword options: rate, window, polyorder, n_dof, despike (Hampel filter on tau),
+    despike_window, despike_threshold, joint_types.
+    """
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")

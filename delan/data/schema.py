@@ -13,12 +13,15 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from delan.errors import DataError
+from delan.fileio import default_permissions
 
 FORMAT = "delan-trajectories"
 VERSION = 1
 REQUIRED = ("t", "q", "tau")
 MEASURED = ("q", "qd", "qdd", "tau")
 TRUTH = ("H", "tau_inertial", "tau_coriolis", "tau_gravity", "tau_friction")
+JOINT_TYPES = ("revolute", "prismatic")
+_JOINT_ABBREV = {"r": "revolute", "revolute": "revolute", "p": "prismatic", "prismatic": "prismatic"}
 
 
 def _where(source: Optional[str], name: Optional[str] = None, field: Optional[str] = None) -> str:
@@ -28,6 +31,49 @@ def _where(source: Optional[str], name: Optional[str] = None, field: Optional[st
     if field is not None:
         parts.append(f"field {field!r}")
     return ": ".join(parts)
+
+
+def parse_joint_types(spec, n_dof: int, source: Optional[str] = None) -> List[str]:
+    """Joint types from user input: one per joint, each "revolute" or "prismatic".
+
+    ``spec`` is a string or a list of strings: "revolute" / "prismatic" (or "R" / "P") alone
+    means every joint; otherwise comma-separated, one per joint ("R,P,R", "revolute,prismatic"),
+    case-insensitive. ``source`` names where the text came from in the error (e.g.
+    "--joint-types"). Raises DataError (one line) for an unknown type or the wrong count.
+    """
+    where = source or "joint types"
+    n = int(n_dof)
+    tokens = spec.split(",") if isinstance(spec, str) else [str(x) for x in spec]
+    tokens = [x.strip() for x in tokens]
+    allowed = ("revolute or prismatic (R/P), one for all joints or one per joint "
+               f"comma-separated for n_dof = {n}, e.g. {','.join(['R'] * n)}")
+    out = []
+    for i, tok in enumerate(tokens):
+        kind = _JOINT_ABBREV.get(tok.lower())
+        if kind is None:
+            raise DataError(f"{where} {spec!r}: joint {i}: {tok!r} is not a joint type; expected {allowed}")
+        out.append(kind)
+    if len(out) == 1:
+        out = out * n
+    if len(out) != n:
+        raise DataError(f"{where} {spec!r}: {len(out)} joint types for n_dof = {n}; expected {allowed}")
+    return out
+
+
+def check_joint_types(values, n_dof: int, source: Optional[str] = None) -> Optional[List[str]]:
+    """Validate stored joint types (exactly n_dof entries, each "revolute" or "prismatic");
+    DataError naming the source and attribute 'joint_types' otherwise. None stays None."""
+    if values is None:
+        return None
+    vals = [values] if isinstance(values, str) else list(values)
+    vals = [v.decode() if isinstance(v, bytes) else v for v in vals]
+    bad = [v for v in vals if not isinstance(v, str) or v not in JOINT_TYPES]
+    if len(vals) != int(n_dof) or bad:
+        problem = (f"{len(vals)} entr{'y' if len(vals) == 1 else 'ies'} for n_dof = {n_dof}" if len(vals) != int(n_dof)
+                   else f"unknown joint type {bad[0]!r}")
+        raise DataError(f"{_where(source)}: attribute 'joint_types': {problem}; expected a list of {n_dof} "
+                        f"strings, each 'revolute' or 'prismatic', got {vals!r}")
+    return vals
 
 
 class Trajectory:
@@ -111,18 +157,21 @@ def validate_arrays(name: str, fields: Dict[str, np.ndarray], n_dof: Optional[in
     if np.any(dt <= 0):
         k = int(np.argmax(dt <= 0))
         raise DataError(f"{_where(source, name, 't')}: time must be strictly increasing "
-                        f"(t[{k + 1}] = {t[k + 1]!r} <= t[{k}] = {t[k]!r})")
+                        f"(t[{k + 1}] = {float(t[k + 1])!r} <= t[{k}] = {float(t[k])!r})")
 
 
 class Dataset:
     """An ordered collection of trajectories with the same n_dof.
 
     ``ds["a"]`` gets a trajectory by name, ``ds.names`` lists them in file order.
+    ``joint_types`` is None (not recorded) or one "revolute" / "prismatic" per joint; revolute
+    joints enter the networks as (sin q, cos q) (see :meth:`revolute_mask`).
     """
 
     def __init__(self, trajectories: Sequence[Trajectory], n_dof: Optional[int] = None,
                  joint_names: Optional[Sequence[str]] = None, system: Optional[str] = None,
-                 attrs: Optional[dict] = None, source: Optional[str] = None):
+                 attrs: Optional[dict] = None, source: Optional[str] = None,
+                 joint_types: Optional[Sequence[str]] = None):
         self.trajectories: Dict[str, Trajectory] = {}
         for tr in trajectories:
             if tr.name in self.trajectories:
@@ -137,6 +186,7 @@ class Dataset:
         self.system = system
         self.attrs = dict(attrs or {})
         self.source = source
+        self.joint_types: Optional[List[str]] = None if joint_types is None else list(joint_types)
         self.validate()
 
     # -- access ------------------------------------------------------------------------------
@@ -171,9 +221,14 @@ class Dataset:
             return []
         return [f for f in TRUTH if all(f in tr.truth for tr in self)]
 
+    def revolute_mask(self) -> Optional[List[bool]]:
+        """[True for each revolute joint], or None when the joint types are not recorded."""
+        return None if self.joint_types is None else [t == "revolute" for t in self.joint_types]
+
     def validate(self) -> None:
         if len(self.joint_names) != self.n_dof:
             raise DataError(f"{_where(self.source)}: {len(self.joint_names)} joint names for n_dof = {self.n_dof}")
+        self.joint_types = check_joint_types(self.joint_types, self.n_dof, self.source)
         for tr in self:
             if tr.q.ndim == 2 and tr.n_dof != self.n_dof:
                 raise DataError(f"{_where(self.source, tr.name, 'q')}: has {tr.n_dof} degrees of freedom, "
@@ -190,7 +245,8 @@ class Dataset:
                             f"valid names: {', '.join(self.names)}")
         chosen = [self.trajectories[x] for x in names]
         rest = [tr for tr in self if tr.name not in set(names)]
-        mk = lambda trs: Dataset(trs, self.n_dof, self.joint_names, self.system, self.attrs, self.source)  # noqa: E731
+        mk = lambda trs: Dataset(trs, self.n_dof, self.joint_names, self.system, self.attrs, self.source,  # noqa: E731
+                                 joint_types=self.joint_types)
         return mk(chosen), mk(rest)
 
     def concatenate(self) -> Dict[str, np.ndarray]:
@@ -205,7 +261,7 @@ class Dataset:
 
     def __repr__(self) -> str:
         return (f"Dataset(system={self.system!r}, n_dof={self.n_dof}, trajectories={len(self)}, "
-                f"samples={self.n_samples})")
+                f"samples={self.n_samples}, joint_types={self.joint_types})")
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -228,6 +284,8 @@ def save_dataset(ds: Dataset, path: str, compression: Optional[str] = "gzip") ->
             if ds.system is not None:
                 f.attrs["system"] = ds.system
             f.attrs["joint_names"] = np.array(ds.joint_names, dtype=h5py.string_dtype())
+            if ds.joint_types is not None:
+                f.attrs["joint_types"] = np.array(ds.joint_types, dtype=h5py.string_dtype())
             for k, v in ds.attrs.items():
                 f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
             grp = f.create_group("trajectories", track_order=True)
@@ -238,6 +296,7 @@ def save_dataset(ds: Dataset, path: str, compression: Optional[str] = "gzip") ->
                                      shuffle=compression is not None and v.size > 64)
                 for k, v in tr.meta.items():
                     g.attrs[k] = json.dumps(v)
+        default_permissions(tmp)  # mkstemp made it 0600; the result gets the user's usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -290,9 +349,21 @@ def _read(f, path: str, estimate_missing: bool) -> Dataset:
         raise DataError(f"{path}: attribute 'n_dof' must be >= 1, got {n}")
     joint_names = [_attr_str(x) for x in f.attrs["joint_names"]] if "joint_names" in f.attrs else None
     system = _attr_str(f.attrs["system"]) if "system" in f.attrs else None
+    joint_types = None
+    if "joint_types" in f.attrs:
+        raw = f.attrs["joint_types"]
+        if isinstance(raw, (bytes, str)):
+            raw = _attr_str(raw)
+            try:
+                raw = json.loads(raw)  # also accept a JSON list written as text
+            except ValueError:
+                pass
+        else:
+            raw = [_attr_str(x) for x in np.atleast_1d(raw)]
+        joint_types = check_joint_types(raw, n, path)
     extra = {}
     for k, v in f.attrs.items():
-        if k in ("format", "version", "n_dof", "system", "joint_names"):
+        if k in ("format", "version", "n_dof", "system", "joint_names", "joint_types"):
             continue
         v = _attr_str(v) if isinstance(v, (bytes, str)) else v.item() if hasattr(v, "item") else v
         try:
@@ -323,16 +394,13 @@ def _read(f, path: str, estimate_missing: bool) -> Dataset:
             if not estimate_missing:
                 miss = "qd" if "qd" not in fields else "qdd"
                 raise DataError(f"{_where(path, name, miss)}: field is missing")
-            from delan.data.derivatives import estimate_derivatives
+            from delan.data.derivatives import fill_derivatives
 
-            qd, qdd, info = estimate_derivatives(fields["t"], fields["q"], source=f"{path}: trajectory {name!r}")
-            if "qd" not in fields:
-                fields["qd"] = qd
-            if "qdd" not in fields:
-                fields["qdd"] = qdd
-            meta["derivatives"] = info
+            fields["qd"], fields["qdd"], notes = fill_derivatives(
+                fields["t"], fields["q"], fields.get("qd"), fields.get("qdd"), source=_where(path, name))
+            meta.update(notes)
         truth = {k: fields[k] for k in TRUTH if k in fields}
         trs.append(Trajectory(name, fields["t"], fields["q"], fields["qd"], fields["qdd"], fields["tau"], truth, meta))
     if not trs:
         raise DataError(f"{path}: group '/trajectories' holds no trajectories")
-    return Dataset(trs, n, joint_names, system, extra, source=path)
+    return Dataset(trs, n, joint_names, system, extra, source=path, joint_types=joint_types)

@@ -26,6 +26,7 @@ class CartPole(TrueSystem):
         self.I = self.m * (2 * self.l) ** 2 / 12 if inertia is None else float(inertia)
         self.g0 = float(gravity)
         self.joint_names = ["cart", "pole"]
+        self.joint_types = ["prismatic", "revolute"]  # cart slides on the rail, pole swings
         self.q_min, self.q_max = np.array([-1.0, -math.pi]), np.array([1.0, math.pi])
         self.qd_max = np.array([2.0, 6.0])
         super().__init__(**friction)

@@ -31,6 +31,7 @@ class Furuta(TrueSystem):
         self.J2 = self.m2 * (2 * self.l2) ** 2 / 12 if pendulum_inertia is None else float(pendulum_inertia)
         self.g0 = float(gravity)
         self.joint_names = ["arm", "pendulum"]
+        self.joint_types = ["revolute", "revolute"]
         self.q_min, self.q_max = np.array([-math.pi, -math.pi]), np.array([math.pi, math.pi])
         self.qd_max = np.array([10.0, 10.0])
         friction.setdefault("viscous", 1e-4)

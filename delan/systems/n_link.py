@@ -39,6 +39,7 @@ class NLink(TrueSystem):
         self.I = self.m * self.l ** 2 / 12 if inertias is None else np.broadcast_to(np.asarray(inertias, float), (n,)).copy()
         self.g0 = float(gravity)
         self.joint_names = [f"joint{i}" for i in range(n)]
+        self.joint_types = ["revolute"] * n
         self.q_min, self.q_max = np.full(n, -math.pi), np.full(n, math.pi)
         self.qd_max = np.full(n, 6.0)
         a = np.zeros((n, n))  # a[i, j]: lever of link j's rotation on link i's centre of mass

@@ -30,6 +30,13 @@ def import_pinocchio():
     return pinocchio
 
 
+def _joint_type(joint) -> str:
+    """"prismatic" for Pinocchio's prismatic joint models (JointModelPX/PY/PZ, PrismaticUnaligned),
+    else "revolute" (RX/RY/RZ, RevoluteUnaligned; nq == nv rules out the others)."""
+    kind = joint.shortname()
+    return "prismatic" if kind.startswith("JointModelP") else "revolute"
+
+
 class PinocchioSystem(TrueSystem):
     """Rigid-body dynamics of a URDF model (revolute/prismatic joints, fixed base).
 
@@ -55,6 +62,7 @@ class PinocchioSystem(TrueSystem):
         if self.model.nq != self.model.nv:
             raise ValueError("only revolute/prismatic joints are supported (nq must equal nv)")
         self.joint_names = [str(n) for n in list(self.model.names)[1:]]
+        self.joint_types = [_joint_type(j) for j in list(self.model.joints)[1:]]
         self.q_min = np.array(self.model.lowerPositionLimit, float)
         self.q_max = np.array(self.model.upperPositionLimit, float)
         self.qd_max = np.array(self.model.velocityLimit, float)
@@ -85,15 +93,20 @@ class PinocchioSystem(TrueSystem):
 
     # Simulation calls only these two, so give them Pinocchio's O(n) recursive algorithms
     # (RNEA, ABA) instead of assembling every term.
+    # The model's own armature stays 0 (Pinocchio versions differ in which algorithms read it);
+    # TrueSystem.armature is added here and in terms() instead.
     def inverse_dynamics(self, q, qd, qdd):
-        """tau = H qdd + c + g + f (B, n) by RNEA."""
+        """tau = H qdd + c + g + f (B, n) by RNEA (+ armature qdd)."""
         q, qd, qdd = self._batch(q, qd, qdd)
         qn, vn, an = (x.detach().cpu().numpy().astype(np.float64) for x in (q, qd, qdd))
         tau = np.stack([self._pin.rnea(self.model, self.data, qn[b], vn[b], an[b]) for b in range(len(qn))])
+        tau = tau + self.armature * an
         return torch.as_tensor(tau, dtype=q.dtype, device=q.device) + self._friction(qd)
 
     def forward_dynamics(self, q, qd, tau):
-        """qdd = H^-1 (tau - c - g - f) (B, n) by ABA."""
+        """qdd = H^-1 (tau - c - g - f) (B, n) by ABA (with armature: Cholesky solve of the terms)."""
+        if np.any(self.armature):
+            return super().forward_dynamics(q, qd, tau)
         q, qd, tau = self._batch(q, qd, tau)
         tau = tau - self._friction(qd)
         qn, vn, tn = (x.detach().cpu().numpy().astype(np.float64) for x in (q, qd, tau))

@@ -26,6 +26,7 @@ class Pendulum(TrueSystem):
         self.inertia = self.mass * self.length ** 2 / 12 if inertia is None else float(inertia)
         self.g0 = float(gravity)
         self.joint_names = ["theta"]
+        self.joint_types = ["revolute"]
         self.q_min, self.q_max = np.array([-math.pi]), np.array([math.pi])
         self.qd_max = np.array([6.0])
         super().__init__(**friction)

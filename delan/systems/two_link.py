@@ -37,6 +37,7 @@ class TwoLink(TrueSystem):
         self.I1, self.I2 = map(float, inertias)
         self.g0 = float(gravity)
         self.joint_names = ["shoulder", "elbow"]
+        self.joint_types = ["revolute", "revolute"]
         self.q_min, self.q_max = np.array([-math.pi, -math.pi]), np.array([math.pi, math.pi])
         self.qd_max = np.array([6.0, 6.0])
         super().__init__(**friction)
