@@ -79,8 +79,9 @@ class TrainConfig:
     networks; ``friction`` adds a learned joint-friction term (Lagrangian models; None = on,
     :data:`DEFAULT_FRICTION`; the mlp learns the total torque and refuses True); ``joint_types`` ("revolute", "prismatic" or one per joint,
     e.g. "R,P" or ["revolute", "prismatic"]; None = the data file's) makes revolute joints enter
-    the networks as (sin q, cos q); ``model_options`` are passed on to the model's constructor
-    (e.g. ``{"epsilon": 1e-3}``).
+    the networks as (sin q, cos q); ``scale_outputs`` sets a structured model's ``mass_scale`` and
+    ``potential_scale`` from the training data (:func:`output_scales`); ``model_options`` are
+    passed on to the model's constructor (e.g. ``{"epsilon": 1e-3}``).
 
     Optimisation: Adam or AdamW (``optimizer``), optional AMSGrad; ``lr`` follows ``schedule``
     from its start value down to ``lr * lr_final`` over the run's progress (the larger of the
@@ -113,6 +114,7 @@ class TrainConfig:
     friction: Optional[bool] = None
     joint_types: Any = None
     model_options: Dict[str, Any] = field(default_factory=dict)
+    scale_outputs: bool = True
     epochs: Optional[int] = None
     time_budget: Optional[float] = None
     batch_size: int = 512
@@ -600,7 +602,7 @@ def _train(
     # 3. model, optimiser, loss, random generators -----------------------------------------
     torch.manual_seed(config.seed)  # the initial weights
     revolute = None if joint_types is None else [x == "revolute" for x in joint_types]
-    model = build_model(config, ds.n_dof, revolute, output_scales(train_arrays))
+    model = build_model(config, ds.n_dof, revolute, output_scales(train_arrays) if config.scale_outputs else None)
     optimizer = make_optimizer(config, model)
     loss_fn = make_loss(config, train, model)
     shuffle = torch.Generator(device="cpu").manual_seed(config.seed)  # minibatch order

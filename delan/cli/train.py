@@ -65,6 +65,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--loss-weights", default=None, metavar="PART=W,...",
                    help="weights of the loss parts inverse, forward, power, e.g. forward=0,power=1 "
                         "(parts not named keep the model's defaults)")
+    p.add_argument("--output-scales", dest="scale_outputs", action=argparse.BooleanOptionalAction, default=None,
+                   help="structured model: scale H's rows and V to the data's torques and accelerations "
+                        "(default on)")
     p.add_argument("--device", default=None, metavar="cpu|cuda", help=f"default {d.device}")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None, help=f"default {d.dtype}")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
@@ -99,7 +102,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
     for name in ("model", "optimizer", "amsgrad", "schedule", "friction", "joint_types", "forward_norm",
-                 "device", "dtype"):
+                 "scale_outputs", "device", "dtype"):
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
     if args.test is not None:
