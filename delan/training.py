@@ -576,7 +576,7 @@ def _train(
             raise RunError(f"{run_dir}: checkpoint holds a {checkpoint.get('model')} model, config says {config.model}")
     else:
         config.validate()
-        _prepare_run_dir(run_dir, force)
+        _check_run_dir(run_dir, force)  # before the data is read; created once everything checks out
         checkpoint = None
     config.validate()
 
@@ -619,6 +619,7 @@ def _train(
         start_epoch, step, elapsed = checkpoint["epoch"], checkpoint["step"], checkpoint["elapsed"]
         best = dict(checkpoint["best"])
     else:
+        _prepare_run_dir(run_dir, force)
         meta = dict(config.to_dict(), n_dof=ds.n_dof, joint_types=joint_types, train_trajectories=train_names,
                     validation=validation, n_train_samples=n_train, n_validation_samples=n_val)
         atomic_write_json(os.path.join(run_dir, CONFIG_FILE), config.to_dict())
@@ -748,13 +749,19 @@ def _describe_validation(ds, whole: Sequence[str], blocks: Dict[str, Tuple[int, 
                        for name, (a, b) in blocks.items()}}
 
 
-def _prepare_run_dir(run_dir: str, force: bool) -> None:
+def _check_run_dir(run_dir: str, force: bool) -> None:
+    """Refuse a run directory that is a file, or holds files, unless ``force``."""
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise RunError(f"{run_dir}: exists and is not a directory")
-    if os.path.isdir(run_dir) and os.listdir(run_dir):
-        if not force:
-            raise RunError(f"{run_dir}: run directory exists and is not empty; use --resume to continue "
-                           f"it or --force to start afresh (its run files are replaced)")
+    if os.path.isdir(run_dir) and os.listdir(run_dir) and not force:
+        raise RunError(f"{run_dir}: run directory exists and is not empty; use --resume to continue "
+                       f"it or --force to start afresh (its run files are replaced)")
+
+
+def _prepare_run_dir(run_dir: str, force: bool) -> None:
+    """Create the run directory (with ``force``, first delete an old run's files in it)."""
+    _check_run_dir(run_dir, force)
+    if os.path.isdir(run_dir):
         for name in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, LOG_CSV, LOG_JSONL, SUMMARY_FILE, "data.json"):
             p = os.path.join(run_dir, name)
             if os.path.exists(p):

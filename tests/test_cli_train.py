@@ -58,3 +58,27 @@ def test_resume_with_changed_option_refused(data_file, tmp_path, cli_fails):
     out = str(tmp_path / "r")
     assert main(["train", data_file, "-o", out, "--epochs", "2", "--stop-after", "1"] + FAST) == 0
     cli_fails(["train", data_file, "-o", out, "--resume", "--width", "32"], "--width")
+
+
+def test_default_budget_is_announced_and_options_reach_the_run(data_file, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    argv = ["train", data_file, "-o", out, "--test", "a", "--stop-after", "1", "--joint-types", "R,R",
+            "--no-friction", "--loss-weights", "power=0.5", "--forward-norm", "joint"] + FAST
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "training for 120 s (the default" in printed and "joints: revolute, revolute" in printed
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["time_budget"] == 120.0 and cfg["epochs"] is None and cfg["friction"] is False
+    assert cfg["joint_types"] == "R,R" and cfg["loss_weights"] == {"power": 0.5} and cfg["forward_norm"] == "joint"
+    meta = json.load(open(os.path.join(out, "data.json")))
+    assert meta["joint_types"] == ["revolute", "revolute"] and meta["validation"]["scheme"] == "time blocks"
+
+
+def test_bad_new_options(data_file, tmp_path, cli_fails):
+    out = str(tmp_path / "bad")
+    cli_fails(["train", data_file, "-o", out, "--joint-types", "R,X"] + FAST, "joint")
+    cli_fails(["train", data_file, "-o", out, "--joint-types", "R,R,R"] + FAST, "joint")
+    cli_fails(["train", data_file, "-o", out, "--loss-weights", "forward"] + FAST, "--loss-weights")
+    cli_fails(["train", data_file, "-o", out, "--loss-weights", "torque=1"] + FAST, "unknown loss weight")
+    cli_fails(["train", data_file, "-o", out, "--model", "mlp", "--friction"] + FAST, "mlp baseline has no friction")
+    assert not os.path.exists(out)  # refused before the run directory is made
