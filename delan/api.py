@@ -66,7 +66,7 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def evaluate(run: Union[RunLike, nn.Module], data: str, test: Optional[Sequence[str]] = None,
-             json_path: Optional[str] = None, plots: Optional[str] = None) -> Dict[str, Any]:
+             json_path: Optional[str] = None, plots: Optional[str] = None, rollouts: bool = True) -> Dict[str, Any]:
     """Metrics (see :mod:`delan.evaluation`) of a trained model on trajectories of ``data``.
 
     Args:
@@ -75,9 +75,12 @@ def evaluate(run: Union[RunLike, nn.Module], data: str, test: Optional[Sequence[
             ``data`` is the file it was trained on (all trajectories otherwise).
         json_path: also write the result there (one JSON object, atomically).
         plots: folder for the torque-decomposition figure (and training curves of a run).
+        rollouts: compute the valid prediction time ``vpt`` (rollouts of the model; the slow
+            part); False lists it under ``unavailable``.
     Returns:
-        One flat dict: the metric keys, ``n_samples``, and ``model``, ``data``, ``test``,
-        ``unavailable`` (metric -> why not), ``per_trajectory``.
+        One flat dict: the metric keys (``*_mse``, ``*_nmse``, ``vpt``), ``n_samples``, and
+        ``model``, ``data``, ``test``, ``unavailable`` (metric -> why not), ``per_trajectory``,
+        ``vpt_per_trajectory`` {name: seconds} (when vpt was computed).
     """
     from delan.data import load_dataset
     from delan.evaluation import evaluate_model, model_kind
@@ -90,9 +93,11 @@ def evaluate(run: Union[RunLike, nn.Module], data: str, test: Optional[Sequence[
         trained_here = config is not None and config.test and _same_file(config.data, data)
         test = list(config.test) if trained_here else ds.names
     chosen, _ = ds.split(list(test))
-    res = evaluate_model(model, chosen)
+    res = evaluate_model(model, chosen, rollouts=rollouts)
     out: Dict[str, Any] = dict(res["metrics"])
     out["n_samples"] = res["n_samples"]
+    if "vpt_per_trajectory" in res:
+        out["vpt_per_trajectory"] = res["vpt_per_trajectory"]
     out.update({"model": model_kind(model),
                 "run": run_dir, "data": os.fspath(data), "test": list(test),
                 "unavailable": res["unavailable"], "per_trajectory": res["per_trajectory"]})

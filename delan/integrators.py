@@ -11,10 +11,15 @@ One entry point, :func:`rollout`, with the methods of :data:`INTEGRATORS`:
 
 Torques come from ``tau_fn(t, q, qd) -> tau`` (B, n) or (n,): zero (None), a recording
 (:func:`interpolated_torque`) or a controller.
+
+Learned models can blow up: their state turns non-finite or their mass matrix stops being
+positive definite, and the Cholesky solve raises. By default that error propagates (plain
+behaviour); ``rollout(..., stop_on_divergence=True)`` instead stops the diverged trajectory at
+the last finite state and records when it happened in ``Rollout.diverged_at``.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -30,12 +35,23 @@ class Rollout(NamedTuple):
     """A simulated trajectory, time first: t (T,); q, qd, qdd (T, n), or (T, B, n) for a batch.
 
     T = steps + 1 (the initial state included); qdd[k] is the acceleration at (t_k, q_k, qd_k).
+
+    ``diverged_at`` is only set by ``rollout(..., stop_on_divergence=True)``: None when nothing
+    diverged; else, for one trajectory, the time [s] of the step that failed (the rollout then
+    ends one step earlier, at its last finite state, so T <= steps + 1), and for a batch a list
+    with one such time or None per trajectory (a diverged trajectory's q, qd, qdd are NaN from
+    that time on; the rollout ends when every trajectory has diverged).
     """
 
     t: Tensor
     q: Tensor
     qd: Tensor
     qdd: Tensor
+    diverged_at: Optional[Union[float, List[Optional[float]]]] = None
+
+
+class _SolveFailed(Exception):
+    """The forward dynamics raised (Cholesky of an indefinite or non-finite mass matrix, ...)."""
 
 
 def zero_torque(t: float, q: Tensor, qd: Tensor) -> Tensor:
@@ -67,7 +83,7 @@ def _accel(dynamics: Dynamics, tau_fn: TorqueFn, t: float, q: Tensor, qd: Tensor
 
 def rollout(dynamics: Dynamics, q0: Tensor, qd0: Tensor, tau_fn: Optional[TorqueFn] = None,
             dt: float = 1e-3, steps: int = 1000, method: str = "rk4", differentiable: bool = False,
-            rtol: float = 1e-9, atol: float = 1e-10) -> Rollout:
+            rtol: float = 1e-9, atol: float = 1e-10, stop_on_divergence: bool = False) -> Rollout:
     """Integrate qdd = forward_dynamics(q, qd, tau_fn(t, q, qd)) from (q0, qd0) at t = 0.
 
     Args:
@@ -80,8 +96,14 @@ def rollout(dynamics: Dynamics, q0: Tensor, qd0: Tensor, tau_fn: Optional[Torque
         differentiable: keep the autograd graph through the whole rollout (fixed-step methods
             only); by default each step starts from detached tensors so memory stays flat.
         rtol, atol: tolerances of dopri5.
+        stop_on_divergence: instead of raising when the forward dynamics fails (RuntimeError or
+            ValueError from it, e.g. torch.linalg.LinAlgError of a Cholesky) or when the state
+            turns non-finite, stop that trajectory at its last finite state and report the time
+            of the failed step in ``Rollout.diverged_at`` (see :class:`Rollout`). Errors of
+            ``tau_fn`` still propagate. Fixed-step methods stop each trajectory of a batch on
+            its own; dopri5 integrates a batch as one system, so it stops all of them at once.
     Returns:
-        Rollout(t, q, qd, qdd); dtype/device follow q0.
+        Rollout(t, q, qd, qdd[, diverged_at]); dtype/device follow q0.
     """
     if method not in INTEGRATORS:
         raise ValueError(f"unknown integrator {method!r}; valid: {', '.join(INTEGRATORS)}")
@@ -96,6 +118,12 @@ def rollout(dynamics: Dynamics, q0: Tensor, qd0: Tensor, tau_fn: Optional[Torque
     tau_fn = zero_torque if tau_fn is None else tau_fn
     steps = int(steps)
     ts = [k * dt for k in range(steps + 1)]
+    if stop_on_divergence:
+        Q, QD, QDD, diverged = _guarded_rollout(dynamics, tau_fn, q, qd, ts, dt, method, differentiable, rtol, atol)
+        t_col = torch.as_tensor(ts[:Q.shape[0]], dtype=Q.dtype, device=Q.device)
+        if single:
+            return Rollout(t_col, Q[:, 0], QD[:, 0], QDD[:, 0], diverged[0])
+        return Rollout(t_col, Q, QD, QDD, None if all(d is None for d in diverged) else diverged)
 
     if method == "dopri5":
         qs, qds = _dopri5(dynamics, tau_fn, q, qd, ts, rtol, atol)
@@ -103,25 +131,9 @@ def rollout(dynamics: Dynamics, q0: Tensor, qd0: Tensor, tau_fn: Optional[Torque
         qs, qds = [q], [qd]
         acc = lambda t, a, b: _accel(dynamics, tau_fn, t, a, b)  # noqa: E731
         for k in range(steps):
-            t = ts[k]
             if not differentiable:
                 q, qd = q.detach(), qd.detach()
-            if method == "euler":
-                a = acc(t, q, qd)
-                q, qd = q + dt * qd, qd + dt * a
-            elif method == "symplectic":
-                qd = qd + dt * acc(t, q, qd)
-                q = q + dt * qd
-            else:  # rk4 on the state (q, qd)
-                k1v, k1a = qd, acc(t, q, qd)
-                k2v = qd + 0.5 * dt * k1a
-                k2a = acc(t + 0.5 * dt, q + 0.5 * dt * k1v, k2v)
-                k3v = qd + 0.5 * dt * k2a
-                k3a = acc(t + 0.5 * dt, q + 0.5 * dt * k2v, k3v)
-                k4v = qd + dt * k3a
-                k4a = acc(t + dt, q + dt * k3v, k4v)
-                q = q + dt / 6 * (k1v + 2 * k2v + 2 * k3v + k4v)
-                qd = qd + dt / 6 * (k1a + 2 * k2a + 2 * k3a + k4a)
+            q, qd, _ = _step(method, acc, ts[k], dt, q, qd)
             if not differentiable:
                 q, qd = q.detach(), qd.detach()
             qs.append(q)
@@ -140,7 +152,161 @@ def rollout(dynamics: Dynamics, q0: Tensor, qd0: Tensor, tau_fn: Optional[Torque
     return Rollout(t_col, Q, QD, QDD)
 
 
-def _dopri5(dynamics, tau_fn, q, qd, ts, rtol, atol):
+Accel = Callable[[float, Tensor, Tensor], Tensor]
+
+
+def _step(method: str, acc: Accel, t: float, dt: float, q: Tensor, qd: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """One fixed step of ``method`` from (t, q, qd), each (B, n): (q_new, qd_new, qdd at (t, q, qd))."""
+    if method == "euler":
+        a = acc(t, q, qd)
+        return q + dt * qd, qd + dt * a, a
+    if method == "symplectic":
+        a = acc(t, q, qd)
+        qd = qd + dt * a
+        return q + dt * qd, qd, a
+    # rk4 on the state (q, qd)
+    k1v, k1a = qd, acc(t, q, qd)
+    k2v = qd + 0.5 * dt * k1a
+    k2a = acc(t + 0.5 * dt, q + 0.5 * dt * k1v, k2v)
+    k3v = qd + 0.5 * dt * k2a
+    k3a = acc(t + 0.5 * dt, q + 0.5 * dt * k2v, k3v)
+    k4v = qd + dt * k3a
+    k4a = acc(t + dt, q + dt * k3v, k4v)
+    return (q + dt / 6 * (k1v + 2 * k2v + 2 * k3v + k4v), qd + dt / 6 * (k1a + 2 * k2a + 2 * k3a + k4a), k1a)
+
+
+def _torque(tau_fn: TorqueFn, t: float, q: Tensor, qd: Tensor) -> Tensor:
+    """tau_fn's torque as (B, n) in q's dtype/device ((n,) and (1, n) are broadcast)."""
+    tau = torch.as_tensor(tau_fn(t, q, qd), dtype=q.dtype, device=q.device)
+    if tau.dim() == 1 or (tau.dim() == 2 and tau.shape[0] == 1 and q.shape[0] > 1):
+        tau = tau.expand_as(q)
+    if tau.shape != q.shape:  # a bad torque law is the caller's error, never a "divergence"
+        raise ValueError(f"tau_fn returned shape {tuple(tau.shape)}, expected {tuple(q.shape)}")
+    return tau
+
+
+def _row_accel(dynamics: Dynamics, tau_fn: TorqueFn, base_q: Tensor, base_qd: Tensor, rows: Tensor) -> Accel:
+    """acc(t, q_rows, qd_rows) for the trajectories ``rows`` of a batch.
+
+    tau_fn always sees the whole batch (B, n) - it may be a recording of exactly B torques -
+    with the other rows held at ``base_q``, ``base_qd``. A failing forward dynamics raises
+    :class:`_SolveFailed`; a failing tau_fn raises its own error.
+    """
+    whole = rows.numel() == base_q.shape[0]
+
+    def acc(t: float, q: Tensor, qd: Tensor) -> Tensor:
+        if whole:
+            tau = _torque(tau_fn, t, q, qd)
+        else:
+            fq, fqd = base_q.clone(), base_qd.clone()
+            fq[rows], fqd[rows] = q, qd
+            tau = _torque(tau_fn, t, fq, fqd)[rows]
+        try:
+            return dynamics.forward_dynamics(q, qd, tau)
+        except (RuntimeError, ValueError) as exc:
+            raise _SolveFailed(str(exc)) from exc
+
+    return acc
+
+
+def _finite_rows(*xs: Tensor) -> Tensor:
+    """(B,) bool: every entry of the row is finite in every x (B, n)."""
+    ok = torch.ones(xs[0].shape[0], dtype=torch.bool, device=xs[0].device)
+    for x in xs:
+        ok &= torch.isfinite(x).all(-1)
+    return ok
+
+
+def _guarded_accel(dynamics: Dynamics, tau_fn: TorqueFn, t: float, q: Tensor, qd: Tensor) -> Tensor:
+    """Accelerations (B, n) at (t, q, qd); NaN rows where the forward dynamics fails (row by row
+    after a failed batched call, since one bad row fails a batched Cholesky)."""
+    B = q.shape[0]
+    rows = torch.arange(B, device=q.device)
+    try:
+        return _row_accel(dynamics, tau_fn, q, qd, rows)(t, q, qd)
+    except _SolveFailed:
+        if B == 1:
+            return torch.full_like(q, float("nan"))
+    out = torch.full_like(q, float("nan"))
+    for r in range(B):
+        one = rows[r:r + 1]
+        try:
+            out[r] = _row_accel(dynamics, tau_fn, q, qd, one)(t, q[one], qd[one])[0]
+        except _SolveFailed:
+            pass
+    return out
+
+
+def _guarded_rollout(dynamics: Dynamics, tau_fn: TorqueFn, q: Tensor, qd: Tensor, ts: Sequence[float],
+                     dt: float, method: str, differentiable: bool, rtol: float, atol: float
+                     ) -> Tuple[Tensor, Tensor, Tensor, List[Optional[float]]]:
+    """The rollout of ``stop_on_divergence=True``: (Q, QD, QDD (T, B, n), diverged_at per row)."""
+    B, n = q.shape
+    nan = torch.full_like(q, float("nan"))
+    diverged: List[Optional[float]] = [None] * B
+    if method == "dopri5":
+        qs, qds, failed_at = _dopri5(dynamics, tau_fn, q, qd, ts, rtol, atol, guarded=True)
+        if failed_at is not None:
+            diverged = [failed_at] * B
+        Q, QD = torch.stack(qs), torch.stack(qds)
+        QDD = torch.stack([_guarded_accel(dynamics, tau_fn, ts[k], Q[k], QD[k]) for k in range(len(qs))])
+        return Q, QD, QDD, diverged
+    live = torch.ones(B, dtype=torch.bool, device=q.device)
+    all_rows = torch.arange(B, device=q.device)
+    n_live = B
+    qs, qds, qdds = [q], [qd], []
+    for k in range(len(ts) - 1):
+        t = ts[k]
+        if not differentiable:
+            q, qd = q.detach(), qd.detach()
+        rows = all_rows if n_live == B else torch.nonzero(live)[:, 0]
+        try:
+            if n_live == B:  # no gathering: the common case stays as cheap as a plain rollout
+                q_new, qd_new, acc0 = _step(method, _row_accel(dynamics, tau_fn, q, qd, rows), t, dt, q, qd)
+            else:
+                qn, qdn, a0 = _step(method, _row_accel(dynamics, tau_fn, q, qd, rows), t, dt, q[rows], qd[rows])
+                q_new, qd_new, acc0 = nan.clone(), nan.clone(), nan.clone()
+                q_new[rows], qd_new[rows], acc0[rows] = qn, qdn, a0
+        except _SolveFailed:
+            # one bad trajectory fails the batched Cholesky: find it by stepping each on its own
+            q_new, qd_new, acc0 = nan.clone(), nan.clone(), nan.clone()
+            for r in rows.tolist():
+                one = rows.new_tensor([r])
+                try:
+                    qn, qdn, a0 = _step(method, _row_accel(dynamics, tau_fn, q, qd, one), t, dt, q[one], qd[one])
+                    q_new[one], qd_new[one], acc0[one] = qn, qdn, a0
+                except _SolveFailed:
+                    pass
+        qdds.append(acc0)
+        if n_live == B and bool(torch.isfinite(q_new).all()) and bool(torch.isfinite(qd_new).all()):
+            q, qd = q_new, qd_new  # nothing diverged: no masking needed
+            qs.append(q)
+            qds.append(qd)
+            continue
+        ok = _finite_rows(q_new, qd_new) & live
+        n_ok = int(ok.sum())
+        for r in torch.nonzero(live & ~ok)[:, 0].tolist():
+            diverged[r] = ts[k + 1]
+        live, n_live = ok, n_ok
+        if n_live == 0:
+            break
+        # a diverged row keeps its last finite state as input (tau_fn sees finite values), NaN in the output
+        q = torch.where(live.unsqueeze(-1), q_new, q)
+        qd = torch.where(live.unsqueeze(-1), qd_new, qd)
+        qs.append(torch.where(live.unsqueeze(-1), q, nan))
+        qds.append(torch.where(live.unsqueeze(-1), qd, nan))
+    if len(qdds) < len(qs):  # the acceleration at the final state
+        acc_last = _guarded_accel(dynamics, tau_fn, ts[len(qs) - 1], q, qd)
+        qdds.append(torch.where(live.unsqueeze(-1), acc_last, nan))
+    Q, QD, QDD = torch.stack(qs), torch.stack(qds), torch.stack(qdds)
+    if not differentiable:
+        Q, QD, QDD = Q.detach(), QD.detach(), QDD.detach()
+    return Q, QD, QDD, diverged
+
+
+def _dopri5(dynamics, tau_fn, q, qd, ts, rtol, atol, guarded: bool = False):
+    """(q list, qd list) on the grid ``ts``; with ``guarded`` also the time of the first grid
+    point not reached (None if all were), instead of raising when the integration fails."""
     from scipy.integrate import solve_ivp
 
     B, n = q.shape
@@ -149,12 +315,27 @@ def _dopri5(dynamics, tau_fn, q, qd, ts, rtol, atol):
     def rhs(t, y):
         y = torch.as_tensor(y, dtype=dtype, device=device).reshape(2, B, n)
         with torch.no_grad():
-            a = _accel(dynamics, tau_fn, t, y[0], y[1])
+            if guarded:
+                try:
+                    a = _row_accel(dynamics, tau_fn, y[0], y[1], torch.arange(B, device=device))(t, y[0], y[1])
+                except _SolveFailed:
+                    # NaN makes solve_ivp reject the step and shrink it until it gives up
+                    return np.full(2 * B * n, np.nan)
+            else:
+                a = _accel(dynamics, tau_fn, t, y[0], y[1])
         return np.concatenate([y[1].reshape(-1).cpu().numpy(), a.reshape(-1).cpu().numpy()])
 
     y0 = torch.stack([q, qd]).detach().reshape(-1).cpu().numpy().astype(np.float64)
     sol = solve_ivp(rhs, (ts[0], ts[-1]), y0, method="RK45", t_eval=ts, rtol=rtol, atol=atol)
-    if not sol.success:
-        raise RuntimeError(f"dopri5 failed: {sol.message}")
-    Y = torch.as_tensor(sol.y.T, dtype=dtype, device=device).reshape(len(ts), 2, B, n)
-    return list(Y[:, 0]), list(Y[:, 1])
+    if not guarded:
+        if not sol.success:
+            raise RuntimeError(f"dopri5 failed: {sol.message}")
+        Y = torch.as_tensor(sol.y.T, dtype=dtype, device=device).reshape(len(ts), 2, B, n)
+        return list(Y[:, 0]), list(Y[:, 1])
+    Y = np.asarray(sol.y.T).reshape(-1, 2, B, n)
+    good = np.isfinite(Y).reshape(len(Y), -1).all(-1)
+    reached = len(Y) if good.all() else int(np.argmin(good))
+    reached = max(reached, 1)  # the initial state is always kept
+    Y = torch.as_tensor(Y[:reached], dtype=dtype, device=device)
+    failed_at = None if reached == len(ts) else ts[reached]
+    return list(Y[:, 0]), list(Y[:, 1]), failed_at

@@ -90,7 +90,8 @@ def plot_training(run_dir: str, path: str) -> str:
 def plot_rollout(result: Dict[str, Any], path: str) -> str:
     """A rollout of :func:`delan.evaluation.compare_rollout`: joint positions (model against the
     reference), the position and velocity error norms with the validity threshold, and the
-    energy change E(t) - E(0)."""
+    energy change E(t) - E(0); a diverged rollout gets a dashed black line at the divergence
+    time on every panel, labelled "diverged at ... s"."""
     t, q, q_ref = result["t"], result["q"], result["q_ref"]
     n = q.shape[1]
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
@@ -113,6 +114,12 @@ def plot_rollout(result: Dict[str, Any], path: str) -> str:
     axes[2].set_xlabel("time [s]")
     axes[2].set_ylabel("E(t) - E(0) [J]")
     axes[2].legend(fontsize=7)
+    if result.get("diverged"):
+        td = result["diverged_at"]
+        for ax in axes:
+            ax.axvline(td, color="k", lw=1.0, ls="--")
+            ax.text(td, 0.97, f" diverged at {td:.3g} s", transform=ax.get_xaxis_transform(),
+                    ha="right", va="top", rotation=90, fontsize=7)
     fig.suptitle(f"{result.get('source', 'rollout')} - {result['method']}, dt {result['dt']:g} s", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

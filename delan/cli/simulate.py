@@ -14,7 +14,9 @@ def add_parser(subparsers) -> None:
         description="Integrate the learned forward dynamics and compare with a recording (its "
                     "torques replayed) or with the true system (free motion). Reports position "
                     "and velocity errors, the valid-prediction time (time until the position "
-                    "error norm first exceeds --threshold) and the energy drift.")
+                    "error norm first exceeds --threshold) and the energy drift. A rollout whose "
+                    "state turns non-finite (or whose mass matrix stops being positive definite) "
+                    "ends there with a note; --json then has diverged, diverged_at, last_q, last_qd.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by `delan train`")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--system", default=None, metavar="NAME", help="compare with this true system (zero torque)")
@@ -45,6 +47,10 @@ def _values(text, option):
         raise RunError(f"{option} must be comma-separated numbers, got {text!r}") from None
 
 
+def _short(values) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
 def run(args: argparse.Namespace) -> int:
     from delan.api import simulate
 
@@ -60,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     if "energy_ref_drift" in res:
         drift += f", of the true system {res['energy_ref_drift']:.3e} J"
     print(drift)
+    if res.get("diverged"):
+        print(f"note: the model's rollout diverged at t = {res['diverged_at']:.4g} s (non-finite state or a mass "
+              f"matrix that is not positive definite); the results cover the {res['t'][-1]:.4g} s before it, "
+              f"last finite state q = {_short(res['last_q'])}, qd = {_short(res['last_qd'])}")
     if args.json:
         print(f"results written to {args.json}")
     if "figure" in res:
