@@ -7,8 +7,10 @@ large torques do not drown the others:
 * ``inverse``: torque residual  tau_model(q, qd, qdd) - tau;
 * ``forward``: acceleration residual  e = H^-1 (tau - c - g - f) - qdd = H^-1 r, with the torque
   residual r = tau - tau_model. By default (``forward_norm="mass"``) it is measured in the mass
-  matrix's own norm, e^T H e = r^T H^-1 r, divided by sum_j std(tau_j) std(qdd_j) so it is
-  scale-free like the others. Unlike the per-joint norm sum_j e_j^2 / var(qdd_j)
+  matrix's own norm, e^T H e = r^T H^-1 r, relative to the data's sum_j h_j var(qdd_j) (h_j the
+  typical inertia of joint j, :func:`typical_inertia`): a relative acceleration error in the
+  metric of the kinetic energy, scale-free like the others and blind to how much of tau is
+  gravity. Unlike the per-joint norm sum_j e_j^2 / var(qdd_j)
   (``forward_norm="joint"``), it cannot be lowered by inflating H: as H grows, e tends to -qdd
   and sum_j e_j^2 / var(qdd_j) to a bounded plateau (n), which a 7-DoF arm with small distal
   inertias falls into from its first steps, whereas r^T H^-1 r grows with H (and as H shrinks);
@@ -53,22 +55,46 @@ def _var(x: Tensor, dim: Optional[int] = 0) -> Tensor:
     return v.clamp_min(1e-12 * float(v.max().clamp_min(1e-30)))
 
 
+def typical_inertia(q, qd, qdd, tau) -> np.ndarray:
+    """(n,) the inertia each joint shows in the data: the coefficient of qdd_i in a least-squares
+    fit of tau_i on (qdd, qd, sin q, cos q, q, 1) (gravity, Coriolis and friction are soaked up by
+    the other columns); where that is not positive, std(tau_i) / std(qdd_i). Only its order of
+    magnitude is relied on (loss and output scales)."""
+    q, qd, qdd, tau = (np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=float)
+                       for x in (q, qd, qdd, tau))
+    n = q.shape[1]
+    X = np.concatenate([qdd, qd, np.sin(q), np.cos(q), q, np.ones((len(q), 1))], 1)
+    X = X / np.maximum(X.std(0), 1e-12)  # conditioning; the qdd columns are rescaled back below
+    coef, *_ = np.linalg.lstsq(X, tau, rcond=None)
+    sd_qdd, sd_tau = np.maximum(qdd.std(0), 1e-12), np.maximum(tau.std(0), 1e-12)
+    fallback = sd_tau / sd_qdd
+    h = np.array([coef[i, i] / sd_qdd[i] for i in range(n)])
+    return np.where(np.isfinite(h) & (h > 1e-6 * fallback), h, fallback)
+
+
 class Normaliser:
     """Per-joint variances of the training targets that scale each loss part.
 
-    ``tau_var`` (n,), ``qdd_var`` (n,) and ``power_var`` (scalar: variance of qd^T tau).
+    ``tau_var`` (n,), ``qdd_var`` (n,), ``power_var`` (scalar: variance of qd^T tau) and
+    ``inertia`` (n,: :func:`typical_inertia`; None = std(tau) / std(qdd)), which scales the
+    forward part's mass norm by sum_j inertia_j qdd_var_j.
     Build it once from the training set with :meth:`from_data`; store it with :meth:`to_dict`.
     """
 
-    def __init__(self, tau_var, qdd_var, power_var):
+    def __init__(self, tau_var, qdd_var, power_var, inertia=None):
         self.tau_var = torch.as_tensor(tau_var, dtype=torch.float64)
         self.qdd_var = torch.as_tensor(qdd_var, dtype=torch.float64)
         self.power_var = torch.as_tensor(power_var, dtype=torch.float64).reshape(())
+        self.inertia = (self.tau_var.sqrt() / self.qdd_var.sqrt() if inertia is None
+                        else torch.as_tensor(inertia, dtype=torch.float64))
         if self.tau_var.dim() != 1 or self.qdd_var.shape != self.tau_var.shape:
             raise ValueError(f"tau_var and qdd_var must both be (n,), got {tuple(self.tau_var.shape)} "
                              f"and {tuple(self.qdd_var.shape)}")
         if not (self.tau_var > 0).all() or not (self.qdd_var > 0).all() or not self.power_var > 0:
             raise ValueError("normaliser variances must be positive")
+        if self.inertia.shape != self.tau_var.shape or not (self.inertia > 0).all():
+            raise ValueError(f"inertia must be (n,) positive, got {self.inertia.tolist()}")
+        self.kinetic_var = (self.inertia * self.qdd_var).sum()
         self._cache: dict = {}
 
     @classmethod
@@ -80,28 +106,29 @@ class Normaliser:
         if qd.dim() != 2 or qd.shape != qdd.shape or qd.shape != tau.shape or qd.shape[0] < 2:
             raise ValueError(f"qd, qdd, tau must be (N, n) with N >= 2, got {tuple(qd.shape)}, "
                              f"{tuple(qdd.shape)}, {tuple(tau.shape)}")
-        return cls(_var(tau), _var(qdd), _var((qd * tau).sum(-1), None))
+        return cls(_var(tau), _var(qdd), _var((qd * tau).sum(-1), None), typical_inertia(q, qd, qdd, tau))
 
     @property
     def n_dof(self) -> int:
         return int(self.tau_var.shape[0])
 
-    def scales(self, like: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """(1/tau_var, 1/qdd_var, 1/power_var) with the dtype and device of ``like`` (cached)."""
+    def scales(self, like: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(1/tau_var, 1/qdd_var, 1/power_var, 1/kinetic_var) with the dtype and device of
+        ``like`` (cached)."""
         key = (like.dtype, like.device)
         if key not in self._cache:
             self._cache[key] = tuple(
                 (1.0 / v).to(dtype=like.dtype, device=like.device)
-                for v in (self.tau_var, self.qdd_var, self.power_var))
+                for v in (self.tau_var, self.qdd_var, self.power_var, self.kinetic_var))
         return self._cache[key]
 
     def to_dict(self) -> Dict[str, list]:
         return {"tau_var": self.tau_var.tolist(), "qdd_var": self.qdd_var.tolist(),
-                "power_var": float(self.power_var)}
+                "power_var": float(self.power_var), "inertia": self.inertia.tolist()}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Normaliser":
-        return cls(d["tau_var"], d["qdd_var"], d["power_var"])
+        return cls(d["tau_var"], d["qdd_var"], d["power_var"], d.get("inertia"))
 
     def __repr__(self) -> str:
         return f"Normaliser(n_dof={self.n_dof})"
@@ -152,10 +179,10 @@ def forward_loss(qdd_pred: Tensor, qdd: Tensor, scales: Normaliser) -> Tensor:
 
 
 def forward_loss_mass(residual: Tensor, accel_error: Tensor, scales: Normaliser) -> Tensor:
-    """mean_b r^T H^-1 r / sum_j std(tau_j) std(qdd_j), from the torque residual r (B, n) and the
+    """mean_b r^T H^-1 r / sum_j inertia_j var(qdd_j), from the torque residual r (B, n) and the
     acceleration error e = H^-1 r (B, n) (so r^T e = e^T H e)."""
-    inv_tau, inv_qdd, _ = scales.scales(residual)
-    return (residual * accel_error).sum(-1).mean() / (inv_tau * inv_qdd).rsqrt().sum()
+    inv_kinetic = scales.scales(residual)[3]
+    return (residual * accel_error).sum(-1).mean() * inv_kinetic
 
 
 def _forward_part(residual: Tensor, accel_error: Tensor, scales: Normaliser, norm: str) -> Tensor:

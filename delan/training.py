@@ -274,21 +274,14 @@ def output_scales(arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:
     ``mass_scale`` and ``potential_scale`` (its outputs then start at the data's scale: a 7-DoF
     arm's inertias span 3 orders of magnitude, which one network init cannot match).
 
-    mass_scale_i: the coefficient of qdd_i in a least-squares fit of tau_i on (qdd, qd, sin q,
-    cos q, q, 1), the average inertia joint i shows (gravity, Coriolis and friction are soaked
-    up by the other columns); where that is not positive, std(tau_i) / std(qdd_i).
-    potential_scale: the RMS over joints of std(tau_i). Only orders of magnitude matter.
+    mass_scale: :func:`delan.losses.typical_inertia`; potential_scale: the RMS over joints of
+    std(tau_i). Only orders of magnitude matter.
     """
-    q, qd, qdd, tau = (np.asarray(arrays[k], float) for k in ("q", "qd", "qdd", "tau"))
-    n = q.shape[1]
-    X = np.concatenate([qdd, qd, np.sin(q), np.cos(q), q, np.ones((len(q), 1))], 1)
-    X = X / np.maximum(X.std(0), 1e-12)  # conditioning; the qdd columns are rescaled back below
-    coef, *_ = np.linalg.lstsq(X, tau, rcond=None)
-    sd_qdd, sd_tau = np.maximum(qdd.std(0), 1e-12), np.maximum(tau.std(0), 1e-12)
-    fallback = sd_tau / sd_qdd
-    mass = np.array([coef[i, i] / sd_qdd[i] for i in range(n)])
-    mass = np.where(np.isfinite(mass) & (mass > 1e-6 * fallback), mass, fallback)
-    return {"mass_scale": [float(x) for x in mass], "potential_scale": float(np.sqrt(np.mean(sd_tau ** 2)))}
+    from delan.losses import typical_inertia
+
+    tau = np.asarray(arrays["tau"], float)
+    mass = typical_inertia(arrays["q"], arrays["qd"], arrays["qdd"], tau)
+    return {"mass_scale": [float(x) for x in mass], "potential_scale": float(np.sqrt(np.mean(tau.std(0) ** 2)))}
 
 
 def resolve_joint_types(config: TrainConfig, ds) -> Optional[List[str]]:

@@ -27,6 +27,7 @@ def test_normaliser_and_values():
     assert torch.allclose(s.qdd_var, b["qdd"].var(0, unbiased=False))
     assert torch.allclose(s.power_var, (b["qd"] * b["tau"]).sum(-1).var(unbiased=False))
     assert Normaliser.from_dict(s.to_dict()).to_dict() == s.to_dict()
+    assert (s.inertia > 0).all()
     torch.manual_seed(0)
     model = DeepLagrangianNetwork(3, width=8, friction=True, dtype=F64)
     total, parts = delan_loss(model, b, s, LossWeights(1.0, 2.0, 0.5))
@@ -36,9 +37,9 @@ def test_normaliser_and_values():
     fwd = ((qdd - b["qdd"]) ** 2 / s.qdd_var).sum(-1).mean()
     rate = ref.energy_rate(model.energy, b["q"], b["qd"], b["qdd"])
     pw = ((rate - (b["qd"] * (b["tau"] - t.friction)).sum(-1)) ** 2 / s.power_var).mean()
-    # the default forward norm: e^T H e with e = qdd_model - qdd, over sum_j std(tau_j) std(qdd_j)
+    # the default forward norm: e^T H e with e = qdd_model - qdd, over sum_j inertia_j var(qdd_j)
     e = qdd - b["qdd"]
-    fwd_mass = torch.einsum("bi,bij,bj->b", e, t.H, e).mean() / (s.tau_var.sqrt() * s.qdd_var.sqrt()).sum()
+    fwd_mass = torch.einsum("bi,bij,bj->b", e, t.H, e).mean() / (s.inertia * s.qdd_var).sum()
     for got, want in [(parts["inverse"], inv), (parts["forward"], fwd_mass), (parts["power"], pw),
                       (total, inv + 2 * fwd_mass + 0.5 * pw)]:
         assert torch.allclose(got, want, rtol=1e-10, atol=0)
@@ -49,6 +50,20 @@ def test_normaliser_and_values():
     # a constant joint does not divide by zero
     b0 = dict(b, tau=b["tau"] * torch.tensor([1.0, 0.0, 1.0], dtype=F64))
     assert torch.isfinite(scales_of(b0).tau_var).all()
+
+
+def test_typical_inertia_of_a_known_arm():
+    """On an arm whose torque is mostly inertial, the estimate is the mean diagonal of H within
+    a factor of 3; gravity does not inflate it (std(tau)/std(qdd) would)."""
+    from delan.losses import typical_inertia
+    from delan.systems import make_system
+
+    b = data(2, B=2000)
+    arm = make_system("n-link", n_dof=2)
+    t = arm.terms(b["q"], b["qd"], b["qdd"])
+    h = typical_inertia(b["q"], b["qd"], b["qdd"], t.tau)
+    true = torch.diagonal(t.H, dim1=1, dim2=2).mean(0).numpy()
+    assert ((h / true > 1 / 3) & (h / true < 3)).all(), (h, true)
 
 
 def test_mass_norm_has_no_plateau_at_large_h():
