@@ -119,7 +119,7 @@ class TrainConfig:
     time_budget: Optional[float] = None
     batch_size: int = 512
     optimizer: str = "adam"
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-5
     amsgrad: bool = False
     schedule: str = "cosine"

@@ -6,7 +6,7 @@ ones the library is developed on (the two-link arm of ``delan generate two-link`
 
 * two-link-25hz        letters of 5 s at 25 Hz (like the published character recordings),
                        exact q, qd, qdd; 1.4/0.9 kg, 0.45/0.55 m links
-* two-link-200hz-noisy Fourier excitation at 200 Hz, 1 % sensor noise on q and tau, qd and qdd
+* two-link-200hz-noisy Fourier excitation at 200 Hz, 0.1 % sensor noise on q and tau, qd and qdd
                        estimated from the noisy q (Savitzky-Golay at load); 2.5/1.2 kg, 0.4/0.6 m
 * two-link-1khz-friction  Fourier excitation at 1 kHz with viscous + Coulomb friction and
                        rotor inertia, exact; 1.8/0.6 kg
@@ -52,7 +52,7 @@ sys.path.insert(0, HERE)
 DATASETS: Dict[str, Dict[str, Any]] = {
     "two-link-25hz": dict(system="two-link", kind="characters", duration=5.0, rate=25.0,
                           params=dict(masses=(1.4, 0.9), lengths=(0.45, 0.55)), test=["a", "e", "m", "s"]),
-    "two-link-200hz-noisy": dict(system="two-link", kind="fourier", n=10, duration=5.0, rate=200.0, noise=0.01,
+    "two-link-200hz-noisy": dict(system="two-link", kind="fourier", n=10, duration=5.0, rate=200.0, noise=0.001,
                                  estimate=True, params=dict(masses=(2.5, 1.2), lengths=(0.4, 0.6)),
                                  test=["fourier_003", "fourier_007"]),
     "two-link-1khz-friction": dict(system="two-link", kind="fourier", n=6, duration=4.0, rate=1000.0,
@@ -71,11 +71,15 @@ DATASETS: Dict[str, Dict[str, Any]] = {
                             test=["fourier_002", "fourier_005"]),
 }
 
-OLD_DEFAULTS = dict(epochs=1000, lr=1e-3, schedule="constant", forward_norm="joint", joint_types="prismatic")
+# the first release: 1000 epochs, lr 1e-3 constant, torque + per-joint forward loss, no friction,
+# no output scales, joint types unknown (q as is); its random whole validation trajectory is
+# added in run_one
+OLD_DEFAULTS = dict(epochs=1000, lr=1e-3, schedule="constant", forward_norm="joint", joint_types="prismatic",
+                    friction=False, scale_outputs=False, loss_weights={"inverse": 1.0, "forward": 1.0, "power": 0.0})
 SETTINGS: Dict[str, Dict[str, Any]] = {
     "new-defaults": {},
     "old-defaults": OLD_DEFAULTS,
-    "lr-1e-2": dict(lr=1e-2),
+    "lr-3e-3": dict(lr=3e-3),
     "width-128": dict(width=128),
     "friction-toggled": {"friction": "toggle"},
     "no-forward": dict(loss_weights={"forward": 0.0}),

@@ -1,7 +1,6 @@
 """It learns: a small structured DeLaN recovers the inertial, Coriolis and gravity torques of a
 two-link arm from a few hundred (q, qd, qdd, tau) samples, without ever seeing that split."""
 import math
-import time
 
 import torch
 
@@ -43,7 +42,6 @@ def train(model, batch, scales, steps, lr, weights=None):
 
 
 def test_structured_delan_recovers_the_decomposition():
-    start = time.perf_counter()
     arm = two_link()
     q, qd, qdd, truth = samples(arm, 300, seed=0)
     batch = (q, qd, qdd, truth.tau)
@@ -67,7 +65,6 @@ def test_structured_delan_recovers_the_decomposition():
         qdd_pred = model.forward_dynamics(tq, tqd, test.tau)
     # (looser: H^-1 amplifies the error where the arm's mass matrix is ill-conditioned)
     assert nmse(qdd_pred, tqdd) < 0.2
-    assert time.perf_counter() - start < 60
 
 
 def test_feedforward_baseline_learns_torques():
