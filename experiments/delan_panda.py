@@ -7,7 +7,7 @@ Each model trains with the library's default options for the same wall-clock bud
 thread (see _comparison.py). Needs the `robots` extra (Pinocchio). Writes
 experiments/results/panda.{json,md} and figures into experiments/results/panda/.
 
-    python experiments/delan_panda.py [--budget 120] [--models structured,black-box,mlp]
+    python experiments/delan_panda.py [--budget 300] [--models structured,black-box,mlp]
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _tau_var_sum(path: str) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
+    ap.add_argument("--budget", type=float, default=300.0, help="training seconds per model")
     ap.add_argument("--models", default="structured,black-box,mlp")
     ap.add_argument("--data", default=os.path.join(HERE, "results", "panda", "panda.h5"),
                     help="data file (generated when missing)")
@@ -50,7 +50,7 @@ def main() -> int:
              f"{', '.join(TEST)}; {args.budget:g} s training per model on 1 CPU thread. "
              f"MSE = mean over samples of the squared error norm; summed per-joint torque variance of the "
              f"test set: {_tau_var_sum(args.data):.4g} (N m)^2.")
-    compare("panda", args.data, TEST, args.models.split(","), args.budget, args.out, title)
+    compare("panda", args.data, TEST, args.models.split(","), args.budget, args.out, title, true_system="panda")
     return 0
 
 

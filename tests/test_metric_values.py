@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from delan.data.generate import generate_dataset
-from delan.dynamics import Dynamics
+from delan.dynamics import Dynamics, DynamicsTerms
 from delan.evaluation import VPT_SUBSTEPS, VPT_THRESHOLD, evaluate_model
 from delan.integrators import rollout
 from delan.systems import make_system
@@ -150,3 +150,50 @@ def test_vpt_follows_a_jittered_clock(fourier):
     want = independent_vpt(model, trs)
     assert res["vpt_per_trajectory"] == pytest.approx(want, abs=1e-12)
     assert 0 < want["jittered"] < t[-1] - t[0]
+
+
+class FreeMass(Dynamics):
+    """A unit mass on a frictionless rail: qdd = tau, nothing else."""
+
+    n_dof = 1
+
+    def terms(self, q, qd, qdd=None):
+        z = torch.zeros_like(q)
+        H = torch.ones(q.shape[0], 1, 1, dtype=q.dtype)
+        T, V = 0.5 * (qd * qd).sum(-1), z.sum(-1)
+        return DynamicsTerms(H, z, z, z, T, V, None if qdd is None else qdd, None if qdd is None else qdd)
+
+
+def ramp(name="ramp", rate=10.0, duration=2.0, a=1.0, b=3.0):
+    """tau = a + b t on the free mass, sampled exactly: q = a t^2/2 + b t^3/6."""
+    from delan.data import Trajectory
+
+    t = np.arange(int(rate * duration) + 1) / rate
+    tau = (a + b * t)[:, None]
+    return Trajectory(name, t, (a * t**2 / 2 + b * t**3 / 6)[:, None], (a * t + b * t**2 / 2)[:, None], tau, tau)
+
+
+def test_vpt_linear_hold_follows_a_torque_ramp_exactly():
+    """A cubic q(t) is integrated exactly by RK4 under the linearly held ramp, so the linear hold
+    never leaves the recording; the zero-order hold lags by b dt / 2 per unit time and leaves it
+    early. Both are checked against the definition computed by hand."""
+    from delan.evaluation import valid_prediction_times
+
+    tr = ramp()
+    # exact up to rounding: not even a 1e-20 normalised error
+    lin = valid_prediction_times(FreeMass(), [tr], hold="linear", threshold=1e-20)
+    assert lin["ramp"] == (2.0, None)
+    zoh = valid_prediction_times(FreeMass(), [tr], hold="zero")
+    # the zero-order hold: qdd = a + b t_k on [t_k, t_k+1), so the error at t_k is
+    # b/2 * sum_i dt^2 (k - i) + ... - computed here by exact piecewise integration
+    dt, q, qd, var = 0.1, 0.0, 0.0, tr.q.var()
+    want = 2.0
+    for k in range(len(tr.t) - 1):
+        acc = 1.0 + 3.0 * tr.t[k]
+        q, qd = q + qd * dt + acc * dt**2 / 2, qd + acc * dt
+        if (q - tr.q[k + 1, 0]) ** 2 / var >= VPT_THRESHOLD:
+            want = float(tr.t[k + 1])
+            break
+    assert zoh["ramp"][0] == pytest.approx(want, abs=1e-9) and want < 2.0
+    with pytest.raises(ValueError, match="hold"):
+        valid_prediction_times(FreeMass(), [tr], hold="cubic")
