@@ -3,6 +3,7 @@
     from delan import train, evaluate, simulate
     run = train("data.h5", "runs/x", test=["a", "b"], model="structured", time_budget=60)
     metrics = evaluate(run, "data.h5")            # held-out letters of the run by default
+    metrics = evaluate(run)                       # the same: the run's own data file
     rollout = simulate(run, data="data.h5", trajectory="a")
 
 ``run`` is a :class:`~delan.training.TrainResult` (or the path of a run directory).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from torch import nn
 
@@ -21,14 +22,16 @@ from delan.training import TrainConfig, TrainResult, load_run, train_run
 RunLike = Union[TrainResult, str, "os.PathLike[str]"]
 
 
-def train(data: str, run_dir: str, test: Sequence[str] = (), model: str = "structured", *,
+def train(data: Optional[str], run_dir: str, test: Sequence[str] = (), model: str = "structured", *,
           resume: bool = False, force: bool = False, progress: Optional[bool] = None,
           stop_after: Optional[int] = None, **options: Any) -> TrainResult:
     """Train a model on ``data`` (a data file), holding out the trajectories ``test``.
 
     ``options`` are the fields of :class:`~delan.training.TrainConfig` (epochs, time_budget,
     seed, batch_size, lr, width, depth, ...). With ``resume=True`` the stored configuration of
-    ``run_dir`` is used and only epochs, time_budget, patience, checkpoint_every may be given.
+    ``run_dir`` is used and only epochs, time_budget, patience, checkpoint_every may be given;
+    ``data`` may be another path to the same data (same content fingerprint; None = the recorded
+    path), other data is refused.
     """
     if resume:
         from delan.training import RESUMABLE_OPTIONS, read_config
@@ -39,6 +42,8 @@ def train(data: str, run_dir: str, test: Sequence[str] = (), model: str = "struc
             raise RunError(f"{run_dir}: cannot change {', '.join(bad)} when resuming")
         for k, v in options.items():
             setattr(config, k, v)
+        if data is not None:
+            config.data = os.fspath(data)  # checked against the recorded fingerprint
     else:
         try:
             config = TrainConfig(data=os.fspath(data), test=list(test), model=model, **options)
@@ -65,14 +70,18 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def evaluate(run: Union[RunLike, nn.Module], data: str, test: Optional[Sequence[str]] = None,
+def evaluate(run: Union[RunLike, nn.Module], data: Optional[str] = None, test: Optional[Sequence[str]] = None,
              json_path: Optional[str] = None, plots: Optional[str] = None, rollouts: bool = True) -> Dict[str, Any]:
     """Metrics (see :mod:`delan.evaluation`) of a trained model on trajectories of ``data``.
 
     Args:
         run: a TrainResult, a run directory or a model.
-        test: trajectory names to evaluate on; None = the run's held-out trajectories when
-            ``data`` is the file it was trained on (all trajectories otherwise).
+        data: a data file; None = the one the run was trained on (a run only).
+        test: trajectory names to evaluate on. None = the run's held-out trajectories when
+            ``data`` holds the data it was trained on (by content fingerprint, whatever its path);
+            all trajectories of other data. Never silently training trajectories: a run that held
+            none out, a training file changed since, or other data holding trajectories the run
+            trained on is refused (RunError) unless ``test`` names what to evaluate.
         json_path: also write the result there (one JSON object, atomically).
         plots: folder for the torque-decomposition figure (and training curves of a run).
         rollouts: compute the valid prediction time ``vpt`` (rollouts of the model; the slow
@@ -86,12 +95,16 @@ def evaluate(run: Union[RunLike, nn.Module], data: str, test: Optional[Sequence[
     from delan.evaluation import evaluate_model, model_kind
 
     config, model, run_dir = _model_of(run)
-    ds = load_dataset(os.fspath(data))
+    if data is None:
+        if config is None:
+            raise RunError("evaluate: a model alone records no data file; give one")
+        data = _recorded_data(run_dir, config)
+    data = os.fspath(data)
+    ds = load_dataset(data)
     if ds.n_dof != model.n_dof:
         raise DataError(f"{data}: has n_dof = {ds.n_dof}, but the model was trained for n_dof = {model.n_dof}")
     if test is None or len(test) == 0:
-        trained_here = config is not None and config.test and _same_file(config.data, data)
-        test = list(config.test) if trained_here else ds.names
+        test = _default_test(run_dir, config, data, ds) if config is not None else ds.names
     chosen, _ = ds.split(list(test))
     res = evaluate_model(model, chosen, rollouts=rollouts)
     out: Dict[str, Any] = dict(res["metrics"])
@@ -115,6 +128,56 @@ def evaluate(run: Union[RunLike, nn.Module], data: str, test: Optional[Sequence[
 
         atomic_write_json(os.fspath(json_path), out)
     return out
+
+
+def _recorded_data(run_dir: Optional[str], config) -> str:
+    """The data file a run was trained on: data.json's absolute path, else config.json's."""
+    from delan.training import read_run_data
+
+    record = (read_run_data(run_dir).get("data_file") or {}) if run_dir else {}
+    return record.get("path") or config.data
+
+
+def _default_test(run_dir: Optional[str], config, data: str, ds) -> List[str]:
+    """The trajectories of ``data`` to evaluate a run on when none are named: its held-out ones
+    when ``data`` holds its training data, all of other data; RunError where that would score
+    training trajectories or cannot be told (see :func:`evaluate`)."""
+    from delan.fingerprint import data_fingerprint
+    from delan.training import read_run_data
+
+    meta = read_run_data(run_dir) if run_dir else {}
+    record = meta.get("data_file") or {}
+    trained_on = record.get("path") or config.data
+    hint = "; name the trajectories to evaluate with --test NAMES"
+    no_test = (f"{data}: is the data {run_dir} was trained on, and the run held no trajectory out (no --test "
+               f"when training), so it has no test set there{hint} (training trajectories score optimistically)")
+    if record.get("fingerprint"):
+        fp = data_fingerprint(data)
+        if fp["fingerprint"] == record["fingerprint"]:
+            if not config.test:
+                raise RunError(no_test)
+            return list(config.test)
+        if _same_file(trained_on, data):
+            raise RunError(f"{data}: has changed since {run_dir} was trained on it (its content fingerprint "
+                           f"differs from the run's data.json), so the run's held-out names may mean other "
+                           f"trajectories now{hint}")
+        trained = {h for n, h in record.get("trajectories", {}).items() if n not in set(config.test)}
+        seen = [n for n, h in fp["trajectories"].items() if h in trained]
+        if seen:
+            raise RunError(f"{data}: holds trajectories {run_dir} was trained on ({', '.join(seen)}, from "
+                           f"{trained_on}){hint}")
+        return ds.names
+    # a run made before fingerprints were recorded: only its path to go by
+    if _same_file(trained_on, data):
+        if not config.test:
+            raise RunError(no_test)
+        return list(config.test)
+    known = set(config.test) | set(meta.get("train_trajectories") or [])
+    if known & set(ds.names):
+        raise RunError(f"{data}: cannot tell whether it holds the data {run_dir} was trained on ({trained_on}): "
+                       f"the run records no content fingerprint (an older delan made it) and the file has "
+                       f"trajectories of the run's names{hint}")
+    return ds.names
 
 
 def simulate(run: Union[RunLike, nn.Module], **kwargs: Any) -> Dict[str, Any]:

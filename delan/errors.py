@@ -14,3 +14,20 @@ class DataError(DelanError, ValueError):
 
 class RunError(DelanError):
     """A run directory or checkpoint is missing, corrupt or of another kind."""
+
+
+class TrainingDiverged(RunError):
+    """Training stopped because the loss (or a solve inside it) stopped being finite.
+
+    The run directory keeps its last good checkpoint and gets ``model.pt`` with the best model
+    found before the divergence."""
+
+
+class TrainingInterrupted(RunError):
+    """Training stopped by SIGINT or SIGTERM after finishing its current step and checkpointing.
+
+    ``exit_code`` is what the command line exits with: 128 + the signal number (130, 143)."""
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -12,17 +12,26 @@ One function, :func:`train_run`, reads like a recipe from top to bottom:
 
 Everything a run needs lives in its run directory::
 
-    config.json      the full TrainConfig (everything used, incl. data file and held-out names)
+    config.json      the full TrainConfig (everything used, incl. the data file's absolute path and
+                     the held-out names), with its format version
+    data.json        what the data gave: the data file's path and content fingerprint
+                     (:mod:`delan.fingerprint`), samples, joint types, validation blocks
     log.csv          one row per epoch: losses (total and each term), lr, time
     log.jsonl        the same rows as JSON lines
     checkpoint.pt    model + optimiser + RNG states + epoch + best-so-far (atomic, every N epochs)
     model.pt         the final (best) model, loadable with ``delan.load_model``
     summary.json     how the run ended: epochs, best epoch, seconds, stop reason
+    .delan.lock      while a run is going: its pid, host and start time (:mod:`delan.runlock`)
 
-A killed run continues with ``resume=True`` from ``checkpoint.pt``: the optimiser moments, the
-shuffling generator and the best-so-far come back, and log rows written after the checkpoint are
-dropped, so the resumed run ends with the same weights as one that was never interrupted (on CPU,
-same seed, no time budget).
+One run at a time per directory: a second one is refused, naming the holder of the lock. A killed
+run continues with ``resume=True`` from ``checkpoint.pt``: the optimiser moments, the shuffling
+generator and the best-so-far come back, and log rows written after the checkpoint are dropped, so
+the resumed run ends with the same weights as one that was never interrupted (on CPU, same seed,
+no time budget). Resuming needs the same data: another path is accepted when its content
+fingerprint matches the recorded one. SIGINT / SIGTERM stop the run after its current step with a
+checkpoint of that step (:class:`~delan.errors.TrainingInterrupted`); a loss that stops being finite
+(or a failed Cholesky) stops it with the best model so far saved and the last good checkpoint kept
+(:class:`~delan.errors.TrainingDiverged`).
 """
 from __future__ import annotations
 
@@ -32,8 +41,11 @@ import io
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -41,8 +53,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from delan.errors import DataError, RunError
+from delan.errors import DataError, RunError, TrainingDiverged, TrainingInterrupted
 from delan.fileio import atomic_write_bytes
+from delan.runlock import LOCK_FILE, RunLock, check_free
 
 MODEL_KINDS = ("structured", "black-box", "mlp")
 OPTIMIZERS = ("adam", "adamw")
@@ -55,7 +68,16 @@ MODEL_FILE = "model.pt"
 LOG_CSV = "log.csv"
 LOG_JSONL = "log.jsonl"
 SUMMARY_FILE = "summary.json"
+DATA_FILE = "data.json"
 CHECKPOINT_FORMAT = "delan-checkpoint"
+# Format versions this library writes, and those it reads (an unknown one is refused, naming the
+# file: a newer delan wrote it). Checkpoint v2 may hold a step inside an epoch ("partial").
+CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSIONS = (1, 2)
+CONFIG_FORMAT = "delan-run-config"
+CONFIG_VERSION = 1
+DATA_FORMAT = "delan-run-data"
+DATA_VERSION = 1
 
 # Training length when neither ``epochs`` nor ``time_budget`` is given (printed by the CLI).
 DEFAULT_TIME_BUDGET = 120.0
@@ -431,11 +453,26 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
         raise RunError(f"{path}: corrupt or unreadable checkpoint ({type(exc).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"{path}: not a DeLaN training checkpoint")
+    _check_version(path, "checkpoint", state.get("version"), CHECKPOINT_VERSIONS)
     return state
 
 
+def _check_version(path: str, what: str, version: Any, known: Sequence[int]) -> None:
+    """RunError naming the file and the version unless ``version`` is one this library reads."""
+    if version not in known or isinstance(version, bool):
+        reads = f"version {known[0]}" if len(known) == 1 else f"versions {', '.join(map(str, known))}"
+        raise RunError(f"{path}: {what} format version {version!r} is not supported (this delan reads "
+                       f"{reads}); it was written by another delan version")
+
+
+def write_config(run_dir: str, config: TrainConfig) -> None:
+    """``config.json``: the TrainConfig's fields plus its format and version."""
+    atomic_write_json(os.path.join(run_dir, CONFIG_FILE),
+                      dict(format=CONFIG_FORMAT, version=CONFIG_VERSION, **config.to_dict()))
+
+
 def read_config(run_dir: str) -> TrainConfig:
-    """The TrainConfig of a run directory; RunError if it is not one."""
+    """The TrainConfig of a run directory; RunError if it is not one (or of an unknown version)."""
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.isdir(run_dir):
         raise RunError(f"{run_dir}: no such run directory")
@@ -444,9 +481,34 @@ def read_config(run_dir: str) -> TrainConfig:
     try:
         with open(path) as f:
             d = json.load(f)
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise RunError(f"{path}: corrupt run configuration ({exc})") from None
+    fmt, version = d.pop("format", CONFIG_FORMAT), d.pop("version", 1)  # files before versions: 1
+    if fmt != CONFIG_FORMAT:
+        raise RunError(f"{path}: not a DeLaN run configuration (format {fmt!r})")
+    _check_version(path, "run configuration", version, (CONFIG_VERSION,))
+    try:
         return TrainConfig.from_dict(d)
     except (ValueError, TypeError, RunError) as exc:
         raise RunError(f"{path}: corrupt run configuration ({exc})") from None
+
+
+def read_run_data(run_dir: str) -> Dict[str, Any]:
+    """``data.json`` of a run directory ({} when absent: runs of older versions may lack it)."""
+    path = os.path.join(os.fspath(run_dir), DATA_FILE)
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise RunError(f"{path}: corrupt run data record ({exc})") from None
+    _check_version(path, "run data record", d.get("version", 1), (DATA_VERSION,))
+    return d
 
 
 class EpochLog:
@@ -517,53 +579,127 @@ def train_run(config: "TrainConfig", run_dir: str, resume: bool = False, force: 
               stop_after: Optional[int] = None, progress: Optional[bool] = None) -> "TrainResult":
     """Train a model as ``config`` says and keep everything in ``run_dir`` (see :func:`_train`).
 
-    Runs with ``config.threads`` torch threads and restores the caller's setting afterwards.
+    Runs with ``config.threads`` torch threads and restores the caller's setting afterwards; holds
+    the run directory's lock (:mod:`delan.runlock`) for the whole run and releases it however the
+    run ends.
     """
     before = torch.get_num_threads()
     if config.threads and config.threads > 0:
         torch.set_num_threads(int(config.threads))
     try:
-        return _train(config, run_dir, resume, force, stop_after, progress)
+        with ExitStack() as stack:
+            return _train(config, run_dir, resume, force, stop_after, progress, stack)
     finally:
         torch.set_num_threads(before)
+
+
+class _StopSignals:
+    """While active (main thread only): SIGINT / SIGTERM set ``received`` to the signal number, and
+    the trainer stops after its current step with a checkpoint; a second signal stops at once
+    (KeyboardInterrupt; every file is written atomically). A signal the caller ignores stays
+    ignored."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self._old: Dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                try:
+                    if signal.getsignal(s) is signal.SIG_IGN:
+                        continue
+                    self._old[s] = signal.signal(s, self._handle)
+                except (ValueError, OSError):
+                    pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+        self._old.clear()
+
+
+def _numerical_failure(exc: BaseException, model: nn.Module) -> bool:
+    """Is ``exc`` (raised by the loss) the model's numbers going bad rather than a bug or bad input:
+    a failed Cholesky / linear solve, an indefinite learned mass matrix, or weights that are no
+    longer finite?"""
+    if isinstance(exc, torch.linalg.LinAlgError):
+        return True
+    try:
+        from delan.models.black_box import IndefiniteMassMatrixError
+
+        if isinstance(exc, IndefiniteMassMatrixError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return not _finite_weights(model)
+
+
+def _finite_weights(model: nn.Module) -> bool:
+    with torch.no_grad():
+        return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _train(
     config: TrainConfig,
     run_dir: str,
-    resume: bool = False,
-    force: bool = False,
-    stop_after: Optional[int] = None,
-    progress: Optional[bool] = None,
+    resume: bool,
+    force: bool,
+    stop_after: Optional[int],
+    progress: Optional[bool],
+    stack: ExitStack,
 ) -> TrainResult:
     """Train a model as ``config`` says and keep everything in ``run_dir``.
 
     Args:
         config: the options (``config.data`` is the data file; ``config.test`` the held-out names).
-            On resume only the options in :data:`RESUMABLE_OPTIONS` may differ from the stored ones.
+            On resume only the options in :data:`RESUMABLE_OPTIONS` may differ from the stored ones,
+            and ``config.data`` may name another path holding the same data (content fingerprint).
         run_dir: the run directory; must not exist (or be empty) unless ``resume`` or ``force``.
         resume: continue from ``run_dir/checkpoint.pt``.
         force: start afresh in an existing run directory, deleting the files of the old run.
         stop_after: stop (as if killed, after checkpointing) once this many epochs are done in
             total; for interrupting a run on purpose and for tests of resume.
         progress: show a tqdm bar; None = only when stderr is a terminal and not ``config.quiet``.
+        stack: holds the run directory's lock and the signal handlers until the caller closes it
+            (:func:`train_run`).
     Returns:
         TrainResult with the best model (also saved as ``run_dir/model.pt``).
     Raises:
-        DataError for bad data or held-out names, RunError for bad options, an existing run
-        directory, a corrupt checkpoint or a diverging loss (the last good checkpoint is kept).
+        DataError for bad data or held-out names, RunError for bad options, an existing or busy
+        run directory, other data on resume, a corrupt checkpoint; TrainingDiverged for a loss that
+        stops being finite (``model.pt``: the best model so far; the last good checkpoint is kept);
+        TrainingInterrupted after SIGINT / SIGTERM (checkpoint of the last step written).
     """
     from delan.data import load_dataset
+    from delan.fingerprint import data_fingerprint
 
     # 1. the run directory and the configuration ------------------------------------------
     run_dir = os.fspath(run_dir)
+    signals = stack.enter_context(_StopSignals())  # from here on a signal stops at the next safe point
     if resume:
         stored = read_config(run_dir)
+        stack.enter_context(RunLock(run_dir))  # no second run may resume (or write) it meanwhile
+        config.data = os.fspath(config.data) if config.data else stored.data
         changed = [k for k in dataclasses.asdict(config)
-                   if k not in RESUMABLE_OPTIONS and getattr(config, k) != getattr(stored, k)]
+                   if k not in RESUMABLE_OPTIONS and k != "data" and getattr(config, k) != getattr(stored, k)]
         if changed:
             raise RunError(f"{run_dir}: cannot change {', '.join(changed)} when resuming "
                            f"(stored: {', '.join(f'{k}={getattr(stored, k)!r}' for k in changed)})")
+        check_resume_data(run_dir, stored, config.data, data_fingerprint)
         checkpoint = load_checkpoint(os.path.join(run_dir, CHECKPOINT_FILE))
         if checkpoint.get("model") != config.model:
             raise RunError(f"{run_dir}: checkpoint holds a {checkpoint.get('model')} model, config says {config.model}")
@@ -601,32 +737,83 @@ def _train(
     shuffle = torch.Generator(device="cpu").manual_seed(config.seed)  # minibatch order
     start_epoch, step, elapsed = 0, 0, 0.0
     best = {"loss": math.inf, "epoch": 0, "state": None, "bad_epochs": 0}
+    partial = None  # a checkpoint written inside an epoch: where in the epoch to go on
     if checkpoint is not None:
         try:
             model.load_state_dict(checkpoint["model_state"])
             optimizer.load_state_dict(checkpoint["optimizer_state"])
-        except (RuntimeError, KeyError, ValueError) as exc:
+            shuffle.set_state(checkpoint["rng"]["shuffle"])
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            start_epoch, step, elapsed = checkpoint["epoch"], checkpoint["step"], checkpoint["elapsed"]
+            best = dict(checkpoint["best"])
+            partial = checkpoint.get("partial")
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise RunError(f"{run_dir}/{CHECKPOINT_FILE}: does not fit the configured model ({exc})") from None
-        shuffle.set_state(checkpoint["rng"]["shuffle"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        start_epoch, step, elapsed = checkpoint["epoch"], checkpoint["step"], checkpoint["elapsed"]
-        best = dict(checkpoint["best"])
     else:
-        _prepare_run_dir(run_dir, force)
-        meta = dict(config.to_dict(), n_dof=ds.n_dof, joint_types=joint_types, train_trajectories=train_names,
+        fingerprint = data_fingerprint(data_path)
+        if signals.received is not None:
+            raise TrainingInterrupted(f"{signal.Signals(signals.received).name}: stopped before training "
+                                      f"started; nothing was written to {run_dir}", 128 + int(signals.received))
+        config.data = os.path.abspath(data_path)  # the record must not depend on today's cwd
+        _prepare_run_dir(run_dir, force, stack)
+        meta = dict(config.to_dict(), format=DATA_FORMAT, version=DATA_VERSION,
+                    data_file=dict(path=config.data, **fingerprint),
+                    n_dof=ds.n_dof, joint_types=joint_types, train_trajectories=train_names,
                     validation=validation, n_train_samples=n_train, n_validation_samples=n_val)
-        atomic_write_json(os.path.join(run_dir, CONFIG_FILE), config.to_dict())
-        atomic_write_json(os.path.join(run_dir, "data.json"), meta)
+        write_config(run_dir, config)
+        atomic_write_json(os.path.join(run_dir, DATA_FILE), meta)
     log = EpochLog(run_dir, keep_epochs=start_epoch)
+    checkpoint_path = os.path.join(run_dir, CHECKPOINT_FILE)
+    checkpoint_epoch = [start_epoch if checkpoint is not None else None]  # of the checkpoint on disk
+    fallback = {k: v.detach().clone() for k, v in model.state_dict().items()}  # "last good" before any best
 
-    def checkpoint_now(epoch: int) -> None:
-        save_checkpoint(os.path.join(run_dir, CHECKPOINT_FILE), {
-            "format": CHECKPOINT_FORMAT, "version": 1, "model": config.model,
+    def checkpoint_now(epoch: int, within: Optional[Dict[str, Any]] = None) -> None:
+        save_checkpoint(checkpoint_path, {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": config.model,
             "model_config": dict(getattr(model, "config", {})),
             "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
             "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()},
             "epoch": epoch, "step": step, "elapsed": elapsed, "best": best,
+            **({"partial": within} if within is not None else {}),
         })
+        checkpoint_epoch[0] = epoch
+
+    def summarise(stop_reason: str, finished: bool, epoch: int) -> Dict[str, Any]:
+        return {"epochs": epoch, "steps": step, "seconds": round(elapsed, 3), "stop_reason": stop_reason,
+                "best_epoch": best["epoch"], "best_loss": best["loss"], "finished": finished,
+                "best_epoch_fraction": round(best["epoch"] / epoch, 4) if epoch else None,
+                "selected_by": "validation loss" if val is not None else "training loss",
+                "validation": validation, "joint_types": joint_types,
+                "n_train_samples": n_train, "n_validation_samples": n_val, "train_trajectories": train_names,
+                "validation_trajectories": val_names, "test_trajectories": list(config.test)}
+
+    def diverged(epoch: int, what: str) -> TrainingDiverged:
+        """Stop: model.pt = the best model so far (else the weights the run started from), the
+        checkpoint on disk is left alone, summary.json says why; the error to raise."""
+        bar.close()
+        good = best["state"] is not None
+        model.load_state_dict(best["state"] if good else fallback)
+        model.eval()
+        _model_io("save_model")(model, os.path.join(run_dir, MODEL_FILE))
+        summary = summarise("diverged", False, epoch - 1)
+        summary["diverged"] = {"epoch": epoch, "step": step, "what": what, "checkpoint_epoch": checkpoint_epoch[0]}
+        summary["model_epoch"] = best["epoch"] if good else start_epoch
+        atomic_write_json(os.path.join(run_dir, SUMMARY_FILE), summary)
+        kept = (f"the last good checkpoint (epoch {checkpoint_epoch[0]}) is kept" if checkpoint_epoch[0] is not None
+                else "no checkpoint had been written yet")
+        saved = (f"model.pt holds the best model so far (epoch {best['epoch']})" if good else
+                 f"model.pt holds the weights of epoch {start_epoch} (no epoch had finished well)")
+        return TrainingDiverged(f"{run_dir}: training diverged at epoch {epoch} (step {step}): {what}; {saved}; "
+                                f"{kept}; try a smaller --lr (now {config.lr:g}) or --grad-clip")
+
+    def interrupted(epoch: int, signum: int, where: str) -> TrainingInterrupted:
+        """Stop after a signal (the checkpoint is written): summary.json says so; the error to raise."""
+        bar.close()
+        atomic_write_json(os.path.join(run_dir, SUMMARY_FILE), summarise("interrupted", False, epoch))
+        return TrainingInterrupted(
+            f"{signal.Signals(signum).name}: training stopped after {where}; the checkpoint {checkpoint_path} "
+            f"holds it; continue with `delan train {config.data} -o {run_dir} --resume`",
+            exit_code=128 + int(signum))
 
     show = (not config.quiet and sys.stderr.isatty()) if progress is None else progress
     bar = _progress_bar(config.epochs, start_epoch, show)
@@ -634,36 +821,44 @@ def _train(
     epoch = start_epoch
     segment_start = time.perf_counter()
     elapsed_before = elapsed
+    if signals.received is not None:  # a signal while the data loaded: stop before the first step
+        if checkpoint is None:
+            checkpoint_now(epoch)  # so that the new run can be resumed
+        raise interrupted(epoch, signals.received, "setting up, before its first step")
 
     # 4. the loop ---------------------------------------------------------------------------
     while config.epochs is None or epoch < config.epochs:
         if stop_after is not None and epoch >= stop_after:
             stop_reason = "stopped"
             break
-        progress_frac = 0.0 if config.epochs is None else epoch / config.epochs
-        if config.time_budget is not None:
-            progress_frac = max(progress_frac, elapsed / config.time_budget)
-        lr = learning_rate(config, progress_frac)
+        if partial is not None:  # resuming inside an epoch: its order, lr and sums so far
+            lr, perm, first = float(partial["lr"]), partial["perm"].to(config.device), int(partial["pos"])
+            sums: Dict[str, float] = dict(partial["sums"])
+            partial = None
+        else:
+            progress_frac = 0.0 if config.epochs is None else epoch / config.epochs
+            if config.time_budget is not None:
+                progress_frac = max(progress_frac, elapsed / config.time_budget)
+            lr = learning_rate(config, progress_frac)
+            perm = torch.randperm(n_train, generator=shuffle).to(config.device)
+            first, sums = 0, {}
         for group in optimizer.param_groups:
             group["lr"] = lr
 
         model.train()
-        perm = torch.randperm(n_train, generator=shuffle).to(config.device)
-        sums: Dict[str, float] = {}
-        for i in range(0, n_train, config.batch_size):
+        for i in range(first, n_train, config.batch_size):
             idx = perm[i:i + config.batch_size]
             batch = {k: v[idx] for k, v in train.items()}
             try:
                 total, parts = loss_fn(model, batch)
             except (ValueError, RuntimeError) as exc:
-                # e.g. a black-box Lagrangian whose d2L/dqd2 is indefinite: a property of the
-                # model at this point of training, reported as one line with where it happened
+                if _numerical_failure(exc, model):
+                    raise diverged(epoch + 1, _first_line(exc)) from None
+                # not a numerical failure: one line with where it happened
                 bar.close()
-                raise RunError(f"training stopped at epoch {epoch + 1} (step {step}): "
-                               f"{str(exc).strip().splitlines()[0]}") from None
+                raise RunError(f"training stopped at epoch {epoch + 1} (step {step}): {_first_line(exc)}") from None
             if not torch.isfinite(total):
-                bar.close()
-                raise RunError(_diverged_message(run_dir, epoch + 1, step, total, best, start_epoch, config))
+                raise diverged(epoch + 1, f"the training loss is {float(total.detach())}")
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             if config.grad_clip is not None:
@@ -673,13 +868,28 @@ def _train(
             b = idx.shape[0]
             for k, v in [("loss", total)] + list(parts.items()):
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
+            if signals.received is not None and i + config.batch_size < n_train:
+                # stop inside the epoch: checkpoint this step and where the epoch goes on
+                elapsed = elapsed_before + time.perf_counter() - segment_start
+                checkpoint_now(epoch, {"perm": perm.cpu(), "pos": i + config.batch_size, "sums": sums, "lr": lr})
+                raise interrupted(epoch, signals.received, f"step {step}, inside epoch {epoch + 1}")
         epoch += 1
         model.eval()
 
-        # validation and the best model so far
+        # validation and the best model so far; a non-finite score or weights is divergence
         train_mean = {k: v / n_train for k, v in sums.items()}
-        val_mean = mean_loss(loss_fn, model, val) if val is not None else None
+        try:
+            val_mean = mean_loss(loss_fn, model, val) if val is not None else None
+        except (ValueError, RuntimeError) as exc:
+            if _numerical_failure(exc, model):
+                raise diverged(epoch, f"validation failed: {_first_line(exc)}") from None
+            bar.close()
+            raise RunError(f"validation failed after epoch {epoch} (step {step}): {_first_line(exc)}") from None
         score = val_mean["loss"] if val_mean is not None else train_mean["loss"]
+        if not math.isfinite(score):
+            raise diverged(epoch, f"the {'validation' if val_mean is not None else 'training'} loss is {score}")
+        if not _finite_weights(model):
+            raise diverged(epoch, "the weights are no longer finite")
         if score < best["loss"]:
             best = {"loss": score, "epoch": epoch, "bad_epochs": 0,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
@@ -697,7 +907,7 @@ def _train(
                         ({"val": f"{val_mean['loss']:.2e}"} if val_mean else {}), refresh=False)
         bar.update(1)
 
-        # stopping rules; a checkpoint every N epochs and whenever the run stops
+        # stopping rules; a checkpoint every N epochs, whenever the run stops, and on a signal
         if config.patience is not None and best["bad_epochs"] >= config.patience:
             stop_reason = "early stopping"
         elif config.time_budget is not None and elapsed >= config.time_budget:
@@ -706,28 +916,55 @@ def _train(
             stop_reason = "epochs"
         else:
             stop_reason = ""
-        if stop_reason or epoch % config.checkpoint_every == 0 or (stop_after is not None and epoch >= stop_after):
+        if (stop_reason or epoch % config.checkpoint_every == 0 or signals.received is not None
+                or (stop_after is not None and epoch >= stop_after)):
             checkpoint_now(epoch)
         if stop_reason:
             break
+        if signals.received is not None:
+            raise interrupted(epoch, signals.received, f"step {step}, the end of epoch {epoch}")
     bar.close()
 
     # 5. the best model is the result ------------------------------------------------------
     finished = stop_reason != "stopped"
     if best["state"] is not None and finished:
         model.load_state_dict(best["state"])
-    summary = {"epochs": epoch, "steps": step, "seconds": round(elapsed, 3), "stop_reason": stop_reason,
-               "best_epoch": best["epoch"], "best_loss": best["loss"], "finished": finished,
-               "best_epoch_fraction": round(best["epoch"] / epoch, 4) if epoch else None,
-               "selected_by": "validation loss" if val is not None else "training loss",
-               "validation": validation, "joint_types": joint_types,
-               "n_train_samples": n_train, "n_validation_samples": n_val, "train_trajectories": train_names,
-               "validation_trajectories": val_names, "test_trajectories": list(config.test)}
+    summary = summarise(stop_reason, finished, epoch)
     if finished:
         model.eval()
         _model_io("save_model")(model, os.path.join(run_dir, MODEL_FILE))
     atomic_write_json(os.path.join(run_dir, SUMMARY_FILE), summary)
     return TrainResult(run_dir, model, config, list(log.rows), summary)
+
+
+def check_resume_data(run_dir: str, stored: TrainConfig, given: str, fingerprint_fn=None) -> Optional[Dict[str, Any]]:
+    """The fingerprint of ``given`` if it holds the data ``run_dir`` was trained on, else RunError
+    naming both files. Same content under another path is the same data; a run from before
+    fingerprints were recorded only accepts its recorded path (and then returns None)."""
+    if fingerprint_fn is None:
+        from delan.fingerprint import data_fingerprint as fingerprint_fn
+    record = read_run_data(run_dir).get("data_file") or {}
+    recorded = record.get("path") or stored.data
+    if not record.get("fingerprint"):
+        if not _same_path(given, stored.data):
+            raise RunError(f"{run_dir}: was trained on {stored.data}, not {given} (the run predates content "
+                           f"fingerprints, so only its recorded path is accepted)")
+        return None
+    fp = fingerprint_fn(given)
+    if fp["fingerprint"] != record["fingerprint"]:
+        if _same_path(given, recorded):
+            raise RunError(f"{run_dir}: its data file {given} has changed since the run started (content "
+                           f"fingerprint differs from data.json's); resume needs the data it was trained on")
+        raise RunError(f"{run_dir}: was trained on {recorded}, but {given} holds other data (content "
+                       f"fingerprint differs); resume with the data the run was trained on")
+    return fp
+
+
+def _same_path(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _describe_validation(ds, whole: Sequence[str], blocks: Dict[str, Tuple[int, int]], n_val: int) -> Dict[str, Any]:
@@ -742,35 +979,34 @@ def _describe_validation(ds, whole: Sequence[str], blocks: Dict[str, Tuple[int, 
                        for name, (a, b) in blocks.items()}}
 
 
-def _check_run_dir(run_dir: str, force: bool) -> None:
-    """Refuse a run directory that is a file, or holds files, unless ``force``."""
+def _check_run_dir(run_dir: str, force: bool, locked: bool = False) -> None:
+    """Refuse a run directory that is a file, is in use by a running training (even with
+    ``force``; ``locked``: we hold its lock), or holds files, unless ``force``."""
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise RunError(f"{run_dir}: exists and is not a directory")
-    if os.path.isdir(run_dir) and os.listdir(run_dir) and not force:
+    if not locked:
+        check_free(run_dir)
+    if os.path.isdir(run_dir) and [x for x in os.listdir(run_dir) if x != LOCK_FILE] and not force:
         raise RunError(f"{run_dir}: run directory exists and is not empty; use --resume to continue "
                        f"it or --force to start afresh (its run files are replaced)")
 
 
-def _prepare_run_dir(run_dir: str, force: bool) -> None:
-    """Create the run directory (with ``force``, first delete an old run's files in it)."""
-    _check_run_dir(run_dir, force)
-    if os.path.isdir(run_dir):
-        for name in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, LOG_CSV, LOG_JSONL, SUMMARY_FILE, "data.json"):
-            p = os.path.join(run_dir, name)
-            if os.path.exists(p):
-                os.remove(p)
+def _prepare_run_dir(run_dir: str, force: bool, stack: ExitStack) -> None:
+    """Create the run directory and take its lock (held until ``stack`` closes); then check it
+    again (another run may have filled it meanwhile) and, with ``force``, delete an old run's files."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunError(f"{run_dir}: exists and is not a directory")
     try:
         os.makedirs(run_dir, exist_ok=True)
     except OSError as exc:
         raise RunError(f"{run_dir}: cannot create run directory: {exc}") from None
-
-
-def _diverged_message(run_dir, epoch, step, total, best, start_epoch, config) -> str:
-    ck = os.path.join(run_dir, CHECKPOINT_FILE)
-    kept = (f"the last good checkpoint {ck} is kept" if os.path.exists(ck)
-            else "no checkpoint had been written yet")
-    return (f"training diverged: the loss is {float(total.detach())} at epoch {epoch} (step {step}); {kept}; "
-            f"try a smaller --lr (now {config.lr:g}) or --grad-clip")
+    stack.enter_context(RunLock(run_dir))
+    _check_run_dir(run_dir, force, locked=True)
+    if force:
+        for name in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, LOG_CSV, LOG_JSONL, SUMMARY_FILE, DATA_FILE):
+            p = os.path.join(run_dir, name)
+            if os.path.exists(p):
+                os.remove(p)
 
 
 class _NoBar:

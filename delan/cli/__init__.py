@@ -42,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args.func(args) or 0)
     except DelanError as exc:
         print(f"delan {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         print(f"delan {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -13,10 +13,11 @@ def add_parser(subparsers) -> None:
                     "time (vpt) of rollouts under the recorded torques. Prints a table; --json "
                     "writes one JSON object.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by `delan train`")
-    p.add_argument("data", metavar="DATA.h5", help="trajectory data file")
+    p.add_argument("data", metavar="DATA.h5", nargs="?", default=None,
+                   help="trajectory data file (default: the one the run was trained on)")
     p.add_argument("--test", default=None, metavar="NAMES",
                    help="comma-separated trajectory names (default: the run's held-out ones when DATA "
-                        "is its training file, else all)")
+                        "holds its training data, whatever its path; else all)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as one JSON object")
     p.add_argument("--plots", default=None, metavar="DIR", help="write figures into DIR")
     p.add_argument("--no-rollouts", dest="rollouts", action="store_false",
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
                    rollouts=args.rollouts)
     table = {"metrics": {k: res[k] for k in METRICS if k in res}, "n_samples": res["n_samples"],
              "unavailable": res["unavailable"]}
-    print(f"{res['model']} model of {args.run_dir} on {args.data}: {', '.join(res['test'])}")
+    print(f"{res['model']} model of {args.run_dir} on {res['data']}: {', '.join(res['test'])}")
     print(format_table(table))
     for name, per in res["per_trajectory"].items():
         if "vpt_diverged_at" in per:

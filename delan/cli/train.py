@@ -131,9 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise RunError(f"--stop-after must be a positive integer, got {args.stop_after}")
     given = config_from_args(args)
     if args.resume:
-        stored = read_config(args.output)
-        if os.path.abspath(stored.data) != os.path.abspath(args.data):
-            raise RunError(f"{args.output}: was trained on {stored.data}, not {args.data}")
+        stored = read_config(args.output)  # the data file is checked by content (delan.training)
         changed = [k for k, v in given.items() if k not in RESUMABLE_OPTIONS and getattr(stored, k) != v]
         if changed:
             raise RunError(f"{args.output}: cannot change --{', --'.join(c.replace('_', '-') for c in changed)} "
