@@ -31,3 +31,8 @@ class TrainingInterrupted(RunError):
     def __init__(self, message: str, exit_code: int = 130):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class NoFastPathError(DelanError):
+    """An explicit fast path (e.g. ``model.single_sample_inverse_dynamics()``) does not cover the
+    model's configuration; the message says why and what to use instead (plain torch)."""

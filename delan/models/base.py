@@ -65,6 +65,14 @@ class LearnedModel(nn.Module, Dynamics):
         """A tensor with the model's dtype and device (subclasses return a buffer, cheaply)."""
         return next(self.parameters())
 
+    def single_sample_inverse_dynamics(self):
+        """An explicit fast callable for one state (NumPy (n,) in and out); only the structured
+        DeLaN has one. Raises NoFastPathError here."""
+        from delan.errors import NoFastPathError
+
+        raise NoFastPathError(f"{type(self).__name__} has no single-sample fast path (only the structured "
+                              f"DeLaN, model kind 'structured', has one); use model.inverse_dynamics")
+
     def _check(self, x: Tensor, name: str) -> Tensor:
         """(B, n) or (n,) -> (B, n) with the model's dtype and device, else ValueError."""
         n = self.n_dof

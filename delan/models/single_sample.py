@@ -1,123 +1,275 @@
-"""One sample on the CPU, the control-loop case: the structured DeLaN's inverse dynamics in NumPy.
+"""The explicit single-sample fast path of the structured DeLaN: inverse dynamics of ONE state in
+NumPy, for a control loop in Python.
 
-At batch size 1 a torch call costs its dispatch (about 1.5 us per op on our CPUs), not its
-arithmetic, and the lean torch path needs 35 ops: about 16 kHz. NumPy's per-call overhead on
+    tau_fn = model.single_sample_inverse_dynamics()   # asked for by name, never chosen silently
+    tau = tau_fn(q, qd, qdd)                          # NumPy (n,) in, NumPy (n,) out
+
+Why: at batch size 1 a torch call costs its dispatch (about 1.5 us per op on our CPUs), not its
+arithmetic, and the lean torch path needs 35 ops (about 16 kHz); NumPy's per-call overhead on
 (64,) arrays is 0.3-1 us, so the same formulas run about twice as fast. This module mirrors
-``DeepLagrangianNetwork._inverse_dynamics_lean`` formula for formula (tests check the two agree
-in float64 for every option it covers); the model uses it only where nothing else can notice:
-one sample, CPU, gradients off (``torch.no_grad`` / ``torch.inference_mode``), no torch.func
-transform, the default softplus activation.
+``DeepLagrangianNetwork._inverse_dynamics_lean`` formula for formula; tests check the two agree
+to 1e-12 in float64 for every option it covers.
 
-The arrays are views of the model's live parameters and buffers (no copies), so an optimiser
-step is seen at once; the views are taken again whenever a tensor object or its storage changes
-(``functional_call``, ``.to()``, ``.double()``, ``load_state_dict(assign=True)``).
+The model's own ``inverse_dynamics`` never comes here: every torch call stays plain torch
+(traceable, exportable, differentiable in any mode, any dtype). The callable is a plain
+function of NumPy arrays: no gradients, no torch.func transforms.
+
+It never goes stale: the arrays are views of the model's live parameters and buffers (no
+copies), so an in-place optimiser step is seen at once, and on every call it re-reads which
+tensors, activation and modules the model holds, taking new views (and re-checking that it
+covers them) whenever one was replaced (``.to()``, ``.double()``, ``load_state_dict(assign=True)``,
+a swapped trunk or activation). Configurations it does not cover raise
+:class:`~delan.errors.NoFastPathError` saying why and what to use instead.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+import math
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
 from scipy.special import expit
 from torch import Tensor
 
+from delan.errors import NoFastPathError
 from delan.friction import joint_friction
 
+ActFn = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
+DTYPES = (torch.float32, torch.float64)
 
-def supported(model) -> bool:
-    """Whether :class:`SingleSampleNumpy` covers this model's options."""
-    cfg = model.config
-    return (bool(cfg["shared_trunk"]) and cfg["activation"].lower() == "softplus" and not cfg["activation_options"]
-            and cfg.get("mass_scale") is None and cfg.get("potential_scale", 1.0) == 1.0)
+_ALTERNATIVE = "use model.inverse_dynamics (plain torch, any configuration)"
 
 
-def applicable(q: Tensor, qd: Tensor, qdd: Tensor) -> bool:
-    """Whether this call may leave torch: one CPU sample, no autograd, no torch.func wrapper."""
-    return (q.shape[0] == 1 and q.device.type == "cpu" and not torch.is_grad_enabled()
-            and not (q.requires_grad or qd.requires_grad or qdd.requires_grad)
-            and not torch._C._functorch.is_functorch_wrapped_tensor(q))
+def _numpy_activations(beta: float):
+    """Candidate NumPy (g, g') pairs by activation name (softplus with the probed beta)."""
+    def softplus(a):
+        if beta == 1.0:
+            return np.logaddexp(0.0, a).astype(a.dtype, copy=False), expit(a)
+        ba = beta * a
+        return (np.logaddexp(0.0, ba) / beta).astype(a.dtype, copy=False), expit(ba)
+
+    def tanh(a):
+        t = np.tanh(a)
+        return t, 1.0 - t * t
+
+    def sigmoid(a):
+        s = expit(a)
+        return s, s * (1.0 - s)
+
+    return {
+        "softplus": softplus,
+        "tanh": tanh,
+        "sigmoid": sigmoid,
+        "sin": lambda a: (np.sin(a), np.cos(a)),
+        "cos": lambda a: (np.cos(a), -np.sin(a)),
+        "linear": lambda a: (a, np.ones_like(a)),
+    }
 
 
-class SingleSampleNumpy:
-    """Evaluates ``model.inverse_dynamics`` for one sample with NumPy (see module docstring)."""
+SUPPORTED_ACTIVATIONS = ("softplus (any beta)", "tanh", "sigmoid", "sin", "cos", "linear")
+
+
+def numpy_activation(activation) -> ActFn:
+    """A NumPy (g, g') for a ddn Activation, checked against it on probe points (float64).
+
+    Raises NoFastPathError for activations without a NumPy twin (or whose name lies about them).
+    """
+    name = activation.name
+    base = name.split("(")[0]
+    probe = torch.linspace(-6.0, 6.0, 41, dtype=torch.float64)
+    beta = 1.0
+    if base == "softplus":
+        # beta from the activation itself: g(0) = log(2) / beta (its name rounds beta)
+        beta = math.log(2.0) / float(activation(torch.zeros(1, dtype=torch.float64), 0)[0])
+    fn = _numpy_activations(beta).get(base)
+    if fn is None:
+        raise NoFastPathError(f"the single-sample fast path has no NumPy version of the activation {name!r} "
+                              f"(it has {', '.join(SUPPORTED_ACTIVATIONS)}); {_ALTERNATIVE}")
+    g, dg = (t.numpy() for t in activation(probe, 1))
+    g_np, dg_np = fn(probe.numpy())
+    if not (np.allclose(g_np, g, rtol=1e-13, atol=1e-13) and np.allclose(dg_np, dg, rtol=1e-13, atol=1e-13)):
+        raise NoFastPathError(f"the activation {name!r} does not compute what its name says (a user-registered "
+                              f"replacement?), so the single-sample fast path cannot mirror it; {_ALTERNATIVE}")
+    return fn
+
+
+def check_supported(model) -> None:
+    """Raise NoFastPathError if the model's current configuration has no fast path."""
+    if "trunk" not in model._modules:
+        raise NoFastPathError("the single-sample fast path covers the shared trunk only (this model has separate "
+                              f"networks for L and V, shared_trunk=False); {_ALTERNATIVE}")
+    params = [p for p in model.parameters()] + [b for b in model.buffers() if b.is_floating_point()]
+    for t in params:
+        if t.dtype not in DTYPES:
+            raise NoFastPathError(f"the single-sample fast path runs in float32 or float64 NumPy; the model holds "
+                                  f"{t.dtype} tensors; {_ALTERNATIVE}, or convert the model with .double()")
+        if t.device.type != "cpu":
+            raise NoFastPathError(f"the single-sample fast path runs on the CPU; the model is on {t.device}; "
+                                  f"{_ALTERNATIVE}, or move the model with .cpu()")
+    if len({t.dtype for t in params}) > 1:
+        raise NoFastPathError(f"the model mixes dtypes {sorted({str(t.dtype) for t in params})}; the single-sample "
+                              f"fast path needs one")
+    net = model._modules["trunk"]
+    if getattr(net, "out_act", None) is not None:
+        raise NoFastPathError(f"the single-sample fast path covers a linear output layer only; {_ALTERNATIVE}")
+    numpy_activation(net._modules["act"].activation)
+
+
+class SingleSampleInverseDynamics:
+    """tau = H(q) qdd + c(q, qd) + g(q) (+ f(qd)) of the structured DeLaN for ONE state, in NumPy.
+
+    Made by ``DeepLagrangianNetwork.single_sample_inverse_dynamics()`` (see the module docstring).
+
+    Call ``fn(q, qd, qdd)`` with array-likes of shape (n,) (NumPy arrays of the model's dtype are
+    fastest); returns tau, a new NumPy array (n,) of the model's dtype (float32 or float64). It
+    keeps no scratch state between calls, so threads may share one.
+
+    Raises:
+        NoFastPathError: at construction, or at a call after the model changed, when the model's
+            configuration has no fast path (separate networks, an activation without a NumPy
+            twin, float16/bfloat16, a CUDA device).
+        ValueError: inputs of the wrong shape.
+    """
 
     def __init__(self, model):
+        check_supported(model)
         self.model = model
-        self._tensors: Optional[List[Tensor]] = None
-        self._ptrs: Tuple[int, ...] = ()
+        self._refresh()
 
-    def _current(self) -> List[Tensor]:
+    # ------------------------------------------------------------------ staleness
+    def _slots(self) -> List[Tuple[dict, str, object, Optional[int]]]:
+        """(container, key, object, data_ptr or None) for every object along the paths the call
+        reads: modules, parameters, buffers and the activation. A call re-reads each container
+        and refreshes when an object or a tensor's storage is not the one seen last time."""
         m = self.model
+        out = []
+
+        def slot(owner, name, tensor=False):
+            d = owner._modules if name in owner._modules else (
+                owner._parameters if name in owner._parameters else (
+                    owner._buffers if name in owner._buffers else owner.__dict__))
+            obj = d[name]
+            out.append((d, name, obj, obj.data_ptr() if tensor else None))
+            return obj
+
+        net = slot(m, "trunk")
+        hidden = slot(net, "hidden")
+        for k in list(hidden._modules):
+            layer = slot(hidden, k)
+            slot(layer, "weight", True)
+            slot(layer, "bias", True)
+        output = slot(net, "output")
+        slot(output, "weight", True)
+        slot(output, "bias", True)
+        slot(slot(net, "act"), "activation")
+        slot(net, "out_act")
+        # the buffers are constants of the configuration, copied at refresh; replacing them (.to(),
+        # .double()) replaces the parameters' storage too, which the data pointers show
+        features = slot(m, "features")
+        friction = slot(m, "friction_model")
+        if friction is not None:
+            slot(friction, "raw_viscous", True)
+            slot(friction, "raw_coulomb", True)
+        return out
+
+    def _refresh(self) -> None:
+        """Check the configuration again and take new views (and derived constants)."""
+        m = self.model
+        check_supported(m)
+        self._seen = self._slots()
         net = m._modules["trunk"]
-        ts = []
-        for layer in net._modules["hidden"]._modules.values():
-            ts += [layer._parameters["weight"], layer._parameters["bias"]]
+        arr = lambda t: t.detach().numpy()  # noqa: E731 - views of the live tensors, no copies
+        self._act = numpy_activation(net._modules["act"].activation)
+        self._hidden = [(arr(layer._parameters["weight"]), arr(layer._parameters["bias"]))
+                        for layer in net._modules["hidden"]._modules.values()]
         out = net._modules["output"]._parameters
-        ts += [out["weight"], out["bias"]]
+        self._Wo, self._bo = arr(out["weight"]), arr(out["bias"])
         buf = m._buffers
-        ts += [buf["_R"], buf["_Rt"], buf["_CCt"], buf["_shift"], buf["_neg_unit_V"], buf["_diag"]]
+        # constants (buffers, fixed by the configuration): entry e of the packed L is L[r_e, c_e],
+        # the diagonal first; L's row scales sqrt(mass_scale) are folded into the selections
+        n = m.n_dof
+        diag = arr(buf["_diag"])
+        if not (diag[:n].all() and not diag[n:].any()):
+            raise NoFastPathError("the single-sample fast path expects the diagonal of L as the first n outputs")
+        lscale = arr(buf["_lscale"]).copy()
+        R = arr(buf["_R"])
+        self._rows = np.argmax(R, axis=0)  # r_e (the V output, row of zeros, gets 0: its scale is 0)
+        self._rscale = lscale * R.sum(0)  # qd[r_e] * rscale_e = (qd @ R)_e sqrt(mass_scale_{r_e})
+        self._Rts = lscale[:, None] * arr(buf["_Rt"])  # (m, n)
+        self._CCt = arr(buf["_CCt"]).copy()
+        self._shift_d = arr(buf["_shift"])[:n].copy()
+        self._ones = np.ones_like(lscale)
+        self._neg_V = arr(buf["_neg_unit_V"]).copy()
+        self._features = None
         if m.features is not None:
-            ts += [buf["_feature_sel"], m.features.src, m.features.kind]
-        if m.friction_model is not None:
-            ts += [m.friction_model.raw_viscous, m.friction_model.raw_coulomb]
-        return ts
+            kind = arr(m.features.kind)
+            self._features = (arr(buf["_feature_sel"]).copy(), arr(m.features.src).copy(), kind == 1, kind == 2,
+                              bool(np.all(kind != 0)))
+        fr = m.friction_model
+        self._friction = None if fr is None else (arr(fr.raw_viscous), arr(fr.raw_coulomb))
+        self.dtype = self._Wo.dtype
+        self.n_dof = m.n_dof
 
-    def _views(self):
-        ts = self._current()
-        ptrs = tuple(t.data_ptr() for t in ts)
-        stale = self._tensors is None or ptrs != self._ptrs or any(a is not b for a, b in zip(ts, self._tensors))
-        if stale:
-            self._tensors, self._ptrs = ts, ptrs
-            arrays = [t.detach().numpy() for t in ts]
-            n_layers = len(self.model.trunk.hidden)
-            hidden = [(arrays[2 * k], arrays[2 * k + 1]) for k in range(n_layers)]
-            rest = arrays[2 * n_layers:]
-            Wo, bo, R, Rt, CCt, shift, neg_unit_V, diag = rest[:8]
-            rest = rest[8:]
-            features = None
-            if self.model.features is not None:
-                sel, src, kind = rest[:3]
-                rest = rest[3:]
-                features = (sel, src, kind == 1, kind == 2)
-            friction = tuple(rest[:2]) if self.model.friction_model is not None else None
-            self._arrays = (hidden, Wo, bo, R, Rt, CCt, shift, neg_unit_V, diag, features, friction)
-        return self._arrays
+    def _check_fresh(self) -> None:
+        try:
+            for d, k, obj, ptr in self._seen:
+                x = d[k]
+                if x is not obj or (ptr is not None and x.data_ptr() != ptr):
+                    break
+            else:
+                return
+        except KeyError:
+            pass
+        self._refresh()
 
-    def __call__(self, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
-        """tau (1, n) for q, qd, qdd (1, n) CPU tensors."""
-        hidden, Wo, bo, R, Rt, CCt, shift, neg_unit_V, diag, features, friction = self._views()
-        q, qd, qdd = q.numpy()[0], qd.numpy()[0], qdd.numpy()[0]
+    # ------------------------------------------------------------------ the call
+    def __call__(self, q, qd, qdd) -> np.ndarray:
+        """tau (n,) for q, qd, qdd (n,); NumPy in and out, the model's dtype."""
+        self._check_fresh()
+        dtype, n = self.dtype, self.n_dof
+        q, qd, qdd = np.asarray(q, dtype), np.asarray(qd, dtype), np.asarray(qdd, dtype)
+        if q.shape != (n,) or qd.shape != (n,) or qdd.shape != (n,):
+            raise ValueError(f"q, qd, qdd must each have shape ({n},) (one state), got "
+                             f"{q.shape}, {qd.shape}, {qdd.shape}; for batches use model.inverse_dynamics")
+        dot, act = np.dot, self._act
+        features = self._features
         if features is None:
-            x, xdot, dphi = q, qd, None
+            h, t = q, qd
         else:
-            sel, src, is_sin, is_cos = features
+            sel, src, is_sin, is_cos, all_angles = features
             a = q[src]
             s, c = np.sin(a), np.cos(a)
-            x = np.where(is_sin, s, np.where(is_cos, c, a))
-            dphi = np.where(is_sin, c, np.where(is_cos, -s, 1.0)).astype(a.dtype, copy=False)
-            xdot = dphi * qd[src]
-        h, t = x, xdot
+            if all_angles:  # every joint revolute: (sin, cos) pairs only
+                h, dphi = np.where(is_sin, s, c), np.where(is_sin, c, -s)
+            else:
+                h = np.where(is_sin, s, np.where(is_cos, c, a))
+                dphi = np.where(is_sin, c, np.where(is_cos, -s, 1.0))
+            t = dphi * qd[src]
         saved = []
-        for W, b in hidden:
-            a = np.dot(W, h) + b
-            s = expit(a)
-            h = np.logaddexp(0.0, a).astype(a.dtype, copy=False)
-            t = s * np.dot(W, t)
-            saved.append((W, s))
-        y = np.dot(Wo, h) + bo
-        ydot = np.dot(Wo, t)
-        l = np.where(diag, np.logaddexp(0.0, y), y) + shift
-        dmod = np.where(diag, expit(y), 1.0).astype(y.dtype, copy=False)
-        ldot = ydot * dmod
-        a, b = np.dot(qd, R), np.dot(qdd, R)  # qd_{r_e}, qdd_{r_e}
-        wc = np.dot(a * l, CCt)  # (L^T qd)_{c_e}
-        zc = np.dot(b * l + a * ldot, CCt)  # (L^T qdd + Ldot^T qd)_{c_e}
-        tau = self.model.epsilon * qdd + np.dot(zc * l + wc * ldot, Rt)
-        u = np.dot(neg_unit_V + a * wc * dmod, Wo)  # d(T - V)/dh of the last hidden layer
-        for W, s in reversed(saved):
-            u = np.dot(u * s, W)
-        tau = tau - (u if dphi is None else np.dot(u * dphi, sel))
-        if friction is not None:
-            viscous, coulomb = (np.logaddexp(0.0, r).astype(r.dtype, copy=False) for r in friction)
+        for W, b in self._hidden:  # value and its derivative along qd, layer by layer
+            h, dg = act(dot(W, h) + b)
+            t = dg * dot(W, t)
+            saved.append((W, dg))
+        Wo = self._Wo
+        y, ydot = dot(Wo, h) + self._bo, dot(Wo, t)
+        # packed entries of L without their row scales (folded into rscale, Rts): softplus on the
+        # diagonal (the first n entries), shift on the diagonal
+        lp, dp = y.copy(), self._ones.copy()
+        yd = y[:n]
+        lp[:n] = np.logaddexp(0.0, yd) + self._shift_d
+        dp[:n] = expit(yd)
+        ldp = ydot * dp
+        rows, rscale, CCt = self._rows, self._rscale, self._CCt
+        a, b = qd.take(rows) * rscale, qdd.take(rows) * rscale  # qd_{r_e}, qdd_{r_e} (scaled)
+        wc = dot(a * lp, CCt)  # (L^T qd)_{c_e}
+        zc = dot(b * lp + a * ldp, CCt)  # (L^T qdd + Ldot^T qd)_{c_e}
+        # eps qdd + L (L^T qdd + Ldot^T qd) + Ldot L^T qd
+        tau = self.model.epsilon * qdd + dot(zc * lp + wc * ldp, self._Rts)
+        u = dot(self._neg_V + a * wc * dp, Wo)  # d(T - V)/dh of the last hidden layer
+        for W, dg in reversed(saved):
+            u = dot(u * dg, W)
+        tau = tau - (u if features is None else dot(u * dphi, sel))
+        if self._friction is not None:
+            viscous, coulomb = (np.logaddexp(0.0, r) for r in self._friction)
             tau = tau + joint_friction(qd, viscous, coulomb, self.model.friction_model.smoothing)
-        return torch.from_numpy(tau.astype(qd.dtype, copy=False)[None])
+        return tau.astype(dtype, copy=False)

@@ -35,7 +35,6 @@ from ddn.activations import SOFTPLUS_THRESHOLD
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms, solve_spd
 from delan.models.base import LearnedModel, dtype_name, lagrangian_options
-from delan.models import single_sample
 from delan.models.friction import JointFriction
 
 class DeepLagrangianNetwork(LearnedModel):
@@ -127,8 +126,6 @@ class DeepLagrangianNetwork(LearnedModel):
             n_out = n_entries
         self.friction_model = JointFriction(n, dtype=dtype, device=device) if friction else None
         self._register_maps(n, n_out, n_in, dtype, device)
-        # one CPU sample without gradients (the control loop) runs in NumPy: see single_sample.py
-        self._single_sample = single_sample.SingleSampleNumpy(self) if single_sample.supported(self) else None
 
     # ------------------------------------------------------------------ constant index maps
     def _register_maps(self, n: int, n_out: int, n_in: int, dtype, device) -> None:
@@ -316,11 +313,27 @@ class DeepLagrangianNetwork(LearnedModel):
                 and q.dim() == 2 and q.shape == qd.shape == qdd.shape and q.shape[1] == self.n_dof
                 and q.dtype == qd.dtype == qdd.dtype == p.dtype and q.device == qd.device == qdd.device == p.device):
             q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
-        if not with_entries and self._single_sample is not None and single_sample.applicable(q, qd, qdd):
-            return self._single_sample(q, qd, qdd)
         if self.shared_trunk:
             return self._inverse_dynamics_lean(q, qd, qdd, with_entries)
         return self._inverse_dynamics_generic(q, qd, qdd, with_entries)
+
+    def single_sample_inverse_dynamics(self):
+        """The explicit fast path for ONE state in a Python control loop: a plain callable
+        ``tau_fn(q, qd, qdd) -> tau`` taking and returning NumPy arrays (n,) (the model's dtype),
+        about twice the rate of ``inverse_dynamics`` on a (1, n) tensor (see
+        :mod:`delan.models.single_sample`). No gradients, no torch transforms: for those use
+        :meth:`inverse_dynamics`, which is always plain torch.
+
+        The callable reads the model's live parameters (an optimiser step, ``.double()``,
+        ``load_state_dict`` or a swapped trunk is seen at the next call), so it never goes stale.
+
+        Raises:
+            NoFastPathError: the configuration has no fast path (separate networks for L and V,
+                an activation without a NumPy twin, float16/bfloat16, parameters on a GPU).
+        """
+        from delan.models.single_sample import SingleSampleInverseDynamics
+
+        return SingleSampleInverseDynamics(self)
 
     def _inverse_dynamics_lean(self, q: Tensor, qd: Tensor, qdd: Tensor, with_entries: bool = False):
         """inverse_dynamics for the shared trunk in as few torch ops as we could (35 without
