@@ -14,7 +14,7 @@ from typing import List, Optional
 from delan.errors import DelanError
 
 # Sub-command modules, in the order `delan --help` lists them.
-_COMMANDS = ["generate", "data", "train", "evaluate", "simulate", "demo"]
+_COMMANDS = ["generate", "data", "train", "evaluate", "simulate", "control", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
