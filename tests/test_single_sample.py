@@ -110,6 +110,8 @@ def test_fast_path_never_goes_stale():
     check()
     model.trunk.hidden[1] = ddn.layers.DifferentialLinear(5, 5, dtype=F64)
     check()
+    model.friction_model.smoothing = 0.5
+    check()
     model.friction_model = None
     check()
 

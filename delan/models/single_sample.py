@@ -6,16 +6,18 @@ NumPy, for a control loop in Python.
 
 Why: at batch size 1 a torch call costs its dispatch (about 1.5 us per op on our CPUs), not its
 arithmetic, and the lean torch path needs 35 ops (about 16 kHz); NumPy's per-call overhead on
-(64,) arrays is 0.3-1 us, so the same formulas run about twice as fast. This module mirrors
-``DeepLagrangianNetwork._inverse_dynamics_lean`` formula for formula; tests check the two agree
-to 1e-12 in float64 for every option it covers.
+(64,) arrays is 0.3-1 us, so the same formulas run 2.5-3x as fast (4-6x with angle features and
+friction; benchmarks/single_sample.py). This module mirrors
+``DeepLagrangianNetwork._inverse_dynamics_lean`` formula for formula; tests check it against
+that torch path and the autograd reference to 1e-12 in float64 for every option it covers.
 
 The model's own ``inverse_dynamics`` never comes here: every torch call stays plain torch
 (traceable, exportable, differentiable in any mode, any dtype). The callable is a plain
 function of NumPy arrays: no gradients, no torch.func transforms.
 
-It never goes stale: the arrays are views of the model's live parameters and buffers (no
-copies), so an in-place optimiser step is seen at once, and on every call it re-reads which
+It never goes stale: the arrays are views of the model's live parameters (no copies; the
+constant selection buffers are copied), so an in-place optimiser step is seen at once, and on
+every call it re-reads which
 tensors, activation and modules the model holds, taking new views (and re-checking that it
 covers them) whenever one was replaced (``.to()``, ``.double()``, ``load_state_dict(assign=True)``,
 a swapped trunk or activation). Configurations it does not cover raise
@@ -24,6 +26,7 @@ a swapped trunk or activation). Configurations it does not cover raise
 from __future__ import annotations
 
 import math
+import operator
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
@@ -32,7 +35,6 @@ from scipy.special import expit
 from torch import Tensor
 
 from delan.errors import NoFastPathError
-from delan.friction import joint_friction
 
 ActFn = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
 DTYPES = (torch.float32, torch.float64)
@@ -170,13 +172,19 @@ class SingleSampleInverseDynamics:
         if friction is not None:
             slot(friction, "raw_viscous", True)
             slot(friction, "raw_coulomb", True)
+            slot(friction, "smoothing")
         return out
 
     def _refresh(self) -> None:
         """Check the configuration again and take new views (and derived constants)."""
         m = self.model
         check_supported(m)
-        self._seen = self._slots()
+        seen = self._slots()
+        self._dicts = [d for d, _, _, _ in seen]
+        self._keys = [k for _, k, _, _ in seen]
+        self._objs = [o for _, _, o, _ in seen]
+        self._tensors = [o for _, _, o, p in seen if p is not None]
+        self._ptrs = [p for _, _, _, p in seen if p is not None]
         net = m._modules["trunk"]
         arr = lambda t: t.detach().numpy()  # noqa: E731 - views of the live tensors, no copies
         self._act = numpy_activation(net._modules["act"].activation)
@@ -206,21 +214,20 @@ class SingleSampleInverseDynamics:
             self._features = (arr(buf["_feature_sel"]).copy(), arr(m.features.src).copy(), kind == 1, kind == 2,
                               bool(np.all(kind != 0)))
         fr = m.friction_model
-        self._friction = None if fr is None else (arr(fr.raw_viscous), arr(fr.raw_coulomb))
+        self._friction = None if fr is None else (arr(fr.raw_viscous), arr(fr.raw_coulomb), 1.0 / fr.smoothing)
         self.dtype = self._Wo.dtype
         self.n_dof = m.n_dof
 
     def _check_fresh(self) -> None:
+        """Refresh unless every slot holds the object (and tensor storage) seen last time; the
+        comparisons run in C (map), about 1 us for a depth-2 network."""
         try:
-            for d, k, obj, ptr in self._seen:
-                x = d[k]
-                if x is not obj or (ptr is not None and x.data_ptr() != ptr):
-                    break
-            else:
-                return
+            same = all(map(operator.is_, map(operator.getitem, self._dicts, self._keys), self._objs)) and \
+                list(map(Tensor.data_ptr, self._tensors)) == self._ptrs
         except KeyError:
-            pass
-        self._refresh()
+            same = False
+        if not same:
+            self._refresh()
 
     # ------------------------------------------------------------------ the call
     def __call__(self, q, qd, qdd) -> np.ndarray:
@@ -237,14 +244,14 @@ class SingleSampleInverseDynamics:
             h, t = q, qd
         else:
             sel, src, is_sin, is_cos, all_angles = features
-            a = q[src]
+            a = q.take(src)
             s, c = np.sin(a), np.cos(a)
             if all_angles:  # every joint revolute: (sin, cos) pairs only
                 h, dphi = np.where(is_sin, s, c), np.where(is_sin, c, -s)
             else:
                 h = np.where(is_sin, s, np.where(is_cos, c, a))
                 dphi = np.where(is_sin, c, np.where(is_cos, -s, 1.0))
-            t = dphi * qd[src]
+            t = dphi * qd.take(src)
         saved = []
         for W, b in self._hidden:  # value and its derivative along qd, layer by layer
             h, dg = act(dot(W, h) + b)
@@ -269,7 +276,7 @@ class SingleSampleInverseDynamics:
         for W, dg in reversed(saved):
             u = dot(u * dg, W)
         tau = tau - (u if features is None else dot(u * dphi, sel))
-        if self._friction is not None:
-            viscous, coulomb = (np.logaddexp(0.0, r) for r in self._friction)
-            tau = tau + joint_friction(qd, viscous, coulomb, self.model.friction_model.smoothing)
+        if self._friction is not None:  # delan.friction.joint_friction, coefficients softplus(raw)
+            raw_viscous, raw_coulomb, inv_smoothing = self._friction
+            tau = tau + np.logaddexp(0.0, raw_viscous) * qd + np.logaddexp(0.0, raw_coulomb) * np.tanh(qd * inv_smoothing)
         return tau.astype(dtype, copy=False)
