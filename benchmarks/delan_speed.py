@@ -10,9 +10,10 @@ mode), batched, with ``create_graph`` for training.
   acceleration (forward-model) losses; the same loss for both contenders;
 * inverse: ``model.inverse_dynamics`` under ``torch.inference_mode`` (the reference needs grad);
 * terms: the full decomposition (H, c, g, T, V, tau) — the reference then needs two reverse passes;
-* single: one sample (1, n) under inference_mode, in calls per second: the public call (NumPy
-  single-sample path on the CPU, see delan/models/single_sample.py) and, in the notes, the
-  torch-only lean path with its op count.
+* single: one state per call, in calls per second: the explicit fast path
+  ``model.single_sample_inverse_dynamics()`` (NumPy (n,) in and out, see
+  delan/models/single_sample.py and benchmarks/single_sample.py) and, in the notes, the plain
+  torch call ``model.inverse_dynamics`` on (1, n) under inference_mode with its op count.
 
 GFLOP/s counts the matrix-product FLOPs (torch's FlopCounterMode) of one call, against the
 machine's measured rate for the network's (B, 64) @ (64, 64) product.
@@ -124,31 +125,32 @@ def bench_inverse(n, batch, dtype, device, repeats, rate):
 
 
 def bench_single(n, dtype, device, repeats):
-    """One sample (1, n) under inference_mode: the model's public call (which takes the NumPy
-    single-sample path on the CPU), its torch-only lean path, and the reference."""
+    """One state per call: the explicit NumPy fast path, the plain torch call on (1, n) under
+    inference_mode, and the reference."""
     model = make(n, dtype, device)
     q, qd, qdd, _ = data(n, 1, dtype, device)
+    fn = model.single_sample_inverse_dynamics()
+    qn, qdn, qddn = (x[0].numpy().copy() for x in (q, qd, qdd))
 
     def ours():
+        return fn(qn, qdn, qddn)
+
+    def plain():
         with torch.inference_mode():
             return model.inverse_dynamics(q, qd, qdd)
-
-    def torch_lean():
-        with torch.inference_mode():
-            return model._inverse_dynamics_lean(q, qd, qdd)
 
     def theirs():
         return ref.model_inverse_dynamics(model, q, qd, qdd, create_graph=False)
 
     with torch.inference_mode():
-        ops = count_ops(torch_lean)
+        ops = count_ops(plain)
     ref_ops = count_ops(theirs)
-    t = time_interleaved({"ours": ours, "ref": theirs, "torch": torch_lean}, device, repeats=repeats, min_time=0.2)
-    return dict(what="single sample inverse dynamics", n=n, batch=1, ours=f"{1 / t['ours'] / 1e3:.1f} kHz",
-                ref=f"{1 / t['ref'] / 1e3:.2f} kHz", ratio=t["ref"] / t["ours"], gflops="",
-                note=f"the torch-only lean path (no NumPy) runs at {1 / t['torch'] / 1e3:.1f} kHz with "
-                     f"{ops[0]} top-level torch ops ({ops[1]} incl. nested); the reference takes "
-                     f"{ref_ops[0]} ({ref_ops[1]})")
+    t = time_interleaved({"ours": ours, "ref": theirs, "torch": plain}, device, repeats=repeats, min_time=0.2)
+    return dict(what="single sample inverse dynamics (fast path)", n=n, batch=1,
+                ours=f"{1 / t['ours'] / 1e3:.1f} kHz", ref=f"{1 / t['ref'] / 1e3:.2f} kHz", ratio=t["ref"] / t["ours"],
+                gflops="", note=f"the plain torch call (inverse_dynamics on (1, n), inference_mode) runs at "
+                                f"{1 / t['torch'] / 1e3:.1f} kHz with {ops[0]} top-level torch ops ({ops[1]} incl. "
+                                f"nested); the reference takes {ref_ops[0]} ({ref_ops[1]})")
 
 
 def row(what, n, batch, t, flops, rate, unit):
@@ -177,6 +179,7 @@ def main(argv=None) -> str:
     inverse_cases = [(7, 262_144)] if cuda else [(2, 8192), (7, 8192)]
     rates = {b: matmul_rate(b, WIDTH, dtype, device) for b in sorted({b for _, b in train_cases + inverse_cases})}
 
+    load = os.getloadavg()[0]
     rows = []
     for weights in (LossWeights(1.0, 0.0, 0.0), LossWeights(1.0, 1.0, 0.0)):
         for n, batch in train_cases:
@@ -187,12 +190,14 @@ def main(argv=None) -> str:
         for n in (2, 7):
             rows.append(bench_single(n, dtype, device, args.repeats))
     sync(device)
+    load = max(load, os.getloadavg()[0])
 
     lines = [
         "# Structured DeLaN vs the autograd reference (delan/reference.py)",
         "",
         f"{environment(device)}; dtype {args.dtype}; width {WIDTH}, depth {DEPTH}, softplus; "
-        f"medians of {args.repeats} interleaved repeats",
+        f"medians of {args.repeats} interleaved repeats; {os.cpu_count()} CPUs, load average up to {load:.1f} "
+        f"while it ran (other jobs on the machine slow the absolute rates, the ratios much less)",
         "measured matmul rate (B x {w}) @ ({w} x {w}): ".format(w=WIDTH)
         + ", ".join(f"{r / 1e9:.1f} GFLOP/s at B = {b}" for b, r in rates.items()),
         "",

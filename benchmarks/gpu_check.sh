@@ -12,3 +12,4 @@ python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_ddn_netwo
 python3 benchmarks/ddn_derivatives.py --device cuda --batch 1000 10000 100000 --output "$out/ddn_derivatives_cuda.md"
 python3 benchmarks/delan_speed.py --device cuda --output "$out/delan_speed_cuda.md"
 python3 benchmarks/delan_speed.py --device cpu --threads 1 --output "$out/delan_speed_gpu_host_cpu.md"
+python3 benchmarks/single_sample.py --threads 1 --output "$out/single_sample_gpu_host_cpu.md"
