@@ -72,7 +72,7 @@ def describe(holder: Optional[Dict[str, Any]]) -> str:
 
 def _busy_error(run_dir: str, holder: Optional[Dict[str, Any]]) -> RunError:
     pid = (holder or {}).get("pid")
-    stop = f"; wait for it to end or stop it (kill -INT {pid} checkpoints it)" if pid else ""
+    stop = f"; wait for it to end, or stop it with a checkpoint: kill {pid}" if pid else ""
     return RunError(f"{run_dir}: in use by another training run ({describe(holder)}){stop}")
 
 
