@@ -23,7 +23,8 @@ Each setting trains for the same budget on one CPU thread (``--jobs`` runs in pa
 thread each); "new-defaults" is exactly ``delan train DATA -o RUN --time-budget B`` (the file's
 joint types apply), "old-defaults" emulates the first release (1000 epochs, lr 1e-3 constant,
 a random whole validation trajectory, per-joint forward norm, joint types ignored), the others
-change one option of the new defaults. For the double pendulum, the true model structure (10
+change one option of the new defaults ("friction-toggled": friction off where the defaults
+decide from the data to learn it, on where they decide not to). For the double pendulum, the true model structure (10
 base parameters, see _identification.py) is identified by least squares on the same training
 runs: the best a physics model can do on that data.
 
@@ -185,13 +186,14 @@ def run_one(job: dict) -> dict:
 
     from delan.api import evaluate, train
     from delan.data import load_dataset
-    from delan.training import DEFAULT_FRICTION
+    from delan.training import decide_friction
 
     torch.set_num_threads(1)
     spec = DATASETS[job["dataset"]]
     options = dict(SETTINGS[job["setting"]])
-    if options.get("friction") == "toggle":
-        options["friction"] = not DEFAULT_FRICTION
+    if options.get("friction") == "toggle":  # the opposite of what the defaults decide for this data
+        ds = load_dataset(job["data"])
+        options["friction"] = not decide_friction(ds.split(spec["test"])[1])[0]
     if job["setting"] == "old-defaults":
         options["validation"] = old_validation(load_dataset(job["data"]).names, spec["test"])
     options["seed"] = job["seed"]

@@ -169,15 +169,48 @@ def test_joint_types_reach_the_model(data_file, tmp_path):
 
 
 def test_friction_option(data_file, tmp_path):
-    from delan.training import DEFAULT_FRICTION, build_model
+    from delan.training import build_model
 
-    assert (build_model(tiny(data_file).validate(), 2).friction_model is not None) == DEFAULT_FRICTION
-    assert build_model(tiny(data_file, friction=False).validate(), 2).friction_model is None
+    assert build_model(tiny(data_file).validate(), 2).friction_model is None
+    assert build_model(tiny(data_file).validate(), 2, friction=True).friction_model is not None
+    assert build_model(tiny(data_file, friction=False).validate(), 2, friction=True).friction_model is None
     run = train_run(tiny(data_file, epochs=1, model="black-box", friction=True), str(tmp_path / "bb"))
     assert run.model.friction_model is not None
     with pytest.raises(RunError, match="mlp baseline has no friction"):
         train_run(tiny(data_file, model="mlp", friction=True), str(tmp_path / "m"))
     assert not os.path.exists(tmp_path / "m")
+
+
+@pytest.mark.parametrize("with_friction", [False, True])
+def test_friction_is_decided_from_the_data(tmp_path, with_friction):
+    """Unless told, friction is learned exactly when the data show Coulomb steps."""
+    from delan.data import save_dataset
+    from delan.data.generate import generate_dataset
+
+    path = str(tmp_path / "d.h5")
+    save_dataset(generate_dataset("two-link", n_trajectories=3, duration=2.0, rate=250, friction=with_friction,
+                                  seed=3), path)
+    run = train_run(tiny(path, epochs=1, test=["fourier_000"]), str(tmp_path / "r"))
+    assert (run.model.friction_model is not None) == with_friction
+    record = run.summary["friction"]
+    assert record["learned"] == with_friction and record["decided"] == "from the data"
+    assert (max(record["coulomb_evidence"]) >= record["threshold"]) == with_friction
+    with open(tmp_path / "r" / "data.json") as f:
+        assert json.load(f)["friction"] == record
+    told = train_run(tiny(path, epochs=1, test=["fourier_000"], friction=not with_friction), str(tmp_path / "t"))
+    assert (told.model.friction_model is not None) == (not with_friction)
+    assert told.summary["friction"]["decided"] == "by the friction option"
+
+
+def test_coulomb_evidence_separates_friction_from_none():
+    from delan.data.generate import generate_dataset
+    from delan.friction import coulomb_evidence
+
+    for friction in (False, True):
+        ds = generate_dataset("two-link", n_trajectories=4, duration=3.0, rate=500, friction=friction, seed=5)
+        ev = coulomb_evidence([tr.qd for tr in ds], [tr.tau for tr in ds])
+        assert ev.shape == (2,)
+        assert (ev.min() > 2.0) if friction else (np.abs(ev).max() < 0.5), (friction, ev)
 
 
 def test_run_files_get_the_users_permissions(data_file, tmp_path):
