@@ -33,6 +33,18 @@ class TrainingInterrupted(RunError):
         self.exit_code = exit_code
 
 
+class OptionError(DelanError, ValueError):
+    """An option value that cannot work: out of range, NaN, or too large for this machine's memory.
+
+    The message names the option (as on the command line) and, for sizes, the memory estimate.
+    """
+
+
+class OutputError(DelanError):
+    """An output path that cannot be written, or whose writing would destroy an input or a file
+    the command does not own (checked before any work starts)."""
+
+
 class NoFastPathError(DelanError):
     """An explicit fast path (e.g. ``model.single_sample_inverse_dynamics()``) does not cover the
     model's configuration; the message says why and what to use instead (plain torch)."""

@@ -526,14 +526,21 @@ def simulate_model(model, system: Optional[str] = None, data: Optional[str] = No
     from delan.errors import DataError, RunError
     from delan.integrators import INTEGRATORS, interpolated_torque
 
+    from delan.data.sizes import check_memory, format_number, rollout_bytes
+
     if integrator not in INTEGRATORS:
         raise RunError(f"--integrator must be one of {', '.join(INTEGRATORS)}, got {integrator!r}")
     if dt is not None and not (np.isfinite(dt) and dt > 0):
-        raise RunError(f"--dt must be a positive number of seconds, got {dt}")
+        raise RunError(f"--dt must be a positive number of seconds, got {format_number(dt)}")
     if steps is not None and steps < 1:
         raise RunError(f"--steps must be a positive integer, got {steps}")
     if not (np.isfinite(threshold) and threshold > 0):
-        raise RunError(f"--threshold must be positive, got {threshold}")
+        raise RunError(f"--threshold must be positive, got {format_number(threshold)}")
+
+    def check_size(steps: int, given: bool) -> None:
+        how = f"--steps {steps}" if given else f"--dt {format_number(dt)} s: {steps} steps"
+        check_memory(rollout_bytes(steps, model.n_dof), f"a rollout of {steps:.3g} steps ({how})",
+                     "give fewer --steps or a larger --dt", error=RunError)
     if (system is None) == (data is None):
         raise RunError("give either --system NAME or --data FILE --trajectory NAME")
     n = model.n_dof
@@ -549,10 +556,14 @@ def simulate_model(model, system: Optional[str] = None, data: Optional[str] = No
         dt = float(np.median(np.diff(tr.t))) if dt is None else float(dt)
         duration = tr.t[-1] - tr.t[0]
         max_steps = int(np.floor(duration / dt + 1e-9))
+        given = steps is not None
         steps = max_steps if steps is None else int(steps)
         if steps > max_steps:
             raise RunError(f"{steps} steps of {dt:g} s run past the end of trajectory {trajectory!r} "
                            f"({duration:g} s = {max_steps} steps)")
+        if steps < 1:
+            raise RunError(f"--dt {dt:g} s is longer than trajectory {trajectory!r} ({duration:g} s)")
+        check_size(steps, given)
         torque = interpolated_torque(tr.t - tr.t[0], tr.tau)
         res = compare_rollout(model, tr.q[0], tr.qd[0], torque, dt, steps, integrator,
                               reference=(tr.t, tr.q, tr.qd), threshold=threshold)
@@ -568,7 +579,9 @@ def simulate_model(model, system: Optional[str] = None, data: Optional[str] = No
         if q0.shape != (n,) or qd0.shape != (n,):
             raise RunError(f"--q0 and --qd0 need {n} values each")
         dt = 0.004 if dt is None else float(dt)
+        given = steps is not None
         steps = 500 if steps is None else int(steps)
+        check_size(steps, given)
         res = compare_rollout(model, q0, qd0, None, dt, steps, integrator, true_system=true, threshold=threshold)
         res["source"] = f"system {system!r}, zero torque from q0 = {q0.tolist()}, qd0 = {qd0.tolist()}"
     if plots is not None:

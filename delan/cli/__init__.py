@@ -1,14 +1,20 @@
 """The ``delan`` command.
 
 Each sub-command lives in its own module of this package, exposing ``add_parser(subparsers)``
-(which registers the sub-command and sets ``func``) and nothing else public. ``main`` turns every
-:class:`~delan.errors.DelanError` (and other input errors) into one line on stderr and exit code 2.
+(which registers the sub-command and sets ``func``) and nothing else public (helpers shared by the
+sub-commands live in ``_checks``).
+
+``main`` is the one error boundary: every :class:`~delan.errors.DelanError` (and the models'
+input errors) becomes one line ``delan CMD: error: ...`` on stderr and exit code 2 (or the
+error's own ``exit_code``); any other exception one line ``delan CMD: internal error: Type: ...``
+and exit code 1. ``--debug`` (anywhere on the command line) prints the traceback as well.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import traceback
 from typing import List, Optional
 
 from delan.errors import DelanError
@@ -22,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="delan",
         description="Learn the dynamics of robots with Deep Lagrangian Networks.",
     )
+    parser.add_argument("--version", action="version", version=f"delan {version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the full traceback when a command fails (may also follow the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _COMMANDS:
@@ -35,17 +44,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed version of the delan package ("unknown" when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
+
+    try:
+        return _version("delan")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _one_line(text: str) -> str:
+    lines = [x.strip() for x in str(text).splitlines() if x.strip()]
+    return "; ".join(lines) if lines else "(no message)"
+
+
+def _input_error(exc: BaseException) -> bool:
+    """Errors of the models about their input that are not DelanErrors (they subclass ValueError /
+    NotImplementedError for library users): a mass matrix that is not positive definite, a
+    decomposition the mlp does not have."""
+    if isinstance(exc, DelanError):
+        return True
+    try:
+        from delan.models import IndefiniteMassMatrixError, NoDecompositionError
+    except Exception:  # noqa: BLE001 - a broken import is reported as the internal error it is
+        return False
+    return isinstance(exc, (IndefiniteMassMatrixError, NoDecompositionError))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = args.command
     try:
         return int(args.func(args) or 0)
-    except DelanError as exc:
-        print(f"delan {args.command}: error: {exc}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
-        print(f"delan {args.command}: interrupted", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"delan {command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the one boundary: never a bare traceback
+        if debug:
+            traceback.print_exc()
+        if _input_error(exc):
+            print(f"delan {command}: error: {_one_line(exc)}", file=sys.stderr)
+            return int(getattr(exc, "exit_code", 2))
+        print(f"delan {command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              f"(run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by `delan train`, or `true`")
     p.add_argument("--system", required=True, metavar="NAME", help="the true system to control")
-    p.add_argument("--task", choices=TASKS, default="track", help="default track")
+    p.add_argument("--task", choices=TASKS, default="track",
+                   help="track a trajectory, or swing up (cart-pole, Furuta) (default track)")
     p.add_argument("--trajectory", default="generated", metavar="FILE:NAME",
                    help="track: trajectory NAME of data file FILE, or `generated` (default)")
     p.add_argument("--controller", choices=CONTROLLERS, default=None,
@@ -53,8 +54,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--torque-limit", default=None, metavar="VALUES",
                    help="bound on |tau|, one number or one per joint (default: none for tracking, the "
                         "system's default for swing-up)")
-    p.add_argument("--plots", default=None, metavar="DIR", help="write figures into DIR")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the results as one JSON object")
+    p.add_argument("--plots", default=None, metavar="DIR",
+                   help="write the figure into DIR (tracking.png or swing_up.png; DIR is created if its parent "
+                        "folder exists)")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="write the results as one JSON object; an existing file is replaced only when it holds "
+                        "JSON and is none of the inputs")
     p.set_defaults(func=run)
 
 
@@ -221,11 +226,29 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """--json and --plots checked before any work (see :mod:`delan.cli._checks`)."""
+    from delan.cli._checks import check_distinct, check_output_file, check_output_folder, run_files
+
+    inputs = [] if args.run_dir == "true" else run_files(args.run_dir)
+    if args.trajectory and args.trajectory != "generated" and ":" in args.trajectory:
+        inputs.append((args.trajectory.rsplit(":", 1)[0], "data file of --trajectory"))
+    outs = []
+    if args.json is not None:
+        check_output_file(args.json, "--json", "json", inputs)
+        outs.append((args.json, "--json"))
+    if args.plots is not None:
+        figure = "tracking.png" if args.task == "track" else "swing_up.png"
+        outs += [(f, "--plots") for f in check_output_folder(args.plots, "--plots", [figure], inputs)]
+    check_distinct(outs)
+
+
 def _run(args: argparse.Namespace) -> int:
     from delan.control import ControlError
     from delan.systems import make_system
 
     _check_options(args)
+    _check_outputs(args)
     noise = _numbers(args.noise, "--noise", [1, 2])
     if any(v < 0 for v in noise):
         raise ControlError(f"--noise must be >= 0, got {args.noise!r}")

@@ -6,7 +6,8 @@ import os
 
 import numpy as np
 
-from delan.errors import DataError
+from delan.cli._checks import check_output_file, finite
+from delan.errors import DataError, OptionError
 
 
 def add_parser(subparsers) -> None:
@@ -20,8 +21,10 @@ def add_parser(subparsers) -> None:
                                      "qd, qdd are kept; missing ones are estimated from q: Savitzky-Golay "
                                      "filter on a uniform clock, local polynomial fits on the actual time "
                                      "stamps on a jittered one.")
-    imp.add_argument("log", metavar="LOG", help="LOG.csv or LOG.npz")
-    imp.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="data file to write (atomically)")
+    imp.add_argument("log", metavar="LOG", help="LOG.csv (cells separated by commas, semicolons or tabs) or LOG.npz")
+    imp.add_argument("-o", "--output", required=True, metavar="FILE.h5",
+                     help="data file to write (atomically); never the log itself; an existing file is replaced "
+                          "only when it is a DeLaN data file (any other file is refused)")
     imp.add_argument("--rate", type=float, default=None, metavar="HZ", help="sampling rate when the log has no t")
     imp.add_argument("--window", type=int, default=None, metavar="N",
                      help="samples per polynomial fit when estimating qd, qdd, odd (default: about 0.1 s); "
@@ -35,9 +38,20 @@ def add_parser(subparsers) -> None:
     imp.add_argument("--despike", action="store_true",
                      help="replace torque spikes: Hampel filter on tau per joint (moving median of 11 "
                           "samples, outliers beyond 5 scaled MADs replaced by the median)")
+    imp.add_argument("--allow-large-values", action="store_true",
+                     help="accept values beyond the plausible range (|q| > 1e4, |qd| > 1e5, |qdd| > 1e7, "
+                          "|tau| > 1e6; refused otherwise as wrong units or corrupt data); the file records it, "
+                          "so training accepts them too")
     imp.set_defaults(func=run_import)
-    info = sub.add_parser("info", help="validate a data file and summarise it")
-    info.add_argument("file", metavar="FILE.h5")
+    info = sub.add_parser("info", help="validate a data file and summarise it",
+                          description="Check a data file against the schema (shapes, real finite values, "
+                                      "increasing time, matching n_dof) and summarise it: system, joints and "
+                                      "their types, trajectories, samples, sampling rates, durations, ground "
+                                      "truth, how qd and qdd were obtained, and the range of every field per "
+                                      "joint. Values beyond the plausible range (wrong units or corrupt data) "
+                                      "are flagged. Exits with 2 and one line naming the file, trajectory and "
+                                      "field when the file is not valid.")
+    info.add_argument("file", metavar="FILE.h5", help="data file (HDF5) to check")
     info.set_defaults(func=run_info)
 
 
@@ -45,8 +59,18 @@ def run_import(args: argparse.Namespace) -> int:
     from delan.data import load_log, parse_joint_types, save_dataset
     from delan.data.derivatives import clock_info, describe, describe_clock
 
+    check_output_file(args.output, "-o", "data", inputs=[(args.log, "log being imported")])
+    finite(args.rate, "--rate", positive=True)
+    if args.window is not None and (args.window < 1 or args.window % 2 == 0):
+        raise OptionError(f"--window must be a positive odd number of samples, got {args.window}")
+    if args.polyorder < 2:
+        raise OptionError(f"--polyorder must be >= 2 to estimate accelerations, got {args.polyorder}")
+    if args.window is not None and args.window <= args.polyorder:
+        raise OptionError(f"--window {args.window} must be larger than --polyorder {args.polyorder}")
+    if args.n_dof is not None and args.n_dof < 1:
+        raise OptionError(f"--n-dof must be a positive number of joints, got {args.n_dof}")
     ds = load_log(args.log, rate=args.rate, window=args.window, polyorder=args.polyorder, n_dof=args.n_dof,
-                  despike=args.despike)
+                  despike=args.despike, allow_large_values=args.allow_large_values)
     if args.joint_types is not None:
         ds.joint_types = parse_joint_types(args.joint_types, ds.n_dof, source=f"{args.log}: --joint-types")
     if args.system:
@@ -96,8 +120,9 @@ def _format_rate(rate, step_min, step_max, jittered) -> str:
 
 def run_info(args: argparse.Namespace) -> int:
     from delan.data import load_dataset
+    from delan.data.schema import ALLOW_LARGE, describe_implausible, implausible
 
-    ds = load_dataset(args.file)
+    ds = load_dataset(args.file, check_range=False)
     c = ds.concatenate()
     rates = ", ".join(_format_rate(*g) for g in _rate_groups(ds))
     print(f"{args.file}: valid DeLaN data file ({os.path.getsize(args.file) / 1e6:.2f} MB)")
@@ -131,4 +156,10 @@ def run_info(args: argparse.Namespace) -> int:
         for j, name in enumerate(ds.joint_names):
             x = c[f][:, j]
             print(f"  {f:<14}{name:<16}{np.min(x):>12.4g}{np.max(x):>12.4g}")
+    allowed = bool(ds.attrs.get(ALLOW_LARGE))
+    for tr in ds:
+        for bad in implausible(tr.fields()):
+            print(f"  warning: trajectory {tr.name!r}: field {bad[0]!r}: {describe_implausible(*bad)}; "
+                  + ("accepted: the file says allow_large_values" if allowed else
+                     "wrong units or corrupt data? Training and evaluation refuse this file"))
     return 0

@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from delan.api import evaluate, simulate, train
     from delan.evaluation import METRICS, format_table
 
+    from delan.cli._checks import finite
+
+    finite(args.time_budget, "--time-budget")
     if not (args.time_budget > 0):
         raise RunError(f"--time-budget must be a positive number of seconds, got {args.time_budget}")
     out = args.output

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from delan.cli._checks import check_distinct, check_output_file, check_output_folder, run_files
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -18,16 +20,37 @@ def add_parser(subparsers) -> None:
     p.add_argument("--test", default=None, metavar="NAMES",
                    help="comma-separated trajectory names (default: the run's held-out ones when DATA "
                         "holds its training data, whatever its path; else all)")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the metrics as one JSON object")
-    p.add_argument("--plots", default=None, metavar="DIR", help="write figures into DIR")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="write the metrics as one JSON object; an existing file is replaced only when it holds "
+                        "JSON and is none of the inputs (the data file, the run's own files)")
+    p.add_argument("--plots", default=None, metavar="DIR",
+                   help="write figures into DIR (decomposition.png, training.png; created if its parent "
+                        "folder exists; earlier figures of these names are replaced)")
     p.add_argument("--no-rollouts", dest="rollouts", action="store_false",
                    help="skip the valid-prediction-time rollouts (vpt), the slow part")
     p.set_defaults(func=run)
 
 
+FIGURES = ["decomposition.png", "training.png"]
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """--json and --plots checked before any work (see :mod:`delan.cli._checks`)."""
+    inputs = run_files(args.run_dir) + ([(args.data, "data file being evaluated")] if args.data else [])
+    outs = []
+    if args.json is not None:
+        check_output_file(args.json, "--json", "json", inputs)
+        outs.append((args.json, "--json"))
+    if args.plots is not None:
+        outs += [(f, "--plots") for f in check_output_folder(args.plots, "--plots", FIGURES, inputs)]
+    check_distinct(outs)
+
+
 def run(args: argparse.Namespace) -> int:
     from delan.api import evaluate
     from delan.evaluation import METRICS, format_table
+
+    check_outputs(args)
 
     test = [x.strip() for x in args.test.split(",") if x.strip()] if args.test is not None else None
     res = evaluate(args.run_dir, args.data, test=test, json_path=args.json, plots=args.plots,

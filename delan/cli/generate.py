@@ -5,6 +5,7 @@ import argparse
 import os
 import time
 
+from delan.cli._checks import check_output_file, finite
 from delan.errors import DataError
 
 
@@ -17,7 +18,9 @@ def add_parser(subparsers) -> None:
         description="Generate a trajectory data file (HDF5) with exact torques and ground truth "
                     f"from a known system ({', '.join(SYSTEMS)}).")
     p.add_argument("system", metavar="SYSTEM", help=f"one of: {', '.join(SYSTEMS)}")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="data file to write (atomically)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.h5",
+                   help="data file to write (atomically); an existing file is replaced only when it is a DeLaN "
+                        "data file (any other file is refused)")
     p.add_argument("--trajectories", type=int, default=None, metavar="N",
                    help="number of trajectories (characters: first N letters; default all letters, else 10)")
     p.add_argument("--kind", choices=KINDS, default="fourier", help="trajectory kind (default fourier)")
@@ -28,7 +31,7 @@ def add_parser(subparsers) -> None:
                    help="relative sensor noise: std as a fraction of each channel's RMS (default 0)")
     p.add_argument("--friction", action="store_true", help="add viscous + Coulomb joint friction")
     p.add_argument("--n-dof", type=int, default=None, metavar="N", help="number of links (n-link)")
-    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed, >= 0 (default 0)")
     p.add_argument("--simulate", action="store_true",
                    help="record a simulated tracking-controller run instead of the exact reference")
     p.set_defaults(func=run)
@@ -38,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from delan.data import save_dataset
     from delan.data.generate import generate_dataset
 
+    check_output_file(args.output, "-o", "data")
+    finite(args.rate, "--rate", positive=True)
+    finite(args.duration, "--duration", positive=True)
+    finite(args.noise, "--noise", minimum=0)
     started = time.perf_counter()
     ds = generate_dataset(args.system, args.kind, args.trajectories, args.duration, args.rate, args.noise,
                           args.friction, args.n_dof, args.seed, args.simulate)

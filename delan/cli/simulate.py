@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from delan.cli._checks import check_distinct, check_output_file, check_output_folder, finite, numbers, run_files
+from delan.errors import OptionError
 from delan.evaluation import DEFAULT_THRESHOLD
 
 
@@ -22,29 +24,37 @@ def add_parser(subparsers) -> None:
     src.add_argument("--system", default=None, metavar="NAME", help="compare with this true system (zero torque)")
     src.add_argument("--data", default=None, metavar="FILE", help="compare with a recorded trajectory of FILE")
     p.add_argument("--trajectory", default=None, metavar="NAME", help="trajectory of --data to replay")
-    p.add_argument("--integrator", choices=INTEGRATORS, default="rk4", help="default rk4")
+    p.add_argument("--integrator", choices=INTEGRATORS, default="rk4", help="integration method (default rk4)")
     p.add_argument("--dt", type=float, default=None, metavar="S",
                    help="step [s] (default: the recording's sampling step, or 0.004 with --system)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="number of steps (default: the whole recording, or 500 with --system)")
-    p.add_argument("--q0", default=None, metavar="VALUES", help="--system: comma-separated initial positions")
-    p.add_argument("--qd0", default=None, metavar="VALUES", help="--system: comma-separated initial velocities")
+    p.add_argument("--q0", default=None, metavar="VALUES",
+                   help="--system only: comma-separated initial positions (default 0.5 on every joint; with "
+                        "--data the rollout starts at the recording's first state)")
+    p.add_argument("--qd0", default=None, metavar="VALUES",
+                   help="--system only: comma-separated initial velocities (default 0)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="E",
                    help=f"position error norm ending the valid prediction (default {DEFAULT_THRESHOLD} rad)")
-    p.add_argument("--plots", default=None, metavar="DIR", help="write the rollout figure into DIR")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the results as one JSON object")
+    p.add_argument("--plots", default=None, metavar="DIR",
+                   help="write the rollout figure into DIR (rollout.png; DIR is created if its parent folder "
+                        "exists; an earlier rollout.png is replaced)")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="write the results as one JSON object; an existing file is replaced only when it holds "
+                        "JSON and is none of the inputs (the data file, the run's own files)")
     p.set_defaults(func=run)
 
 
-def _values(text, option):
-    from delan.errors import RunError
-
-    if text is None:
-        return None
-    try:
-        return [float(x) for x in text.split(",")]
-    except ValueError:
-        raise RunError(f"{option} must be comma-separated numbers, got {text!r}") from None
+def check_outputs(args: argparse.Namespace) -> None:
+    """--json and --plots checked before any work (see :mod:`delan.cli._checks`)."""
+    inputs = run_files(args.run_dir) + ([(args.data, "data file being replayed")] if args.data else [])
+    outs = []
+    if args.json is not None:
+        check_output_file(args.json, "--json", "json", inputs)
+        outs.append((args.json, "--json"))
+    if args.plots is not None:
+        outs += [(f, "--plots") for f in check_output_folder(args.plots, "--plots", ["rollout.png"], inputs)]
+    check_distinct(outs)
 
 
 def _short(values) -> str:
@@ -54,10 +64,18 @@ def _short(values) -> str:
 def run(args: argparse.Namespace) -> int:
     from delan.api import simulate
 
+    if args.data is not None and (args.q0 is not None or args.qd0 is not None):
+        raise OptionError(f"{'--q0' if args.q0 is not None else '--qd0'} applies to --system only: with --data "
+                          f"the rollout starts at the recording's first state")
+    q0, qd0 = numbers(args.q0, "--q0"), numbers(args.qd0, "--qd0")
+    finite(args.dt, "--dt", positive=True)
+    finite(args.threshold, "--threshold", positive=True)
+    if args.steps is not None and args.steps < 1:
+        raise OptionError(f"--steps must be a positive integer, got {args.steps}")
+    check_outputs(args)
     res = simulate(args.run_dir, system=args.system, data=args.data, trajectory=args.trajectory,
                    integrator=args.integrator, dt=args.dt, steps=args.steps,
-                   q0=_values(args.q0, "--q0"), qd0=_values(args.qd0, "--qd0"), threshold=args.threshold,
-                   plots=args.plots, json_path=args.json)
+                   q0=q0, qd0=qd0, threshold=args.threshold, plots=args.plots, json_path=args.json)
     print(f"rollout of {args.run_dir} against {res['source']}: {res['steps']} {res['method']} steps of {res['dt']:g} s")
     print(f"valid-prediction time {res['valid_time']:.3f} s (position error < {res['threshold']:g}); "
           f"position RMSE {res['position_rmse']:.3e}, velocity RMSE {res['velocity_rmse']:.3e}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from delan.cli._checks import finite
 from delan.errors import RunError
 from delan.training import DEFAULT_TIME_BUDGET, MODEL_KINDS, OPTIMIZERS, RESUMABLE_OPTIONS, SCHEDULES, TrainConfig
 
@@ -46,8 +47,8 @@ def add_parser(subparsers) -> None:
     for name, typ, metavar, text in _OPTIONS:
         default = defaults.get(name, getattr(d, name))
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, metavar=metavar,
-                       help=f"{text} (default {default})")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=f"default {d.optimizer}")
+                       help=text if "(default" in text else f"{text} (default {default})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=f"optimizer (default {d.optimizer})")
     p.add_argument("--amsgrad", action="store_true", default=None, help="use the AMSGrad variant")
     p.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help=f"learning-rate schedule over the run (default {d.schedule})")
@@ -68,8 +69,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--output-scales", dest="scale_outputs", action=argparse.BooleanOptionalAction, default=None,
                    help="structured model: scale H's rows and V to the data's torques and accelerations "
                         "(default on)")
-    p.add_argument("--device", default=None, metavar="cpu|cuda", help=f"default {d.device}")
-    p.add_argument("--dtype", choices=["float32", "float64"], default=None, help=f"default {d.dtype}")
+    p.add_argument("--device", default=None, metavar="cpu|cuda", help=f"device to train on (default {d.device})")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None, help=f"floating-point precision of the model and data (default {d.dtype})")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--force", action="store_true", help="start afresh in an existing RUN_DIR (replaces its run files)")
     p.add_argument("--stop-after", type=int, default=None, metavar="N",
@@ -121,10 +122,60 @@ def config_from_args(args: argparse.Namespace) -> dict:
     return given
 
 
+def _peek(data: str):
+    """(n_dof, number of samples) of a data file from its attributes and array shapes, without
+    reading the arrays; None when it cannot be told (the loader then says what is wrong)."""
+    try:
+        import h5py
+
+        with h5py.File(data, "r") as f:
+            n = int(f.attrs["n_dof"])
+            samples = sum(int(g["t"].shape[0]) for g in f["trajectories"].values())
+        return (n, samples) if n >= 1 else None
+    except Exception:  # noqa: BLE001 - any problem is the loader's to report
+        return None
+
+
+def check_model_size(args: argparse.Namespace, given: dict) -> None:
+    """Refuse (one line, before any work) a --width / --depth / --batch-size whose model cannot fit
+    in memory: parameters with gradients and optimiser state, and the activations (with their
+    Jacobians and Hessians) of one minibatch; see :func:`delan.data.sizes.model_bytes`."""
+    from delan.data.sizes import check_memory, model_bytes
+
+    d = TrainConfig()
+    width, depth = given.get("width", d.width), given.get("depth", d.depth)
+    batch = given.get("batch_size", d.batch_size)
+    if not all(isinstance(x, int) and x >= 1 for x in (width, depth, batch)):
+        return  # TrainConfig names the option that is not a positive integer
+    peek = _peek(args.data)
+    n_dof, samples = peek if peek else (2, batch)
+    dtype_bytes = 8 if given.get("dtype", d.dtype) == "float64" else 4
+    batch = min(batch, max(samples, 1))
+    parts = [f"--width {width}", f"--depth {depth}"] + ([f"--batch-size {given['batch_size']}"] if "batch_size" in given
+                                                        else [])
+    check_memory(model_bytes(n_dof, width, depth, batch, dtype_bytes),
+                 f"a model of {', '.join(parts)} ({n_dof} joints)", "choose a smaller model")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """NaN / inf in a numeric option is named as such (TrainConfig checks the ranges)."""
+    for name, typ, _, _ in _OPTIONS:
+        if typ is float:
+            finite(getattr(args, name), "--" + name.replace("_", "-"))
+    finite(args.eps, "--eps")
+    if args.validation is not None:
+        try:
+            v = float(args.validation)
+        except ValueError:
+            return
+        finite(v, "--validation")
+
+
 def run(args: argparse.Namespace) -> int:
     from delan.api import train
     from delan.training import read_config
 
+    check_options(args)
     if args.resume and args.force:
         raise RunError("--resume and --force contradict each other; give one")
     if args.stop_after is not None and args.stop_after < 1:
@@ -146,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
             from delan.errors import DataError
 
             raise DataError(f"{args.data}: no such file")
+        check_model_size(args, given)
         if "epochs" not in given and "time_budget" not in given:
             print(f"training for {DEFAULT_TIME_BUDGET:g} s (the default; set --time-budget S or --epochs N)")
         result = train(args.data, args.output, test=test, model=model, force=args.force,

@@ -132,15 +132,21 @@ def estimate_derivatives(t: np.ndarray, q: np.ndarray, window: Optional[int] = N
     dt = clock["step_median"]
     polyorder = int(polyorder)
     if polyorder < 2:
-        raise DataError(f"{where}: polyorder must be >= 2 to estimate accelerations, got {polyorder}")
+        raise DataError(f"{where}: polyorder (--polyorder) must be >= 2 to estimate accelerations, got {polyorder}")
     rate = 1.0 / dt
+    need = polyorder + 1 if polyorder % 2 == 0 else polyorder + 2  # smallest odd window > polyorder
     w = default_window(rate, polyorder) if window is None else int(window)
-    if w % 2 == 0:
-        raise DataError(f"{where}: window must be an odd number of samples, got {w}")
+    if window is not None:
+        if w < 1 or w % 2 == 0:
+            raise DataError(f"{where}: window (--window) must be a positive odd number of samples, got {w}")
+        if w <= polyorder:
+            raise DataError(f"{where}: window (--window) of {w} samples must be larger than polyorder "
+                            f"(--polyorder) {polyorder}; give --window {need} or more")
     if w > T:
         w = T if T % 2 == 1 else T - 1
     if w <= polyorder:
-        raise DataError(f"{where}: {T} samples are too few for a window > polyorder = {polyorder}")
+        raise DataError(f"{where}: {T} samples are too few to fit polynomials of order {polyorder} (--polyorder) "
+                        f"for qd, qdd; a trajectory needs at least {need} (or lower --polyorder, or record qd, qdd)")
     info = {"window": w, "polyorder": polyorder, "rate": rate, "window_s": w * dt, "clock": clock}
     if clock["uniform"]:
         qd = savgol_filter(q, w, polyorder, deriv=1, delta=dt, axis=0, mode="interp")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from delan.data.schema import Dataset, Trajectory
+from delan.data.sizes import check_memory, dataset_bytes, format_number
 from delan.errors import DataError
 from delan.integrators import rollout
 from delan.systems import make_system
@@ -104,21 +105,48 @@ def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Op
     """
     if kind not in KINDS:
         raise DataError(f"unknown trajectory kind {kind!r}; valid kinds: {', '.join(KINDS)}")
-    if rate <= 0 or not math.isfinite(rate):
-        raise DataError(f"rate must be a positive number of Hz, got {rate}")
-    if noise < 0 or not math.isfinite(noise):
-        raise DataError(f"noise must be >= 0, got {noise}")
+    rate = float(rate)
+    if not (math.isfinite(rate) and rate > 0):
+        raise DataError(f"rate must be a positive number of Hz (--rate), got {format_number(rate)}")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise DataError(f"noise must be a finite number >= 0 (--noise), got {format_number(noise)}")
     if n_trajectories is not None and n_trajectories < 1:
         raise DataError(f"need at least one trajectory, got {n_trajectories}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"seed must be a non-negative integer (--seed), got {format_number(seed)}")
     duration = DEFAULT_DURATION[kind] if duration is None else float(duration)
-    if duration <= 0 or not math.isfinite(duration):
-        raise DataError(f"duration must be positive, got {duration}")
-    system = make_system(system_name, n_dof=n_dof, friction=friction, **system_params)
+    if not (math.isfinite(duration) and duration > 0):
+        raise DataError(f"duration must be a positive number of seconds (--duration), got {format_number(duration)}")
+    if n_dof is not None and n_dof < 1:
+        raise DataError(f"n_dof must be a positive number of joints (--n-dof), got {n_dof}")
+    try:
+        system = make_system(system_name, n_dof=n_dof, friction=friction, **system_params)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"system {system_name!r}: {exc}") from None
+    samples = duration * rate + 1  # per trajectory
+    sub = max(1, int(math.ceil(500.0 / rate))) if simulate else 0
+
+    def check_size(n_traj: int) -> None:
+        what = (f"rate (--rate) {format_number(rate)} Hz x duration (--duration) {format_number(duration)} s x "
+                f"{n_traj} trajector{'y' if n_traj == 1 else 'ies'} (--trajectories) = {samples * n_traj:.3g} samples "
+                f"of {system.n_dof} joint{'s' if system.n_dof != 1 else ''}")
+        check_memory(dataset_bytes(system.n_dof, samples * n_traj, sub), what,
+                     "lower the rate, the duration or the number of trajectories", error=DataError)
+        if samples < 2:
+            raise DataError(f"duration (--duration) {format_number(duration)} s at rate (--rate) "
+                            f"{format_number(rate)} Hz gives fewer than 2 samples")
+
+    if n_trajectories is not None:
+        check_size(int(n_trajectories))
     rng = np.random.default_rng(seed)
     refs = make_trajectories(system, kind, n_trajectories, duration, rng)
+    check_size(len(refs))
     t = np.arange(int(round(duration * rate)) + 1) / rate
     if len(t) < 2:
-        raise DataError(f"duration {duration} s at {rate} Hz gives fewer than 2 samples")
+        raise DataError(f"duration (--duration) {format_number(duration)} s at rate (--rate) "
+                        f"{format_number(rate)} Hz gives fewer than 2 samples")
     started = time.perf_counter()
     if simulate:
         states = _simulate(system, refs, t, rate, np.random.default_rng([seed, 2]))

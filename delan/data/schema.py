@@ -145,8 +145,12 @@ def validate_arrays(name: str, fields: Dict[str, np.ndarray], n_dof: Optional[in
         if v.shape != expected:
             what = "(T,)" if f == "t" else "(T, n_dof, n_dof)" if f == "H" else "(T, n_dof)"
             raise DataError(f"{_where(source, name, f)}: expected shape {what} = {expected}, got {v.shape}")
-        if not np.issubdtype(v.dtype, np.number):
-            raise DataError(f"{_where(source, name, f)}: expected numbers, got dtype {v.dtype}")
+        if not np.issubdtype(v.dtype, np.floating):
+            what = ("complex numbers" if np.issubdtype(v.dtype, np.complexfloating) else
+                    "integers" if np.issubdtype(v.dtype, np.integer) else
+                    "booleans" if v.dtype == bool else "no numbers")
+            raise DataError(f"{_where(source, name, f)}: expected real floating-point numbers (float32 or float64), "
+                            f"got {what} (dtype {v.dtype})")
         bad = ~np.isfinite(v)
         if bad.any():
             idx = np.argwhere(bad)[0]
@@ -158,6 +162,42 @@ def validate_arrays(name: str, fields: Dict[str, np.ndarray], n_dof: Optional[in
         k = int(np.argmax(dt <= 0))
         raise DataError(f"{_where(source, name, 't')}: time must be strictly increasing "
                         f"(t[{k + 1}] = {float(t[k + 1])!r} <= t[{k}] = {float(t[k])!r})")
+
+
+# Magnitudes beyond which values are taken for wrong units or corrupt data: refused when a file
+# or log is loaded (unless the file says allow_large_values; `delan data import
+# --allow-large-values` records that), flagged by `delan data info`.
+PLAUSIBLE = {"t": 1e10, "q": 1e4, "qd": 1e5, "qdd": 1e7, "tau": 1e6, "H": 1e6, "tau_inertial": 1e6,
+             "tau_coriolis": 1e6, "tau_gravity": 1e6, "tau_friction": 1e6}
+ALLOW_LARGE = "allow_large_values"  # file attribute: values beyond PLAUSIBLE are real
+
+
+def implausible(fields: Dict[str, np.ndarray]) -> List[Tuple[str, int, float, int]]:
+    """Fields with values beyond :data:`PLAUSIBLE`: [(field, count, largest magnitude, its sample)]."""
+    out = []
+    for f, limit in PLAUSIBLE.items():
+        v = fields.get(f)
+        if v is None:
+            continue
+        mag = np.abs(np.asarray(v, dtype=np.float64))
+        big = mag > limit
+        if big.any():
+            k = int(np.argmax(mag))
+            out.append((f, int(big.sum()), float(mag.flat[k]), int(np.unravel_index(k, mag.shape)[0])))
+    return out
+
+
+def describe_implausible(f: str, count: int, largest: float, sample: int) -> str:
+    return (f"{count} value{'s' if count != 1 else ''} beyond the plausible range |{f}| <= {PLAUSIBLE[f]:g} "
+            f"(largest {largest:.4g} at sample {sample})")
+
+
+def check_plausible(name: str, fields: Dict[str, np.ndarray], source: Optional[str], hint: str) -> None:
+    """DataError naming the first field with values beyond :data:`PLAUSIBLE` (see there)."""
+    bad = implausible(fields)
+    if bad:
+        raise DataError(f"{_where(source, name, bad[0][0])}: {describe_implausible(*bad[0])}; wrong units or "
+                        f"corrupt data? {hint}")
 
 
 class Dataset:
@@ -277,17 +317,21 @@ def save_dataset(ds: Dataset, path: str, compression: Optional[str] = "gzip") ->
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            f.attrs["format"] = FORMAT
+        # Damage must give an error, never a hang: libver v108+ puts checksums on the superblock and
+        # object headers (readable by HDF5 >= 1.8), and text attributes are fixed-length UTF-8 kept
+        # inside those checksummed headers; variable-length strings live in the global heap, which
+        # has no checksum (a few zeroed bytes there sent the HDF5 library into an endless loop).
+        with h5py.File(tmp, "w", libver=("v108", "latest")) as f:
+            f.attrs["format"] = _text(FORMAT)
             f.attrs["version"] = VERSION
             f.attrs["n_dof"] = ds.n_dof
             if ds.system is not None:
-                f.attrs["system"] = ds.system
-            f.attrs["joint_names"] = np.array(ds.joint_names, dtype=h5py.string_dtype())
+                f.attrs["system"] = _text(ds.system)
+            f.attrs["joint_names"] = _text(ds.joint_names)
             if ds.joint_types is not None:
-                f.attrs["joint_types"] = np.array(ds.joint_types, dtype=h5py.string_dtype())
+                f.attrs["joint_types"] = _text(ds.joint_types)
             for k, v in ds.attrs.items():
-                f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+                f.attrs[k] = _text(json.dumps(v)) if isinstance(v, (dict, list)) else _text(v) if isinstance(v, str) else v
             grp = f.create_group("trajectories", track_order=True)
             for tr in ds:
                 g = grp.create_group(tr.name)
@@ -295,7 +339,7 @@ def save_dataset(ds: Dataset, path: str, compression: Optional[str] = "gzip") ->
                     g.create_dataset(k, data=v, compression=compression if v.size > 64 else None,
                                      shuffle=compression is not None and v.size > 64)
                 for k, v in tr.meta.items():
-                    g.attrs[k] = json.dumps(v)
+                    g.attrs[k] = _text(json.dumps(v))
         default_permissions(tmp)  # mkstemp made it 0600; the result gets the user's usual permissions
         os.replace(tmp, path)
     except BaseException:
@@ -304,50 +348,104 @@ def save_dataset(ds: Dataset, path: str, compression: Optional[str] = "gzip") ->
         raise
 
 
-def load_dataset(path: str, estimate_missing: bool = True) -> Dataset:
+def _text(value):
+    """A str (or list of str) as a fixed-length UTF-8 HDF5 string (array): stored in the object
+    header, under its checksum (see :func:`save_dataset`); read back as bytes, decoded by _attr_str."""
+    import h5py
+
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+        return np.array(raw, dtype=h5py.string_dtype("utf-8", max(len(raw), 1)))
+    raw = [str(x).encode("utf-8") for x in value]
+    return np.array(raw, dtype=h5py.string_dtype("utf-8", max([len(r) for r in raw] + [1])))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError quotes its text
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def load_dataset(path: str, estimate_missing: bool = True, check_range: bool = True) -> Dataset:
     """Read and validate a data file. Missing qd/qdd are estimated from q (Savitzky-Golay, see
     :mod:`delan.data.derivatives`) when ``estimate_missing``; the trajectory's ``meta`` says so.
 
-    Raises DataError naming the file, trajectory and field for anything that breaks the schema,
-    including unreadable, truncated or corrupt files.
+    ``check_range``: refuse values beyond :data:`PLAUSIBLE` (wrong units, corrupt data) unless
+    the file's attribute ``allow_large_values`` is set.
+
+    Raises DataError (one line) naming the file, trajectory and field for anything that breaks
+    the schema, including unreadable, truncated or corrupt files.
     """
     import h5py
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder, not a data file")
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, but also others for odd files
+        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {_first_line(exc)}") from None
     try:
         with f:
-            return _read(f, path, estimate_missing)
+            return _read(f, path, estimate_missing, check_range)
     except DataError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-        raise DataError(f"{path}: unreadable (truncated or corrupt?): {type(exc).__name__}: {exc}") from None
+    except MemoryError:
+        raise DataError(f"{path}: too large to load into memory") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes h5py or numpy raise
+        raise DataError(f"{path}: unreadable (truncated or corrupt?): {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _show(v) -> str:
+    """An attribute value in a message: numpy scalars as plain numbers, text quoted."""
+    if isinstance(v, bytes):
+        v = v.decode(errors="replace")
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, np.ndarray):
+        return "[" + ", ".join(_show(x) for x in v.ravel()[:5]) + (", ..." if v.size > 5 else "") + "]"
+    if isinstance(v, np.generic):
+        v = v.item()
+    return repr(v) if isinstance(v, str) else str(v)
 
 
 def _attr_str(v):
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _read(f, path: str, estimate_missing: bool) -> Dataset:
+def _int_attr(f, key: str, path: str) -> int:
+    v = f.attrs[key]
+    v = v.item() if isinstance(v, np.ndarray) and v.size == 1 else v.item() if isinstance(v, np.generic) else v
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise DataError(f"{path}: attribute {key!r} must be an integer, got {_show(v)}")
+    return int(v)
+
+
+def _read(f, path: str, estimate_missing: bool, check_range: bool = True) -> Dataset:
     import h5py
 
+    from delan.data.sizes import check_memory, format_bytes
+
     fmt = f.attrs.get("format")
-    if fmt is None or _attr_str(fmt) != FORMAT:
-        raise DataError(f"{path}: attribute 'format' must be {FORMAT!r}, got {fmt!r}; not a DeLaN data file")
-    version = int(f.attrs.get("version", -1))
+    if fmt is None or not isinstance(fmt, (bytes, str)) or _attr_str(fmt) != FORMAT:
+        got = "no such attribute" if fmt is None else f"got {_show(fmt)}"
+        raise DataError(f"{path}: attribute 'format' must be {FORMAT!r} ({got}); not a DeLaN data file")
+    version = _int_attr(f, "version", path) if "version" in f.attrs else -1
     if version != VERSION:
         raise DataError(f"{path}: unsupported format version {version} (this library reads {VERSION})")
     if "n_dof" not in f.attrs:
         raise DataError(f"{path}: required attribute 'n_dof' is missing")
-    n = int(f.attrs["n_dof"])
+    n = _int_attr(f, "n_dof", path)
     if n < 1:
         raise DataError(f"{path}: attribute 'n_dof' must be >= 1, got {n}")
-    joint_names = [_attr_str(x) for x in f.attrs["joint_names"]] if "joint_names" in f.attrs else None
+    if "trajectories" in f and isinstance(f["trajectories"], h5py.Group):
+        total = sum(d.size * d.dtype.itemsize for g in f["trajectories"].values() if isinstance(g, h5py.Group)
+                    for d in g.values() if isinstance(d, h5py.Dataset))
+        check_memory(3.0 * total, f"{path}: its arrays ({format_bytes(total)} as stored)",
+                     "split the file", error=DataError)
+    joint_names = [_attr_str(x) for x in np.atleast_1d(f.attrs["joint_names"])] if "joint_names" in f.attrs else None
     system = _attr_str(f.attrs["system"]) if "system" in f.attrs else None
     joint_types = None
     if "joint_types" in f.attrs:
@@ -378,6 +476,8 @@ def _read(f, path: str, estimate_missing: bool) -> Dataset:
             raise DataError(f"{_where(path, name)}: expected a group of fields, got a dataset")
         fields = {}
         for k, d in g.items():
+            if not isinstance(d, h5py.Dataset):
+                raise DataError(f"{_where(path, name, k)}: expected an array, got a group")
             fields[k] = np.asarray(d[()])
         for req in REQUIRED:
             if req not in fields:
@@ -390,6 +490,9 @@ def _read(f, path: str, estimate_missing: bool) -> Dataset:
                 meta[k] = _attr_str(v)
         # validate before estimating so errors point at the stored data
         validate_arrays(name, fields, n, path)
+        if check_range and not extra.get(ALLOW_LARGE):
+            check_plausible(name, fields, path, "If the values are real, set the file's attribute "
+                            f"{ALLOW_LARGE} = 1 (`delan data import --allow-large-values` does for logs)")
         if "qd" not in fields or "qdd" not in fields:
             if not estimate_missing:
                 miss = "qd" if "qd" not in fields else "qdd"
