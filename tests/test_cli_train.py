@@ -67,11 +67,22 @@ def test_default_budget_is_announced_and_options_reach_the_run(data_file, tmp_pa
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "training for 120 s (the default" in printed and "joints: revolute, revolute" in printed
+    assert "friction:" not in printed  # told, not decided: nothing to report
     cfg = json.load(open(os.path.join(out, "config.json")))
     assert cfg["time_budget"] == 120.0 and cfg["epochs"] is None and cfg["friction"] is False
     assert cfg["joint_types"] == "R,R" and cfg["loss_weights"] == {"power": 0.5} and cfg["forward_norm"] == "joint"
     meta = json.load(open(os.path.join(out, "data.json")))
     assert meta["joint_types"] == ["revolute", "revolute"] and meta["validation"]["scheme"] == "time blocks"
+
+
+def test_friction_decision_is_printed(data_file, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", data_file, "-o", out, "--test", "a", "--epochs", "1"] + FAST) == 0
+    printed = capsys.readouterr().out
+    meta = json.load(open(os.path.join(out, "data.json")))["friction"]
+    word = "learned" if meta["learned"] else "not learned"
+    assert f"friction: {word}, decided from the data" in printed
+    assert ", ".join(f"{x:g}" for x in meta["coulomb_evidence"]) in printed
 
 
 def test_bad_new_options(data_file, tmp_path, cli_fails):

@@ -56,8 +56,9 @@ def add_parser(subparsers) -> None:
                    help="revolute | prismatic | one per joint, e.g. R,P (revolute joints enter the networks as "
                         "sin q, cos q); default: the data file's joint types, else none")
     p.add_argument("--friction", action=argparse.BooleanOptionalAction, default=None,
-                   help="learn viscous + Coulomb joint friction (structured and black-box models; default on "
-                        "for them, --no-friction turns it off; the mlp has none)")
+                   help="learn viscous + Coulomb joint friction (structured and black-box models; the mlp has "
+                        "none). Default: decided from the data - on when the torque steps at velocity "
+                        "reversals (the decision is printed and recorded in data.json)")
     p.add_argument("--eps", type=float, default=None, metavar="E",
                    help="structured models: H = L L^T + E I (model's default if not given)")
     p.add_argument("--forward-norm", choices=["mass", "joint"], default=None,
@@ -216,6 +217,11 @@ def run(args: argparse.Namespace) -> int:
     jt = s.get("joint_types")
     print(f"trained {result.config.model} model on {s['n_train_samples']} samples of "
           f"{len(s['train_trajectories'])} trajectories; joints: {', '.join(jt) if jt else 'types not given (q used as is)'}")
+    fr = s.get("friction") or {}
+    if fr.get("decided") == "from the data":
+        ev = ", ".join(f"{x:g}" for x in fr["coulomb_evidence"])
+        print(f"friction: {'learned' if fr['learned'] else 'not learned'}, decided from the data (Coulomb "
+              f"evidence per joint {ev}; threshold {fr['threshold']:g}; --friction/--no-friction to choose)")
     print(f"validation: {val}; test held out: {', '.join(s['test_trajectories']) or 'none'}")
     print(f"{s['epochs']} epochs in {s['seconds']:.1f} s, stopped by {how}; best epoch {s['best_epoch']} of "
           f"{s['epochs']} ({s['selected_by']} {s['best_loss']:.3e})")
