@@ -83,6 +83,25 @@ class DifferentialNetwork(nn.Module):
         )
         self.out_act = None if out_act.name == "linear" else DifferentialActivation(out_act)
 
+    # ------------------------------------------------------------------ public structure
+    def layer_weights(self) -> List[Tuple[Tensor, Tensor]]:
+        """The affine layers' (weight (out, in), bias (out,)) in order: the hidden layers, then
+        the output layer. Read through the layers' attributes, so a parametrisation
+        (``torch.nn.utils.parametrize``) or a swapped layer is what a caller gets; models built
+        on the network (DeLaN) use this rather than the modules' private dictionaries."""
+        layers = list(self.hidden) + [self.output]
+        return [(layer.weight, layer.bias) for layer in layers]
+
+    @property
+    def activation(self) -> Activation:
+        """The hidden layers' activation (g and its derivatives, :class:`ddn.Activation`)."""
+        return self.act.activation
+
+    @property
+    def output_activation(self) -> Optional[Activation]:
+        """The activation after the output layer, or None for a linear (affine) output."""
+        return None if self.out_act is None else self.out_act.activation
+
     # ------------------------------------------------------------------ forward mode on jets
     def jet(self, jet: Jet) -> Jet:
         """Push a jet (derivatives w.r.t. some x upstream) through the network, forward mode."""

@@ -196,16 +196,19 @@ def test_forward_mode_ad_under_no_grad_keeps_the_tangent(which):
         args[which] = fwAD.make_dual(args[which], v)
         tangent = fwAD.unpack_dual(model.inverse_dynamics(**args)).tangent
     assert tangent is not None
-    # the same directional derivative by reverse mode (grad on) and by torch.func.jvp
+    # the directional derivative of the autograd reference's tau (never the closed-form code),
+    # by reverse mode through its create_graph pass; and torch.func.jvp through the model
     plain = dict(q=q, qd=qd, qdd=qdd)
 
-    def tau_of(x):
-        return model.inverse_dynamics(**{**plain, which: x})
+    def ref_tau_of(x):
+        args = {**plain, which: x}
+        return ref.model_inverse_dynamics(model, args["q"], args["qd"], args["qdd"], create_graph=True)
 
-    J = torch.autograd.functional.jacobian(tau_of, plain[which])[0, :, 0, :]
+    J = torch.autograd.functional.jacobian(ref_tau_of, plain[which])[0, :, 0, :]
     torch.testing.assert_close(tangent, (J @ v[0])[None], **TOL)
     with torch.no_grad():
-        torch.testing.assert_close(torch.func.jvp(tau_of, (plain[which],), (v,))[1], tangent, **TOL)
+        jvp = torch.func.jvp(lambda x: model.inverse_dynamics(**{**plain, which: x}), (plain[which],), (v,))[1]
+    torch.testing.assert_close(jvp, tangent, **TOL)
     if which == "qdd":
         with torch.no_grad():
             torch.testing.assert_close(tangent, (model.mass_matrix(q)[0] @ v[0])[None], **TOL)
@@ -287,3 +290,26 @@ def test_bfloat16_is_plain_torch():
     exact = reference(model, q.bfloat16().double(), qd.bfloat16().double(), qdd.bfloat16().double())
     # bfloat16 keeps 8 bits of mantissa: a few percent of the torque's size
     assert (out.double() - exact).abs().max() <= 0.05 * exact.abs().max() + 0.05
+
+
+def test_parametrised_trunk_layer_is_read_through_the_public_weights():
+    """torch.nn.utils.parametrize replaces a layer's weight by a computed one: inverse_dynamics
+    and the fast path must use it (DeLaN reads ddn's layer_weights(), not private dictionaries)."""
+    from torch.nn.utils import parametrize
+
+    class Doubled(torch.nn.Module):
+        def forward(self, w):
+            return 2.0 * w
+
+    model = make(3, revolute="some", friction=True)
+    q, qd, qdd = state(3, batch=4)
+    fn = model.single_sample_inverse_dynamics()
+    before = model.terms(q, qd, qdd).tau.detach()
+    parametrize.register_parametrization(model.trunk.hidden[0], "weight", Doubled())
+    with torch.no_grad():
+        tau = model.inverse_dynamics(q, qd, qdd)
+        terms = model.terms(q, qd, qdd)
+    assert not torch.allclose(tau, before)  # the parametrisation changed the model
+    torch.testing.assert_close(tau, terms.tau, **TOL)
+    torch.testing.assert_close(tau, reference(model, q, qd, qdd), **TOL)
+    torch.testing.assert_close(fast(fn, q[:1], qd[:1], qdd[:1]), tau[:1], **TOL)

@@ -5,11 +5,12 @@ NumPy, for a control loop in Python.
     tau = tau_fn(q, qd, qdd)                          # NumPy (n,) in, NumPy (n,) out
 
 Why: at batch size 1 a torch call costs its dispatch (about 1.5 us per op on our CPUs), not its
-arithmetic, and the lean torch path needs 35 ops (about 16 kHz); NumPy's per-call overhead on
-(64,) arrays is 0.3-1 us, so the same formulas run 2.5-3x as fast (4-6x with angle features and
-friction; benchmarks/single_sample.py). This module mirrors
-``DeepLagrangianNetwork._inverse_dynamics_lean`` formula for formula; tests check it against
-that torch path and the autograd reference to 1e-12 in float64 for every option it covers.
+arithmetic; NumPy's per-call overhead on (64,) arrays is 0.3-1 us, so the same formulas run
+several times as fast (benchmarks/single_sample.py). This module mirrors
+``DeepLagrangianNetwork.inverse_dynamics`` formula for formula; tests check it against that
+torch path and the autograd reference to 1e-12 in float64 for every option it covers. It reads
+the network only through ddn's public ``DifferentialNetwork.layer_weights()``, ``activation`` and
+``output_activation``.
 
 The model's own ``inverse_dynamics`` never comes here: every torch call stays plain torch
 (traceable, exportable, differentiable in any mode, any dtype). The callable is a plain
@@ -17,17 +18,17 @@ function of NumPy arrays: no gradients, no torch.func transforms.
 
 It never goes stale: the arrays are views of the model's live parameters (no copies; the
 constant selection buffers are copied), so an in-place optimiser step is seen at once, and on
-every call it re-reads which
-tensors, activation and modules the model holds, taking new views (and re-checking that it
-covers them) whenever one was replaced (``.to()``, ``.double()``, ``load_state_dict(assign=True)``,
-a swapped trunk or activation). Configurations it does not cover raise
+every call it re-reads which tensors, activation and modules the model holds, taking new views
+(and re-checking that it covers them) whenever one was replaced (``.to()``, ``.double()``,
+``load_state_dict(assign=True)``, a swapped trunk or activation, a parametrised layer, whose
+weight is a new tensor at every read). Configurations it does not cover raise
 :class:`~delan.errors.NoFastPathError` saying why and what to use instead.
 """
 from __future__ import annotations
 
 import math
 import operator
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Tuple
 
 import numpy as np
 import torch
@@ -97,7 +98,7 @@ def numpy_activation(activation) -> ActFn:
 
 def check_supported(model) -> None:
     """Raise NoFastPathError if the model's current configuration has no fast path."""
-    if "trunk" not in model._modules:
+    if getattr(model, "trunk", None) is None:
         raise NoFastPathError("the single-sample fast path covers the shared trunk only (this model has separate "
                               f"networks for L and V, shared_trunk=False); {_ALTERNATIVE}")
     params = [p for p in model.parameters()] + [b for b in model.buffers() if b.is_floating_point()]
@@ -111,10 +112,10 @@ def check_supported(model) -> None:
     if len({t.dtype for t in params}) > 1:
         raise NoFastPathError(f"the model mixes dtypes {sorted({str(t.dtype) for t in params})}; the single-sample "
                               f"fast path needs one")
-    net = model._modules["trunk"]
-    if getattr(net, "out_act", None) is not None:
+    net = model.trunk
+    if net.output_activation is not None:
         raise NoFastPathError(f"the single-sample fast path covers a linear output layer only; {_ALTERNATIVE}")
-    numpy_activation(net._modules["act"].activation)
+    numpy_activation(net.activation)
 
 
 class SingleSampleInverseDynamics:
@@ -139,60 +140,34 @@ class SingleSampleInverseDynamics:
         self._refresh()
 
     # ------------------------------------------------------------------ staleness
-    def _slots(self) -> List[Tuple[dict, str, object, Optional[int]]]:
-        """(container, key, object, data_ptr or None) for every object along the paths the call
-        reads: modules, parameters, buffers and the activation. A call re-reads each container
-        and refreshes when an object or a tensor's storage is not the one seen last time."""
+    def _seen(self) -> Tuple[list, list]:
+        """The objects the call reads (trunk, activations, feature map, friction and its
+        smoothing) and the tensors it takes views of (the layers' weights and biases, the friction
+        coefficients). A call re-reads them and refreshes when any object, tensor or tensor
+        storage is not the one seen last time."""
         m = self.model
-        out = []
-
-        def slot(owner, name, tensor=False):
-            d = owner._modules if name in owner._modules else (
-                owner._parameters if name in owner._parameters else (
-                    owner._buffers if name in owner._buffers else owner.__dict__))
-            obj = d[name]
-            out.append((d, name, obj, obj.data_ptr() if tensor else None))
-            return obj
-
-        net = slot(m, "trunk")
-        hidden = slot(net, "hidden")
-        for k in list(hidden._modules):
-            layer = slot(hidden, k)
-            slot(layer, "weight", True)
-            slot(layer, "bias", True)
-        output = slot(net, "output")
-        slot(output, "weight", True)
-        slot(output, "bias", True)
-        slot(slot(net, "act"), "activation")
-        slot(net, "out_act")
-        # the buffers are constants of the configuration, copied at refresh; replacing them (.to(),
-        # .double()) replaces the parameters' storage too, which the data pointers show
-        features = slot(m, "features")
-        friction = slot(m, "friction_model")
-        if friction is not None:
-            slot(friction, "raw_viscous", True)
-            slot(friction, "raw_coulomb", True)
-            slot(friction, "smoothing")
-        return out
+        net = m.trunk
+        fr = m.friction_model
+        objs = [net, net.activation, net.output_activation, m.features, fr]
+        tensors = [t for pair in net.layer_weights() for t in pair]
+        if fr is not None:
+            objs.append(fr.smoothing)
+            tensors += [fr.raw_viscous, fr.raw_coulomb]
+        return objs, tensors
 
     def _refresh(self) -> None:
         """Check the configuration again and take new views (and derived constants)."""
         m = self.model
         check_supported(m)
-        seen = self._slots()
-        self._dicts = [d for d, _, _, _ in seen]
-        self._keys = [k for _, k, _, _ in seen]
-        self._objs = [o for _, _, o, _ in seen]
-        self._tensors = [o for _, _, o, p in seen if p is not None]
-        self._ptrs = [p for _, _, _, p in seen if p is not None]
-        net = m._modules["trunk"]
+        self._objs, self._tensors = self._seen()
+        self._ptrs = [t.data_ptr() for t in self._tensors]
+        net = m.trunk
         arr = lambda t: t.detach().numpy()  # noqa: E731 - views of the live tensors, no copies
-        self._act = numpy_activation(net._modules["act"].activation)
-        self._hidden = [(arr(layer._parameters["weight"]), arr(layer._parameters["bias"]))
-                        for layer in net._modules["hidden"]._modules.values()]
-        out = net._modules["output"]._parameters
-        self._Wo, self._bo = arr(out["weight"]), arr(out["bias"])
-        buf = m._buffers
+        self._act = numpy_activation(net.activation)
+        weights = [(arr(w), arr(b)) for w, b in net.layer_weights()]
+        self._hidden = weights[:-1]
+        self._Wo, self._bo = weights[-1]
+        buf = dict(m.named_buffers(recurse=False))
         # constants (buffers, fixed by the configuration): entry e of the packed L is L[r_e, c_e],
         # the diagonal first; L's row scales sqrt(mass_scale) are folded into the selections
         n = m.n_dof
@@ -219,14 +194,11 @@ class SingleSampleInverseDynamics:
         self.n_dof = m.n_dof
 
     def _check_fresh(self) -> None:
-        """Refresh unless every slot holds the object (and tensor storage) seen last time; the
-        comparisons run in C (map), about 1 us for a depth-2 network."""
-        try:
-            same = all(map(operator.is_, map(operator.getitem, self._dicts, self._keys), self._objs)) and \
-                list(map(Tensor.data_ptr, self._tensors)) == self._ptrs
-        except KeyError:
-            same = False
-        if not same:
+        """Refresh unless every object, tensor and tensor storage is the one seen last time (the
+        comparisons run in C, map over the lists)."""
+        objs, tensors = self._seen()
+        if not (all(map(operator.is_, objs, self._objs)) and all(map(operator.is_, tensors, self._tensors))
+                and list(map(Tensor.data_ptr, tensors)) == self._ptrs):
             self._refresh()
 
     # ------------------------------------------------------------------ the call

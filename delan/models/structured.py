@@ -190,14 +190,14 @@ class DeepLagrangianNetwork(LearnedModel):
             self.register_buffer("_feature_sel", sel.to(device), persistent=False)
 
     def _param(self) -> Tensor:
-        return self._buffers["_eye"]
+        return self._eye
 
     # ------------------------------------------------------------------ building blocks
     def _entries(self, y: Tensor) -> Tuple[Tensor, Tensor]:
         """Network outputs (B, m) -> packed entries of L (B, m) and d entries / d y (B, m)."""
-        buf = self._buffers
-        l = (torch.where(buf["_diag"], F.softplus(y, threshold=SOFTPLUS_THRESHOLD), y) + buf["_shift"]) * buf["_lscale"]
-        dmod = torch.where(buf["_diag"], torch.sigmoid(y), buf["_ones"]) * buf["_lscale"]
+        diag, lscale = self._diag, self._lscale
+        l = (torch.where(diag, F.softplus(y, threshold=SOFTPLUS_THRESHOLD), y) + self._shift) * lscale
+        dmod = torch.where(diag, torch.sigmoid(y), self._ones) * lscale
         return l, dmod
 
     def _L(self, l: Tensor) -> Tensor:
@@ -307,15 +307,21 @@ class DeepLagrangianNetwork(LearnedModel):
         return tau, self._H(l)
 
     def _inverse_dynamics(self, q: Tensor, qd: Tensor, qdd: Tensor, with_entries: bool):
-        p = self._buffers["_eye"]
+        p = self._eye
         # the common case checked in a few attribute reads; anything else by the full checks
         if not (isinstance(q, Tensor) and isinstance(qd, Tensor) and isinstance(qdd, Tensor)
                 and q.dim() == 2 and q.shape == qd.shape == qdd.shape and q.shape[1] == self.n_dof
                 and q.dtype == qd.dtype == qdd.dtype == p.dtype and q.device == qd.device == qdd.device == p.device):
             q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
-        if self.shared_trunk:
-            return self._inverse_dynamics_lean(q, qd, qdd, with_entries)
-        return self._inverse_dynamics_generic(q, qd, qdd, with_entries)
+        l, ldot, dmod, V, Vdot, pull = self._linearise(q, qd)
+        a, b = qd @ self._R, qdd @ self._R
+        wc = (a * l) @ self._CCt  # (L^T qd)_{c_e}
+        zc = torch.addcmul(b * l, a, ldot) @ self._CCt  # (L^T qdd + Ldot^T qd)_{c_e}
+        # eps qdd + L (L^T qdd + Ldot^T qd) + Ldot L^T qd - d(T - V)/dq
+        tau = torch.addcmul(zc * l, wc, ldot) @ self._Rt - pull(a * wc * dmod, False) + self.epsilon * qdd
+        if self.friction_model is not None:
+            tau = tau + self.friction_model(qd)
+        return (tau, l) if with_entries else tau
 
     def single_sample_inverse_dynamics(self):
         """The explicit fast path for ONE state in a Python control loop: a plain callable
@@ -334,67 +340,6 @@ class DeepLagrangianNetwork(LearnedModel):
         from delan.models.single_sample import SingleSampleInverseDynamics
 
         return SingleSampleInverseDynamics(self)
-
-    def _inverse_dynamics_lean(self, q: Tensor, qd: Tensor, qdd: Tensor, with_entries: bool = False):
-        """inverse_dynamics for the shared trunk in as few torch ops as we could (35 without
-        features or friction), since at batch size 1 the cost is per op, not per flop.
-
-        The same math as :meth:`terms` (tests check both against autograd), written flat: the
-        layers are read straight from the parameter dicts (no module calls, and correct under
-        ``torch.func.functional_call``), softplus and its derivative take one op each, products
-        with the selection matrices are fused where constant (C C^T maps packed entries to
-        w_{c_e} at once), and eps qdd and the final subtraction ride along in ``addmm``.
-        """
-        buf = self._buffers
-        if self.features is None:
-            x, xdot, dphi = q, qd, None
-        else:
-            jet = self.features(Jet(q, torch.stack([qd, torch.ones_like(qd)]), None, 2, 1))
-            x, xdot, dphi = jet.value, jet.jac[0], jet.jac[1]
-        net = self._modules["trunk"]
-        act = net._modules["act"].activation
-        h, t = x, xdot
-        saved = []
-        for layer in net._modules["hidden"]._modules.values():
-            W = layer._parameters["weight"]
-            gs = act(F.linear(h, W, layer._parameters["bias"]), 1)
-            h, t = gs[0], gs[1] * F.linear(t, W)
-            saved.append((W, gs[1]))
-        out = net._modules["output"]._parameters
-        Wo = out["weight"]
-        y, ydot = F.linear(h, Wo, out["bias"]), F.linear(t, Wo)
-        diag, lscale = buf["_diag"], buf["_lscale"]
-        l = (torch.where(diag, F.softplus(y, threshold=SOFTPLUS_THRESHOLD), y) + buf["_shift"]) * lscale
-        dmod = torch.where(diag, torch.sigmoid(y), buf["_ones"]) * lscale
-        ldot = ydot * dmod
-        R, CCt, mm = buf["_R"], buf["_CCt"], torch.mm
-        a, b = mm(qd, R), mm(qdd, R)  # qd_{r_e}, qdd_{r_e}
-        wc = mm(a * l, CCt)  # (L^T qd)_{c_e}
-        zc = mm(torch.addcmul(b * l, a, ldot), CCt)  # (L^T qdd + Ldot^T qd)_{c_e}
-        # eps qdd + L (L^T qdd + Ldot^T qd) + Ldot L^T qd
-        tau = torch.addmm(qdd, torch.addcmul(zc * l, wc, ldot), buf["_Rt"], beta=self.epsilon)
-        # d(T - V)/dh of the last hidden layer: cotangent a * wc * dmod on the entries, -1 on V
-        u = mm(torch.addcmul(buf["_neg_unit_V"], a * wc, dmod), Wo)
-        for W, dg in reversed(saved[1:] if dphi is None else saved):
-            u = mm(u * dg, W)
-        if dphi is None and saved:
-            tau = torch.addmm(tau, u * saved[0][1], saved[0][0], alpha=-1)
-        else:
-            tau = tau - (u if dphi is None else (u * dphi) @ buf["_feature_sel"])
-        if self.friction_model is not None:
-            tau = tau + self.friction_model(qd)
-        return (tau, l) if with_entries else tau
-
-    def _inverse_dynamics_generic(self, q: Tensor, qd: Tensor, qdd: Tensor, with_entries: bool = False):
-        """inverse_dynamics through :meth:`_linearise` (separate networks for L and V)."""
-        l, ldot, dmod, V, Vdot, pull = self._linearise(q, qd)
-        a, b = qd @ self._R, qdd @ self._R
-        wc = (a * l) @ self._CCt  # (L^T qd)_{c_e}
-        zc = torch.addcmul(b * l, a, ldot) @ self._CCt  # (L^T qdd + Ldot^T qd)_{c_e}
-        tau = torch.addcmul(zc * l, wc, ldot) @ self._Rt - pull(a * wc * dmod, False) + self.epsilon * qdd
-        if self.friction_model is not None:
-            tau = tau + self.friction_model(qd)
-        return (tau, l) if with_entries else tau
 
     def mass_matrix(self, q: Tensor) -> Tensor:
         """H(q) = L L^T + eps I, (B, n, n), from network values only."""
