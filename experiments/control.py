@@ -1,0 +1,421 @@
+"""Closing the loop with learned models (issue 11): tracking and swing-up on the TRUE systems.
+
+    python experiments/control.py              # ~20-25 min on 2 shared cores (trainings cached)
+    python experiments/control.py --retrain    # train every model again
+
+Writes experiments/results/control.{json,md} and figures into experiments/results/control/;
+the trained run directories and data files are cached in experiments/results/control/runs/
+(not committed), so a rerun only simulates.
+
+Tracking (two-link arm, 7-DoF Panda - the latter needs the `robots` extra, Pinocchio): a data
+set of Fourier excitation trajectories is generated (``delan generate``, seeded); four are held
+out of training and become the references. A structured DeLaN and an mlp train on the rest with
+the same wall-clock budget on one CPU thread (library defaults otherwise). Each held-out
+reference is then tracked on the TRUE simulated system at 500 Hz (zero-order hold, RK4), with
+Gaussian sensor noise on the measured q and qd, by
+
+* PD only (gains from the true mass matrix's diagonal at the start: about 10 rad/s, damping 1;
+  the same gains for every feed-forward controller),
+* inverse-dynamics feed-forward of the reference + that PD, the feed-forward from the learned
+  structured DeLaN, the mlp, and the true model,
+* computed torque (the model's inverse dynamics at the measured state, 10 rad/s, damping 1)
+  from the learned DeLaN and from the true model.
+
+The errors are pooled over the held-out references: RMS and max per joint, the RMS of the error
+norm (the headline figure), and the torque effort (mean |tau|^2).
+
+Swing-up (cart-pole, Furuta pendulum): a structured DeLaN trains on generated Fourier data of the
+fully actuated system; :func:`delan.control.swing_up_controller` then pumps energy with the
+LEARNED energies and catches the pendulum with an LQR from the LEARNED linearisation, acting on
+the true system (only the actuated joint gets torque) from rest hanging down, at 500 Hz with
+sensor noise. Ten seeds, one learned model per system (the CPU budget does not allow a training
+per seed): seed s draws the initial perturbation (the state at rest, positions moved by up to
+0.05 rad/m, from ``numpy.random.default_rng(s)``) and its own sensor-noise realisation. Success:
+pendulum within 0.1 rad of upright and held there for 2 s. The true model's energies run the same
+seeds for reference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "results")
+FIGS = os.path.join(OUT, "control")
+RUNS = os.path.join(FIGS, "runs")
+COMMAND = "python experiments/control.py"
+
+# name -> data recipe (delan generate) and held-out references
+TRACKING = {
+    "two-link": dict(trajectories=20, duration=5.0, rate=250.0, budget=120.0),
+    # tracked over the first 5 s of each held-out reference: the 7-DoF simulation costs ~4 ms a step
+    "panda": dict(trajectories=20, duration=10.0, rate=100.0, budget=300.0, track_seconds=5.0),
+}
+SWING_UP = {
+    "cartpole": dict(trajectories=20, duration=5.0, rate=250.0, budget=120.0),
+    "furuta": dict(trajectories=20, duration=5.0, rate=250.0, budget=120.0),
+}
+N_TEST = 4  # the last four trajectories of each data set are held out
+
+
+def held_out(recipe: dict) -> List[str]:
+    n = recipe["trajectories"]
+    return [f"fourier_{i:03d}" for i in range(n - N_TEST, n)]
+
+
+def data_path(system: str) -> str:
+    return os.path.join(RUNS, f"{system}.h5")
+
+
+def run_path(system: str, kind: str) -> str:
+    return os.path.join(RUNS, f"{system}_{kind}")
+
+
+def ensure_data(system: str, recipe: dict) -> str:
+    """The generated data file of ``system`` (made once, seeded: reruns give the same file)."""
+    from delan.cli import main as delan_main
+
+    path = data_path(system)
+    if not os.path.exists(path):
+        os.makedirs(RUNS, exist_ok=True)
+        code = delan_main(["generate", system, "-o", path, "--trajectories", str(recipe["trajectories"]),
+                           "--duration", f"{recipe['duration']:g}", "--rate", f"{recipe['rate']:g}", "--seed", "0"])
+        if code:
+            raise SystemExit(f"delan generate {system} failed")
+    return path
+
+
+def hamiltonian_kind() -> Optional[str]:
+    """The model kind of a learned Hamiltonian if this checkout has one (issue 10), else None."""
+    import delan
+    from delan.training import MODEL_KINDS
+
+    if not hasattr(delan, "DeepHamiltonianNetwork"):
+        return None
+    for kind in MODEL_KINDS:
+        if "hamilton" in kind:
+            return kind
+    return None
+
+
+def train_jobs(jobs: Sequence[tuple], retrain: bool, parallel: int) -> Dict[str, dict]:
+    """Train (system, kind, data, test, budget) jobs, ``parallel`` at a time, each `delan train`
+    on one thread; a finished run directory is reused unless ``retrain``. Returns each run's
+    summary by run directory."""
+    def finished(run_dir: str) -> bool:
+        return os.path.exists(os.path.join(run_dir, "model.pt")) and os.path.exists(os.path.join(run_dir,
+                                                                                                  "summary.json"))
+
+    def one(job) -> None:
+        system, kind, data, test, budget = job
+        run_dir = run_path(system, kind)
+        if finished(run_dir) and not retrain:
+            return
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cmd = [sys.executable, "-m", "delan", "train", data, "-o", run_dir, "--model", kind, "--test", ",".join(test),
+               "--time-budget", f"{budget:g}", "--threads", "1", "--seed", "0", "--quiet"]
+        print("training:", " ".join(cmd[2:]), flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"training {system} {kind} failed:\n{proc.stdout}\n{proc.stderr}")
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(one, jobs))
+    out = {}
+    for system, kind, *_ in jobs:
+        with open(os.path.join(run_path(system, kind), "summary.json")) as f:
+            s = json.load(f)
+        out[f"{system}_{kind}"] = dict(epochs=s.get("epochs"), best_epoch=s.get("best_epoch"),
+                                       seconds=s.get("seconds"), friction=s.get("friction"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ tracking
+def references(system_name: str, recipe: dict, data: str):
+    """The held-out references as continuous trajectories (the generator's own, regenerated from
+    its seed), checked against the samples in the data file."""
+    from delan.data import load_dataset
+    from delan.systems import make_system
+    from delan.trajectories import make_trajectories
+
+    system = make_system(system_name)
+    refs = {r.name: r for r in make_trajectories(system, "fourier", recipe["trajectories"], recipe["duration"],
+                                                 np.random.default_rng(0))}
+    ds = load_dataset(data)
+    out = []
+    for name in held_out(recipe):
+        tr = ds[name]
+        q, qd, qdd = (np.asarray(x, dtype=np.float64).reshape(len(tr.t), -1) for x in refs[name](np.asarray(tr.t)))
+        if not np.allclose(q, tr.q, atol=1e-9) or not np.allclose(qdd, tr.qdd, atol=1e-6):
+            raise SystemExit(f"{data}: trajectory {name} is not the generator's reference (regenerate the data)")
+        out.append(refs[name])
+    return out
+
+
+def track(system_name: str, recipe: dict, models: Dict[str, object], rate: float, noise, duration: Optional[float],
+          figures: bool) -> dict:
+    """Track every held-out reference with every controller; pooled metrics per controller."""
+    from delan import control_plots
+    from delan.control import ComputedTorque, FeedForwardPD, PD, pd_gains, simulate_closed_loop, tracking_metrics
+    from delan.systems import make_system
+
+    system = make_system(system_name)
+    refs = references(system_name, recipe, data_path(system_name))
+    w, zeta = 10.0, 1.0
+    controllers = {"PD only": None}
+    for label, model in models.items():
+        controllers[f"feed-forward + PD ({label})"] = ("ff", model)
+    for label in ("structured DeLaN", "true model"):
+        if label in models:
+            controllers[f"computed torque ({label})"] = ("ct", models[label])
+    rows = {}
+    for cname, spec in controllers.items():
+        results = []
+        started = time.perf_counter()
+        for i, ref in enumerate(refs):
+            q0, qd0, _ = (np.asarray(x, dtype=np.float64).reshape(-1) for x in ref(0.0))
+            kp, kd = pd_gains(system, q0, bandwidth=w, damping=zeta)
+            if spec is None:
+                ctl = PD(ref, kp, kd, system.n_dof)
+            elif spec[0] == "ff":
+                ctl = FeedForwardPD(spec[1], ref, kp, kd)
+            else:
+                ctl = ComputedTorque(spec[1], ref, w * w, 2 * zeta * w)
+            res = simulate_closed_loop(system, ctl, q0, qd0, duration=duration or ref.duration, rate=rate,
+                                       noise=noise, seed=i)
+            results.append(res)
+            if figures and i == 0:
+                slug = cname.lower().replace(" + ", "_").replace(" ", "_").replace("(", "").replace(")", "")
+                control_plots.plot_tracking(res, os.path.join(FIGS, f"{system_name}_{slug}.png"),
+                                            joint_names=system.joint_names,
+                                            title=f"{system_name}, {ref.name}: {cname}, {rate:g} Hz")
+        # pool the references: one long run's metrics
+        pooled = results[0]._replace(**{f: torch.cat([getattr(r, f) for r in results])
+                                        for f in ("t", "q", "qd", "tau", "q_ref", "qd_ref", "measured_q",
+                                                  "measured_qd")})
+        m = tracking_metrics(pooled)
+        m["seconds"] = round(time.perf_counter() - started, 1)
+        rows[cname] = m
+        print(f"  {system_name} {cname}: RMS error norm {m['rms_error_norm']:.3g} rad, effort {m['effort']:.3g} "
+              f"({m['seconds']:g} s)", flush=True)
+    return dict(references=[r.name for r in refs], seconds_per_reference=duration or refs[0].duration,
+                bandwidth=w, damping=zeta, rows=rows)
+
+
+def ratios(rows: Dict[str, dict]) -> Dict[str, float]:
+    """The issue's ratios on the RMS of the error norm (and per joint, the worst joint)."""
+    def rms(name):
+        return rows[name]["rms_error_norm"] if name in rows else None
+
+    def per_joint_min(a, b):  # the smallest per-joint ratio a / b
+        if a not in rows or b not in rows:
+            return None
+        return float(min(x / y for x, y in zip(rows[a]["rms_error"], rows[b]["rms_error"])))
+
+    pd, ff, ffm, fft = (rms("PD only"), rms("feed-forward + PD (structured DeLaN)"), rms("feed-forward + PD (mlp)"),
+                        rms("feed-forward + PD (true model)"))
+    out = {}
+    if pd and ff:
+        out["pd_over_learned_ff"] = pd / ff
+        out["pd_over_learned_ff_worst_joint"] = per_joint_min("PD only", "feed-forward + PD (structured DeLaN)")
+    if ff and fft:
+        out["learned_ff_over_true_ff"] = ff / fft
+    if ff and ffm:
+        out["mlp_ff_over_learned_ff"] = ffm / ff
+    if pd and fft:
+        out["pd_over_true_ff"] = pd / fft
+    if pd and ffm:
+        out["pd_over_mlp_ff"] = pd / ffm
+    return out
+
+
+# ------------------------------------------------------------------------------------------ swing-up
+def swing_up(system_name: str, models: Dict[str, object], rate: float, noise, seeds: int, duration: float,
+             figures: bool) -> dict:
+    """Swing-up from rest with each model's energies, one batch row per seed."""
+    from delan import control_plots
+    from delan.control import simulate_closed_loop, swing_up_controller, swing_up_metrics
+    from delan.systems import make_system
+
+    system = make_system(system_name)
+    # seed s: positions moved by up to 0.05 (rad or m) from hanging at rest, drawn from rng(s)
+    q0 = torch.tensor(np.stack([np.random.default_rng(s).uniform(-0.05, 0.05, system.n_dof)
+                                for s in range(seeds)]), dtype=torch.float64)
+    rows = {}
+    for label, model in models.items():
+        started = time.perf_counter()
+        try:
+            ctl = swing_up_controller(system_name, model, rate=rate)
+        except Exception as exc:  # a learned model without a usable potential: report, do not hide
+            rows[label] = dict(error=f"{type(exc).__name__}: {exc}", successes=0, seeds=seeds)
+            print(f"  {system_name} {label}: no controller ({exc})", flush=True)
+            continue
+        res = simulate_closed_loop(system, ctl, q0, duration=duration, rate=rate, noise=noise, seed=0)
+        m = swing_up_metrics(res, tolerance=0.1, hold=2.0)
+        m.update(successes=int(sum(m["success"])), seeds=seeds, K=list(map(float, ctl.K)),
+                 energy_scale=ctl.energy_scale, seconds=round(time.perf_counter() - started, 1))
+        rows[label] = m
+        print(f"  {system_name} {label}: {m['successes']}/{seeds} up, times {m['time']} ({m['seconds']:g} s)",
+              flush=True)
+        if figures:
+            one = res._replace(q=res.q[:, 0], qd=res.qd[:, 0], tau=res.tau[:, 0], measured_q=res.measured_q[:, 0],
+                               measured_qd=res.measured_qd[:, 0])
+            slug = label.lower().replace(" ", "_")
+            control_plots.plot_swing_up(one, os.path.join(FIGS, f"{system_name}_swing_up_{slug}.png"),
+                                        joint_names=system.joint_names,
+                                        title=f"{system_name} swing-up, {label} energies, seed 0, {rate:g} Hz")
+    return dict(initial="at rest hanging down, positions uniform in +-0.05 (rad or m) from numpy rng(seed)",
+                noise_seed="one generator seeded 0 for the batch: each seed (row) its own noise realisation",
+                duration=duration, rows=rows)
+
+
+# ------------------------------------------------------------------------------------------ report
+def fmt(v, digits=3) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(x, digits) for x in v)
+    return f"{v:.{digits}g}"
+
+
+def write_report(result: dict) -> None:
+    with open(os.path.join(OUT, "control.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    s = result["settings"]
+    lines = [f"# Closing the loop with learned models (issue 11)", "",
+             f"Written by `{COMMAND}` (trained runs cached in experiments/results/control/runs/; `--retrain` trains "
+             f"again). Control at {s['rate']:g} Hz with zero-order hold on the TRUE simulated system (RK4), Gaussian "
+             f"sensor noise std {s['noise'][0]:g} rad (m) on q and {s['noise'][1]:g} rad/s (m/s) on qd. Training: "
+             f"library defaults, one CPU thread, wall-clock budget per model as listed, seed 0; machine: 2 CPU cores "
+             f"shared with other jobs (load average at the end {result['load_average']:.2f}).", ""]
+    if result.get("hamiltonian"):
+        lines += [f"Learned Hamiltonian: {result['hamiltonian']}", ""]
+    for system, tr in result.get("tracking", {}).items():
+        rec = TRACKING[system]
+        lines += [f"## Tracking: {system}", "",
+                  f"Held-out references {', '.join(tr['references'])} (tracked over their first "
+                  f"{tr['seconds_per_reference']:g} s of {rec['duration']:g} s; not seen in training) of {rec['trajectories']} generated Fourier trajectories; models trained "
+                  f"{rec['budget']:g} s each on the other {rec['trajectories'] - N_TEST}. PD gains kp = w^2 H_ii, "
+                  f"kd = 2 zeta w H_ii (true H at the start, w = {tr['bandwidth']:g} rad/s, zeta = "
+                  f"{tr['damping']:g}); computed torque: w^2, 2 zeta w on accelerations. Errors pooled over the "
+                  f"references.", "",
+                  "| controller | RMS error norm [rad] | RMS error per joint [rad] | max error per joint [rad] | "
+                  "effort mean abs(tau)^2 |", "|---|---|---|---|---|"]
+        for name, m in tr["rows"].items():
+            lines.append(f"| {name} | {m['rms_error_norm']:.3g} | {fmt(m['rms_error'])} | {fmt(m['max_error'])} | "
+                         f"{m['effort']:.4g} |")
+        r = tr["ratios"]
+        lines += ["", "Ratios of the RMS error norm: "
+                  f"PD / learned-FF = {fmt(r.get('pd_over_learned_ff'))} (worst joint "
+                  f"{fmt(r.get('pd_over_learned_ff_worst_joint'))}; target >= {tr['target_pd_ratio']:g}), "
+                  f"learned-FF / true-FF = {fmt(r.get('learned_ff_over_true_ff'))} (target <= 1.5), "
+                  f"mlp-FF / learned-FF = {fmt(r.get('mlp_ff_over_learned_ff'))} (target > 1), "
+                  f"PD / true-FF = {fmt(r.get('pd_over_true_ff'))}, PD / mlp-FF = {fmt(r.get('pd_over_mlp_ff'))}.",
+                  ""]
+    for system, sw in result.get("swing_up", {}).items():
+        rec = SWING_UP[system]
+        lines += [f"## Swing-up: {system}", "",
+                  f"Energy swing-up + LQR (delan.control.swing_up_controller defaults) from the model's energies and "
+                  f"linearisation; one structured DeLaN trained {rec['budget']:g} s on {rec['trajectories'] - N_TEST} "
+                  f"generated Fourier trajectories of the fully actuated {system} (one model for all seeds). "
+                  f"{sw['duration']:g} s per run; start {sw['initial']}; sensor noise: {sw['noise_seed']}. Success: "
+                  "within 0.1 rad of upright, held 2 s.", "",
+                  "| energies from | successes | time to upright per seed [s] | final distance per seed [rad] | "
+                  "RMS torque (actuated) |", "|---|---|---|---|---|"]
+        for name, m in sw["rows"].items():
+            if "error" in m:
+                lines.append(f"| {name} | 0 / {m['seeds']} (no controller: {m['error']}) | | | |")
+                continue
+            times = ", ".join("-" if t is None else f"{t:.2f}" for t in m["time"])
+            lines.append(f"| {name} | {m['successes']} / {m['seeds']} | {times} | {fmt(m['final_error'], 2)} | "
+                         f"{m['rms_torque'][0]:.3g} |")
+        lines.append("")
+    lines += ["## Training", "", "| run | epochs | best epoch | seconds | friction |", "|---|---|---|---|---|"]
+    for name, t in result["training"].items():
+        lines.append(f"| {name} | {t['epochs']} | {t['best_epoch']} | {t['seconds']} | {t['friction']} |")
+    lines.append("")
+    with open(os.path.join(OUT, "control.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--retrain", action="store_true", help="train every model again (default: reuse cached runs)")
+    ap.add_argument("--systems", default="two-link,panda,cartpole,furuta", help="comma-separated subset")
+    ap.add_argument("--rate", type=float, default=500.0, help="control rate [Hz] (default 500)")
+    ap.add_argument("--noise", default="1e-3,1e-2", help="sensor noise std on q, qd (default 1e-3,1e-2)")
+    ap.add_argument("--seeds", type=int, default=10, help="swing-up seeds (default 10)")
+    ap.add_argument("--parallel", type=int, default=2, help="trainings at once (default 2)")
+    ap.add_argument("--no-figures", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    noise = tuple(float(x) for x in args.noise.split(","))
+    noise = (noise[0], noise[-1])
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    os.makedirs(FIGS, exist_ok=True)
+    hkind = hamiltonian_kind()
+    if "panda" in systems:
+        try:
+            import pinocchio  # noqa: F401
+        except ImportError:
+            raise SystemExit("the Panda needs Pinocchio: pip install -e '.[robots]' (or --systems without panda)")
+
+    jobs = []
+    for system in systems:
+        recipe = {**TRACKING, **SWING_UP}[system]
+        data = ensure_data(system, recipe)
+        kinds = ["structured", "mlp"] if system in TRACKING else ["structured"]
+        if hkind:
+            kinds.append(hkind)
+        jobs += [(system, kind, data, held_out(recipe), recipe["budget"]) for kind in kinds]
+    # longest first so two workers finish about together
+    jobs.sort(key=lambda j: -j[4])
+    started = time.perf_counter()
+    training = train_jobs(jobs, args.retrain, args.parallel)
+    print(f"training done ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    from delan.systems import make_system
+    from delan.training import load_run
+
+    result = dict(command=COMMAND, settings=dict(rate=args.rate, noise=list(noise), seeds=args.seeds),
+                  hamiltonian=(f"included as model kind {hkind!r}" if hkind else
+                               "absent: delan.DeepHamiltonianNetwork does not exist in this checkout (issue 10), "
+                               "so no Hamiltonian rows"),
+                  training=training, tracking={}, swing_up={})
+    for system in systems:
+        true = make_system(system)
+        models = {"structured DeLaN": load_run(run_path(system, "structured"))[1]}
+        if hkind:
+            models["learned Hamiltonian"] = load_run(run_path(system, hkind))[1]
+        if system in TRACKING:
+            models["mlp"] = load_run(run_path(system, "mlp"))[1]
+            models["true model"] = true
+            tr = track(system, TRACKING[system], models, args.rate, noise, TRACKING[system].get("track_seconds"),
+                       not args.no_figures)
+            tr["ratios"] = ratios(tr["rows"])
+            tr["target_pd_ratio"] = 5.0 if system == "two-link" else 3.0
+            result["tracking"][system] = tr
+        else:
+            models["true model"] = true
+            result["swing_up"][system] = swing_up(system, models, args.rate, noise, args.seeds, 10.0,
+                                                  not args.no_figures)
+    result["load_average"] = os.getloadavg()[0]
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    write_report(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
