@@ -134,14 +134,14 @@ class Normaliser:
         return f"Normaliser(n_dof={self.n_dof})"
 
 
-# the name the training code uses
-LossScales = Normaliser
-
 
 def resolve_weights(weights: Union[None, LossWeights, Mapping[str, float]],
-                    default: Optional[LossWeights] = None) -> LossWeights:
-    """LossWeights from None (the default), LossWeights, or a dict overriding some parts."""
-    base = default or LossWeights()
+                    default: Union[None, LossWeights, Mapping[str, float]] = None) -> LossWeights:
+    """LossWeights from None (the default), LossWeights, or a dict overriding some parts.
+
+    ``default`` (a model's ``default_loss_weights``: a plain mapping, so the models need not
+    import this module) gives the parts no one names; None = :class:`LossWeights` ()."""
+    base = LossWeights(**default) if isinstance(default, Mapping) else (default or LossWeights())
     if weights is None:
         return base
     if isinstance(weights, LossWeights):

@@ -26,7 +26,6 @@ from torch import Tensor
 import ddn
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms
-from delan.losses import LossWeights
 from delan.models.base import LearnedModel, dtype_name, lagrangian_options
 from delan.models.friction import JointFriction
 
@@ -48,7 +47,8 @@ class BlackBoxLagrangianNetwork(LearnedModel):
         dtype, device: of the parameters; inputs must match them.
     """
 
-    default_loss_weights = LossWeights(inverse=1.0, forward=0.0, power=0.0)
+    # the loss parts training uses unless told (read by delan.losses.resolve_weights)
+    default_loss_weights = {"inverse": 1.0, "forward": 0.0, "power": 0.0}
 
     def __init__(
         self,

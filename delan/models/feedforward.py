@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 
 import ddn
-from delan.losses import LossWeights
 from delan.models.base import LearnedModel, dtype_name, resolve_dtype, revolute_mask
 
 
@@ -31,7 +30,8 @@ class FeedForwardModel(LearnedModel):
     """
 
     inverse_only = True
-    default_loss_weights = LossWeights(inverse=1.0, forward=0.0, power=0.0)
+    # the loss parts training uses unless told (read by delan.losses.resolve_weights)
+    default_loss_weights = {"inverse": 1.0, "forward": 0.0, "power": 0.0}
 
     def __init__(self, n_dof: int, width: int = 64, depth: int = 2, activation: str = "softplus",
                  init: str = "xavier_normal", gain: float = 1.0, activation_options: Optional[dict] = None,
