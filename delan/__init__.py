@@ -4,7 +4,9 @@ from delan.errors import DataError, DelanError, RunError
 from delan import losses
 from delan.losses import LossWeights, Normaliser, delan_loss
 from delan.models import (
+    BlackBoxHamiltonianNetwork,
     BlackBoxLagrangianNetwork,
+    DeepHamiltonianNetwork,
     DeepLagrangianNetwork,
     FeedForwardModel,
     load_model,

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from delan.evaluation import is_lagrangian, predict  # noqa: E402
+from delan.fileio import atomic_path  # noqa: E402
 
 ROWS = [("tau", "tau", "torque $\\tau$"), ("inertial", "tau_inertial", "inertial $H\\ddot q$"),
         ("coriolis", "tau_coriolis", "Coriolis $c$"), ("gravity", "tau_gravity", "gravity $g$")]
@@ -147,9 +148,9 @@ def plot_metric_bars(table: Dict[str, Dict[str, float]], keys: List[str], path: 
 def _save(fig, path: str) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    # write under a temporary name, then rename: a reader never sees half a PNG
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:  # a reader never sees half a PNG
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path

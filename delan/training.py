@@ -54,7 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from delan.errors import DataError, RunError, TrainingDiverged, TrainingInterrupted
-from delan.fileio import atomic_write_bytes
+from delan.fileio import atomic_write_bytes, atomic_write_json
 from delan.runlock import LOCK_FILE, RunLock, check_free
 
 MODEL_KINDS = ("structured", "black-box", "mlp")
@@ -436,18 +436,6 @@ def make_loss(config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.
 
 
 # -- files ---------------------------------------------------------------------------------------
-def atomic_write_json(path: str, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.integer, np.floating)):
-        return x.item()
-    if isinstance(x, Tensor):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
 def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     """torch.save ``state`` atomically (temporary file + os.replace)."""
     buf = io.BytesIO()

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from delan.errors import DataError
-from delan.fileio import default_permissions
+from delan.fileio import atomic_path
 
 FORMAT = "delan-trajectories"
 VERSION = 1
@@ -314,9 +313,7 @@ def save_dataset(ds: Dataset, path: str, compression: Optional[str] = "gzip") ->
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise DataError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         # Damage must give an error, never a hang: libver v108+ puts checksums on the superblock and
         # object headers (readable by HDF5 >= 1.8), and text attributes are fixed-length UTF-8 kept
         # inside those checksummed headers; variable-length strings live in the global heap, which
@@ -340,12 +337,6 @@ def save_dataset(ds: Dataset, path: str, compression: Optional[str] = "gzip") ->
                                      shuffle=compression is not None and v.size > 64)
                 for k, v in tr.meta.items():
                     g.attrs[k] = _text(json.dumps(v))
-        default_permissions(tmp)  # mkstemp made it 0600; the result gets the user's usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _text(value):

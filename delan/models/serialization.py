@@ -16,12 +16,14 @@ from delan.errors import RunError
 from delan.fileio import atomic_write_bytes
 from delan.models.black_box import BlackBoxLagrangianNetwork
 from delan.models.feedforward import FeedForwardModel
+from delan.models.hamiltonian import BlackBoxHamiltonianNetwork, DeepHamiltonianNetwork
 from delan.models.structured import DeepLagrangianNetwork
 
 FORMAT = "delan-model"
 VERSION = 1
 MODEL_CLASSES: Dict[str, Type[torch.nn.Module]] = {
-    cls.__name__: cls for cls in (DeepLagrangianNetwork, BlackBoxLagrangianNetwork, FeedForwardModel)
+    cls.__name__: cls for cls in (DeepLagrangianNetwork, BlackBoxLagrangianNetwork, FeedForwardModel,
+                                  DeepHamiltonianNetwork, BlackBoxHamiltonianNetwork)
 }
 
 

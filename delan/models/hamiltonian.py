@@ -1,0 +1,458 @@
+"""Deep Hamiltonian networks: the dynamics of a learned Hamiltonian H(q, p), with joint torques.
+
+Hamilton's equations with generalised forces (applied torque tau, friction f(qd))::
+
+    qd   =  dH/dp (q, p)
+    pdot = -dH/dq (q, p) + tau - f(qd)
+
+Two models, both :class:`delan.Dynamics` (so evaluation, simulation, plots and the CLI take them
+unchanged) and both with exact derivatives from one ddn pass (no autograd inside the forward
+pass; parameters train by autograd through the closed-form derivatives):
+
+:class:`DeepHamiltonianNetwork` (structured)
+    H(q, p) = 1/2 p^T M(q)^-1 p + V(q), M = L L^T + eps I from the same network (and output
+    scales) as the structured DeLaN. M^-1 is never formed: qd = M^-1 p is solved with L itself
+    (two triangular solves) when eps = 0, else with the Cholesky factor of M. With qd = M^-1 p,
+    dH/dq = -1/2 qd^T (dM/dq) qd + dV/dq, i.e. minus the q-gradient of T = 1/2 qd^T M qd at fixed
+    qd, which is the DeLaN's own closed-form pullback. The momentum of a velocity is p = M qd
+    (no solve). Its Legendre transform is the Lagrangian 1/2 qd^T M qd - V, so in (q, qd) the
+    model is the structured DeLaN with the same M and V: :meth:`terms` and every Dynamics method
+    are the DeLaN's (tested against autograd on this model's H(q, p) as well).
+
+:class:`BlackBoxHamiltonianNetwork`
+    one scalar network H(q, p), no assumed structure. See its docstring for how p is found from
+    qd (Newton's method on dH/dp (q, p) = qd) and for the Dynamics decomposition.
+
+Velocity -> momentum, and the inverse dynamics (both models)
+-----------------------------------------------------------
+Along a motion, qd(t) = dH/dp (q(t), p(t)). Differentiating in time,
+qdd = H_pq qd + H_pp pdot (H_pq = d2H/dp dq, H_pp = d2H/dp2), so with M = H_pp^-1::
+
+    pdot = M (qdd - H_pq qd)              (the momentum rate the motion needs)
+    tau  = pdot + dH/dq + f(qd)           (inverse dynamics)
+    qdd  = H_pq qd + H_pp (tau - f - dH/dq)   (forward dynamics)
+
+For the structured H, M = L L^T + eps I and M (qdd - H_pq qd) = M qdd + Mdot qd.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+import ddn
+from ddn.jet import Jet
+from delan.dynamics import DynamicsTerms
+from delan.models.base import LearnedModel, dtype_name, lagrangian_options
+from delan.models.black_box import IndefiniteMassMatrixError
+from delan.models.friction import JointFriction
+from delan.models.structured import DeepLagrangianNetwork
+
+
+class MomentumSolveError(IndefiniteMassMatrixError):
+    """The velocity -> momentum map of a black-box Hamiltonian could not be inverted: Newton's
+    method on dH/dp (q, p) = qd did not converge (H is not convex enough in p there)."""
+
+
+class HamiltonianTerms(NamedTuple):
+    """What the Hamiltonian losses need at a recorded (q, qd, qdd), each (B, n) unless said.
+
+    p: the model's momentum of qd; pdot: the momentum rate of the recorded motion,
+    M (qdd - H_pq qd); dH_dq: dH/dq at (q, p); friction: f(qd); solve_mass(r): M^-1 r (B, n)
+    for r (B, n), without forming M^-1; velocity(): dH/dp at (q, p), the model's qd (equal to the
+    recorded qd up to rounding for the structured model, up to Newton's tolerance for the black
+    box).
+    """
+
+    p: Tensor
+    pdot: Tensor
+    dH_dq: Tensor
+    friction: Tensor
+    solve_mass: Callable[[Tensor], Tensor]
+    velocity: Callable[[], Tensor]
+
+
+class DeepHamiltonianNetwork(DeepLagrangianNetwork):
+    """Structured Hamiltonian network: H(q, p) = 1/2 p^T M(q)^-1 p + V(q), M = L L^T + eps I.
+
+    Same constructor arguments as :class:`delan.DeepLagrangianNetwork` (width, depth, activation,
+    revolute joints as (sin q, cos q), shared trunk, diagonal shift, eps, friction, mass_scale,
+    potential_scale, ...). With ``epsilon=0`` L is M's Cholesky factor and every solve is two
+    triangular solves with L.
+
+    Inputs q, p, qd, qdd, tau are (B, n); a single (n,) sample is accepted as (1, n).
+    """
+
+    # ------------------------------------------------------------------ helpers
+    def _solve(self, l: Tensor) -> Callable[[Tensor], Tensor]:
+        """r (B, n) -> M^-1 r for the packed entries l (B, m), never forming M^-1."""
+        if self.epsilon == 0:
+            L = self._L(l)
+
+            def solve(r: Tensor) -> Tensor:
+                y = torch.linalg.solve_triangular(L, r.unsqueeze(-1), upper=False)
+                return torch.linalg.solve_triangular(L.transpose(-1, -2), y, upper=True).squeeze(-1)
+        else:
+            chol = torch.linalg.cholesky(self._H(l))
+
+            def solve(r: Tensor) -> Tensor:
+                return torch.cholesky_solve(r.unsqueeze(-1), chol).squeeze(-1)
+        return solve
+
+    def _mass_times(self, l: Tensor, v: Tensor) -> Tensor:
+        """M v = L (L^T v) + eps v, (B, n)."""
+        return self._L_times(l, self._Lt_times(l, v)) + self.epsilon * v
+
+    def _dT_dq(self, l: Tensor, dmod: Tensor, pull, qd: Tensor) -> Tensor:
+        """d(T - V)/dq at fixed qd (T = 1/2 qd^T M qd), from one cotangent row."""
+        a = qd @ self._R  # qd_{r_e}
+        wc = (a * l) @ self._CCt  # (L^T qd)_{c_e}
+        return pull(a * wc * dmod, False)
+
+    # ------------------------------------------------------------------ Hamiltonian view
+    def momentum(self, q: Tensor, qd: Tensor) -> Tensor:
+        """p = dL/dqd = M(q) qd, (B, n), from network values only."""
+        q, qd = self._inputs(q=q, qd=qd)
+        return self._mass_times(self._values(q)[0], qd)
+
+    def velocity(self, q: Tensor, p: Tensor) -> Tensor:
+        """qd = dH/dp = M(q)^-1 p, (B, n), by solves with L (or M's Cholesky factor)."""
+        q, p = self._inputs(q=q, p=p)
+        return self._solve(self._values(q)[0])(p)
+
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        """H(q, p) = 1/2 p^T M^-1 p + V(q), (B,)."""
+        q, p = self._inputs(q=q, p=p)
+        l, V = self._values(q)
+        return 0.5 * (p * self._solve(l)(p)).sum(-1) + V
+
+    def hamiltonian_gradients(self, q: Tensor, p: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """(H (B,), dH/dq (B, n), dH/dp (B, n)) from one linearised network pass and one solve."""
+        q, p = self._inputs(q=q, p=p)
+        l, _, dmod, V, _, pull = self._linearise(q, torch.zeros_like(q))
+        qd = self._solve(l)(p)
+        dH_dq = -self._dT_dq(l, dmod, pull, qd)  # d(1/2 p^T M^-1 p)/dq = -dT/dq at qd = M^-1 p
+        return 0.5 * (p * qd).sum(-1) + V, dH_dq, qd
+
+    def hamiltonian_vector_field(self, q: Tensor, p: Tensor, tau: Optional[Tensor] = None
+                                 ) -> Tuple[Tensor, Tensor]:
+        """Hamilton's equations: (qd = dH/dp, pdot = -dH/dq + tau - f(qd)), each (B, n);
+        tau None means no applied torque."""
+        _, dH_dq, qd = self.hamiltonian_gradients(q, p)
+        pdot = -dH_dq - self._friction(qd) if self.friction_model is not None else -dH_dq
+        if tau is not None:
+            (tau,) = self._inputs(tau=tau)
+            pdot = pdot + tau
+        return qd, pdot
+
+    def hamiltonian_terms(self, q: Tensor, qd: Tensor, qdd: Tensor) -> HamiltonianTerms:
+        """The momentum, its rate along the recorded motion and dH/dq there, from one linearised
+        pass (see :class:`HamiltonianTerms`): pdot = M qdd + Mdot qd, with Mdot qd = Ldot L^T qd
+        + L Ldot^T qd."""
+        q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
+        l, ldot, dmod, V, Vdot, pull = self._linearise(q, qd)
+        a, b = qd @ self._R, qdd @ self._R
+        wc = (a * l) @ self._CCt  # (L^T qd)_{c_e}
+        zc = torch.addcmul(b * l, a, ldot) @ self._CCt  # (L^T qdd + Ldot^T qd)_{c_e}
+        pdot = torch.addcmul(zc * l, wc, ldot) @ self._Rt + self.epsilon * qdd
+        p = (wc * l) @ self._Rt + self.epsilon * qd
+        dH_dq = -pull(a * wc * dmod, False)
+        solve = self._solve(l)
+        return HamiltonianTerms(p, pdot, dH_dq, self._friction(qd), solve, lambda: solve(p))
+
+
+class BlackBoxHamiltonianNetwork(LearnedModel):
+    """A Hamiltonian H(q, p) given by one ``ddn.DifferentialNetwork`` with a scalar output.
+
+    H(q, p) = energy_scale * h(q, u) + 1/2 sum_j p_j^2 / mass_scale_j, with u_j = p_j /
+    sqrt(mass_scale_j * energy_scale) (fixed input and output scaling, exact): the network's
+    inputs and output are O(1) whatever the units. The second term (``kinetic_prior``, on by
+    default) is a fixed reference kinetic energy, the one of the scales alone (it equals
+    energy_scale * 1/2 |u|^2): it makes H convex in p from the start, as the velocity -> momentum
+    map needs (a randomly initialised network alone is not convex in p, so no momentum and no
+    inverse dynamics would exist to train on); the network learns the difference.
+
+    Velocity -> momentum: p(q, qd) solves dH/dp (q, p) = qd, by Newton's method
+    p <- p - H_pp^-1 (dH/dp - qd) from p = 0 (H_pp = d2H/dp2 by Cholesky; it must be positive
+    definite, else :class:`IndefiniteMassMatrixError`), until the residual is below
+    ``newton_tol`` times max(1, |qd|) (raises :class:`MomentumSolveError` after
+    ``newton_max_iter`` steps). The iterations run without a graph; the returned p is one more
+    Newton step p* - stop(H_pp^-1) (dH/dp (q, p*) - qd) taken with the graph, whose value is p*
+    (to the tolerance) and whose derivative is the implicit function's: dp = H_pp^-1 (dqd - H_pq
+    dq - d_theta dH/dp). So autograd through p is exact at convergence, for the parameters and
+    for (q, qd).
+
+    The Dynamics decomposition (exact for this H; a definition, as H need not be quadratic in p):
+
+    * mass matrix M = H_pp^-1 at the state (``mass_matrix(q)``: at qd = 0, i.e. at the momentum
+      p0(q) where dH/dp = 0); inertial = M qdd;
+    * V(q) = H(q, p0(q)) (the energy at rest) and g = dV/dq = dH/dq (q, p0) (dH/dp = 0 there);
+    * c = -M H_pq qd + dH/dq (q, p) - g; energies T = H(q, p) - V, V.
+
+    Args:
+        n_dof, width, depth, activation, revolute, friction, init, gain, output_gain,
+        activation_options, dtype, device: as for :class:`delan.BlackBoxLagrangianNetwork`.
+        mass_scale: (n,) typical inertia per joint (None = ones); energy_scale: typical energy.
+        newton_tol: relative tolerance of the momentum solve (None: 1e-12 in float64, 1e-5 in
+            float32); newton_max_iter: at most that many Newton steps.
+        kinetic_prior: add the fixed reference kinetic energy (above).
+    """
+
+    def __init__(
+        self,
+        n_dof: int,
+        width: int = 64,
+        depth: int = 2,
+        activation: str = "softplus",
+        revolute: Optional[Sequence[bool]] = None,
+        friction: bool = False,
+        mass_scale: Optional[Sequence[float]] = None,
+        energy_scale: float = 1.0,
+        newton_tol: Optional[float] = None,
+        newton_max_iter: int = 30,
+        kinetic_prior: bool = True,
+        init: str = "xavier_normal",
+        gain: float = 1.0,
+        output_gain: float = 1.0,
+        activation_options: Optional[dict] = None,
+        dtype: Union[None, str, torch.dtype] = None,
+        device=None,
+    ):
+        super().__init__()
+        n, dtype, mask = lagrangian_options(n_dof, activation, revolute, dtype)
+        if mass_scale is not None:
+            mass_scale = [float(x) for x in mass_scale]
+            if len(mass_scale) != n or not all(math.isfinite(x) and x > 0 for x in mass_scale):
+                raise ValueError(f"mass_scale must be {n} positive numbers, got {mass_scale}")
+        if not (math.isfinite(energy_scale) and energy_scale > 0):
+            raise ValueError(f"energy_scale must be a positive number, got {energy_scale}")
+        if newton_tol is not None and not (math.isfinite(newton_tol) and newton_tol > 0):
+            raise ValueError(f"newton_tol must be a positive number, got {newton_tol}")
+        if int(newton_max_iter) < 1:
+            raise ValueError(f"newton_max_iter must be >= 1, got {newton_max_iter}")
+        self.n_dof = n
+        self.energy_scale = float(energy_scale)
+        self.newton_tol = None if newton_tol is None else float(newton_tol)
+        self.newton_max_iter = int(newton_max_iter)
+        self.kinetic_prior = bool(kinetic_prior)
+        self._config = dict(
+            n_dof=n, width=int(width), depth=int(depth), activation=activation,
+            revolute=None if revolute is None else [bool(r) for r in revolute], friction=bool(friction),
+            mass_scale=mass_scale, energy_scale=self.energy_scale, newton_tol=self.newton_tol,
+            newton_max_iter=self.newton_max_iter, kinetic_prior=self.kinetic_prior, init=init, gain=float(gain), output_gain=float(output_gain),
+            activation_options=None if activation_options is None else dict(activation_options),
+            dtype=dtype_name(dtype),
+        )
+        # features of z = (q, u): revolute angles as (sin, cos), scaled momenta as they are
+        self.features = None if mask is None else ddn.AngleFeatures(list(mask) + [False] * n).to(device)
+        n_in = 2 * n if mask is None else self.features.n_features
+        self.net = ddn.DifferentialNetwork(
+            n_in, 1, width=width, depth=depth, activation=activation, activation_options=activation_options,
+            init=init, gain=gain, output_gain=output_gain, dtype=dtype, device=device)
+        self.friction_model = JointFriction(n, dtype=dtype, device=device) if friction else None
+        kw = dict(dtype=dtype if dtype is not None else torch.get_default_dtype())
+        m = torch.ones(n, **kw) if mass_scale is None else torch.tensor(mass_scale, **kw)
+        u_scale = 1.0 / (m * self.energy_scale).sqrt()  # du/dp
+        # d(z input)/d(q, p): 1 on q, u_scale on p; derivatives of H pick these up by the chain rule
+        z_scale = torch.cat([torch.ones(n, **kw), u_scale])
+        prior_hess = torch.zeros(2 * n, 2 * n, **kw)
+        prior_hess[n:, n:] = torch.diag(1.0 / m)
+        for name, t in [("_eye", torch.eye(n, **kw)), ("_u_scale", u_scale), ("_z_scale", z_scale),
+                        ("_z_outer", self.energy_scale * torch.outer(z_scale, z_scale)),
+                        ("_inv_mass", 1.0 / m), ("_prior_hess", prior_hess)]:
+            self.register_buffer(name, t.to(device), persistent=False)
+
+    def _param(self) -> Tensor:
+        return self._buffers["_eye"]
+
+    # ------------------------------------------------------------------ the network
+    def _derivatives(self, q: Tensor, p: Tensor, order: int):
+        """H (B,) and, up to ``order``, its gradient (B, 2n) and Hessian (B, 2n, 2n) in (q, p)."""
+        z = torch.cat([q, p * self._u_scale], -1)
+        x = z if self.features is None else self.features(Jet.input(z, order))
+        out = self.net(x, order=order)
+        if not self.kinetic_prior:
+            prior = None
+        else:  # 1/2 sum_j p_j^2 / mass_scale_j, its gradient and (constant diagonal) Hessian
+            pm = p * self._inv_mass
+            prior = 0.5 * (p * pm).sum(-1), pm
+        if order == 0:
+            Hv = out[:, 0] * self.energy_scale
+            return Hv if prior is None else Hv + prior[0]
+        Hv = out[0][:, 0] * self.energy_scale
+        grad = out[1][:, 0] * (self.energy_scale * self._z_scale)
+        if prior is not None:
+            Hv = Hv + prior[0]
+            grad = torch.cat([grad[:, : self.n_dof], grad[:, self.n_dof:] + prior[1]], -1)
+        if order == 1:
+            return Hv, grad
+        hess = out[2][:, 0] * self._z_outer
+        return Hv, grad, hess if prior is None else hess + self._prior_hess
+
+    def _friction(self, qd: Tensor) -> Tensor:
+        return torch.zeros_like(qd) if self.friction_model is None else self.friction_model(qd)
+
+    def _cholesky(self, H_pp: Tensor) -> Tensor:
+        chol, info = torch.linalg.cholesky_ex(H_pp)
+        bad = int((info > 0).sum())
+        if bad:
+            raise IndefiniteMassMatrixError(
+                f"d2H/dp2 of the black-box Hamiltonian is not positive definite at {bad} of {H_pp.shape[0]} "
+                f"states (the learned H is not convex in p there), so its velocity -> momentum map is not "
+                f"invertible; train longer or use the structured DeepHamiltonianNetwork")
+        return chol
+
+    def _tolerance(self, dtype: torch.dtype) -> float:
+        if self.newton_tol is not None:
+            return self.newton_tol
+        return 1e-12 if dtype == torch.float64 else 1e-5
+
+    def _momentum(self, q: Tensor, qd: Tensor) -> Tensor:
+        """p with dH/dp (q, p) = qd (see the class docstring), differentiable as the implicit function."""
+        n = self.n_dof
+        with torch.no_grad():
+            qs, qds = q.detach(), qd.detach()
+            p = torch.zeros_like(qds)
+            tol = self._tolerance(q.dtype) * max(1.0, float(qds.abs().max())) if qds.numel() else 0.0
+            err = math.inf
+            for _ in range(self.newton_max_iter):
+                _, grad, hess = self._derivatives(qs, p, 2)
+                r = grad[:, n:] - qds
+                err = float(r.abs().max()) if r.numel() else 0.0
+                if not math.isfinite(err):
+                    break
+                chol = self._cholesky(hess[:, n:, n:].contiguous())
+                p = p - torch.cholesky_solve(r.unsqueeze(-1), chol).squeeze(-1)
+                if err <= tol:
+                    break
+            else:
+                _, grad = self._derivatives(qs, p, 1)
+                err = float((grad[:, n:] - qds).abs().max()) if qds.numel() else 0.0
+            if not err <= tol:
+                raise MomentumSolveError(
+                    f"the momentum of the black-box Hamiltonian did not converge (Newton residual {err:.3g} "
+                    f"> {tol:.3g} after {self.newton_max_iter} steps): H is not convex enough in p there")
+        if not (torch.is_grad_enabled() and (q.requires_grad or qd.requires_grad
+                                             or any(t.requires_grad for t in self.parameters()))):
+            return p
+        # one Newton step with the graph: value p (the step is below tolerance), derivative the
+        # implicit function's; H_pp^-1 is held constant since it multiplies a zero residual
+        _, grad = self._derivatives(q, p, 1)
+        return p - torch.cholesky_solve((grad[:, n:] - qd).unsqueeze(-1), chol.detach()).squeeze(-1)
+
+    def _at_state(self, q: Tensor, qd: Tensor):
+        """(p, H, dH/dq, H_pp, H_pq qd, Cholesky of H_pp) at the momentum of (q, qd)."""
+        n = self.n_dof
+        p = self._momentum(q, qd)
+        Hv, grad, hess = self._derivatives(q, p, 2)
+        H_pp = hess[:, n:, n:].contiguous()
+        mixed_qd = (hess[:, n:, :n] @ qd.unsqueeze(-1)).squeeze(-1)  # H_pq qd
+        return p, Hv, grad[:, :n], H_pp, mixed_qd, self._cholesky(H_pp)
+
+    # ------------------------------------------------------------------ Hamiltonian view
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        """H(q, p), (B,), one plain network evaluation."""
+        q, p = self._inputs(q=q, p=p)
+        return self._derivatives(q, p, 0)
+
+    def hamiltonian_gradients(self, q: Tensor, p: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """(H (B,), dH/dq (B, n), dH/dp (B, n)) from one first-order network pass."""
+        q, p = self._inputs(q=q, p=p)
+        Hv, grad = self._derivatives(q, p, 1)
+        return Hv, grad[:, : self.n_dof], grad[:, self.n_dof:]
+
+    def hamiltonian_vector_field(self, q: Tensor, p: Tensor, tau: Optional[Tensor] = None
+                                 ) -> Tuple[Tensor, Tensor]:
+        """Hamilton's equations: (qd = dH/dp, pdot = -dH/dq + tau - f(qd)), each (B, n)."""
+        _, dH_dq, qd = self.hamiltonian_gradients(q, p)
+        pdot = -dH_dq - self._friction(qd) if self.friction_model is not None else -dH_dq
+        if tau is not None:
+            (tau,) = self._inputs(tau=tau)
+            pdot = pdot + tau
+        return qd, pdot
+
+    def momentum(self, q: Tensor, qd: Tensor) -> Tensor:
+        """p (B, n) with dH/dp (q, p) = qd, by Newton's method (class docstring)."""
+        q, qd = self._inputs(q=q, qd=qd)
+        return self._momentum(q, qd)
+
+    def velocity(self, q: Tensor, p: Tensor) -> Tensor:
+        """qd = dH/dp (q, p), (B, n)."""
+        return self.hamiltonian_gradients(q, p)[2]
+
+    def hamiltonian_terms(self, q: Tensor, qd: Tensor, qdd: Tensor) -> HamiltonianTerms:
+        """Momentum, its rate M (qdd - H_pq qd) along the recorded motion and dH/dq (see
+        :class:`HamiltonianTerms`); M^-1 r = H_pp r needs no solve here."""
+        q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
+        n = self.n_dof
+        p, Hv, dH_dq, H_pp, mixed_qd, chol = self._at_state(q, qd)
+        pdot = torch.cholesky_solve((qdd - mixed_qd).unsqueeze(-1), chol).squeeze(-1)
+
+        def solve_mass(r: Tensor) -> Tensor:
+            return (H_pp @ r.unsqueeze(-1)).squeeze(-1)
+
+        return HamiltonianTerms(p, pdot, dH_dq, self._friction(qd), solve_mass,
+                                lambda: self._derivatives(q, p, 1)[1][:, n:])
+
+    # ------------------------------------------------------------------ Dynamics
+    def _rest(self, q: Tensor) -> Tuple[Tensor, Tensor]:
+        """(V = H(q, p0), g = dH/dq (q, p0)) at the momentum p0 of zero velocity."""
+        p0 = self._momentum(q, torch.zeros_like(q))
+        V, grad = self._derivatives(q, p0, 1)
+        return V, grad[:, : self.n_dof]
+
+    def terms(self, q: Tensor, qd: Tensor, qdd: Optional[Tensor] = None) -> DynamicsTerms:
+        """All terms (class docstring for their definitions); shapes as DynamicsTerms."""
+        q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
+        p, Hv, dH_dq, H_pp, mixed_qd, chol = self._at_state(q, qd)
+        M = torch.cholesky_inverse(chol)
+        V, g = self._rest(q)
+        c = dH_dq - (M @ mixed_qd.unsqueeze(-1)).squeeze(-1) - g
+        f = self._friction(qd)
+        if qdd is None:
+            return DynamicsTerms(M, c, g, f, Hv - V, V)
+        inertial = torch.cholesky_solve(qdd.unsqueeze(-1), chol).squeeze(-1)
+        return DynamicsTerms(M, c, g, f, Hv - V, V, inertial, inertial + c + g + f)
+
+    def inverse_dynamics(self, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
+        """tau = M (qdd - H_pq qd) + dH/dq + f, (B, n)."""
+        t = self.hamiltonian_terms(q, qd, qdd)
+        return t.pdot + t.dH_dq + t.friction
+
+    def forward_dynamics(self, q: Tensor, qd: Tensor, tau: Tensor) -> Tensor:
+        """qdd = H_pq qd + H_pp (tau - f - dH/dq), (B, n): no solve beyond the momentum's."""
+        q, qd, tau = self._inputs(q=q, qd=qd, tau=tau)
+        p, Hv, dH_dq, H_pp, mixed_qd, chol = self._at_state(q, qd)
+        return mixed_qd + (H_pp @ (tau - self._friction(qd) - dH_dq).unsqueeze(-1)).squeeze(-1)
+
+    def mass_matrix(self, q: Tensor) -> Tensor:
+        """M = H_pp^-1 at zero velocity, (B, n, n)."""
+        (q,) = self._inputs(q=q)
+        return self.terms(q, torch.zeros_like(q)).H
+
+    def gravity(self, q: Tensor) -> Tensor:
+        """g(q) = dV/dq = dH/dq at the momentum of zero velocity, (B, n)."""
+        (q,) = self._inputs(q=q)
+        return self._rest(q)[1]
+
+    def potential(self, q: Tensor) -> Tensor:
+        """V(q) = H(q, p0(q)), the energy at rest, (B,)."""
+        (q,) = self._inputs(q=q)
+        return self._rest(q)[0]
+
+    def energy(self, q: Tensor, qd: Tensor) -> Tuple[Tensor, Tensor]:
+        """(T, V), each (B,): T + V = H(q, p(q, qd)), V = H(q, p0(q))."""
+        q, qd = self._inputs(q=q, qd=qd)
+        E = self._derivatives(q, self._momentum(q, qd), 0)
+        V = self._rest(q)[0]
+        return E - V, V
+
+    def friction(self, q: Tensor, qd: Tensor) -> Tensor:
+        """Learned friction torques (B, n); zeros when the model has none."""
+        q, qd = self._inputs(q=q, qd=qd)
+        return self._friction(qd)
+
+    def extra_repr(self) -> str:
+        return f"n_dof={self.n_dof}, energy_scale={self.energy_scale:g}"
