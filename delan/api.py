@@ -10,14 +10,22 @@
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+import numpy as np
 from torch import nn
 
-from delan.errors import DataError, RunError
-from delan.training import TrainConfig, TrainResult, load_run, train_run
+from delan.data import load_dataset
+from delan.data.sizes import check_memory, format_number, rollout_bytes
+from delan.errors import DataError, OptionError, RunError
+from delan.evaluation import DEFAULT_THRESHOLD, compare_rollout, evaluate_model, model_kind, rollout_summary
+from delan.fileio import atomic_write_json
+from delan.fingerprint import data_fingerprint
+from delan.integrators import INTEGRATORS, interpolated_torque
+from delan.systems import make_system
+from delan.training import (RESUMABLE_OPTIONS, TrainConfig, TrainResult, load_run, read_config, read_run_data,
+                            train_run)
 
 RunLike = Union[TrainResult, str, "os.PathLike[str]"]
 
@@ -34,8 +42,6 @@ def train(data: Optional[str], run_dir: str, test: Sequence[str] = (), model: st
     path), other data is refused.
     """
     if resume:
-        from delan.training import RESUMABLE_OPTIONS, read_config
-
         config = read_config(os.fspath(run_dir))
         bad = sorted(set(options) - set(RESUMABLE_OPTIONS))
         if bad:
@@ -91,9 +97,6 @@ def evaluate(run: Union[RunLike, nn.Module], data: Optional[str] = None, test: O
         ``model``, ``data``, ``test``, ``unavailable`` (metric -> why not), ``per_trajectory``,
         ``vpt_per_trajectory`` {name: seconds} (when vpt was computed).
     """
-    from delan.data import load_dataset
-    from delan.evaluation import evaluate_model, model_kind
-
     config, model, run_dir = _model_of(run)
     if data is None:
         if config is None:
@@ -115,7 +118,7 @@ def evaluate(run: Union[RunLike, nn.Module], data: Optional[str] = None, test: O
                 "run": run_dir, "data": os.fspath(data), "test": list(test),
                 "unavailable": res["unavailable"], "per_trajectory": res["per_trajectory"]})
     if plots is not None:
-        from delan import plotting
+        from delan import plotting  # matplotlib only when drawing (importing delan must not pick a backend)
 
         os.makedirs(plots, exist_ok=True)
         figs = [plotting.plot_decomposition(model, [chosen[n] for n in list(test)[:4]],
@@ -124,16 +127,12 @@ def evaluate(run: Union[RunLike, nn.Module], data: Optional[str] = None, test: O
             figs.append(plotting.plot_training(run_dir, os.path.join(plots, "training.png")))
         out["figures"] = figs
     if json_path is not None:
-        from delan.training import atomic_write_json
-
         atomic_write_json(os.fspath(json_path), out)
     return out
 
 
 def _recorded_data(run_dir: Optional[str], config) -> str:
     """The data file a run was trained on: data.json's absolute path, else config.json's."""
-    from delan.training import read_run_data
-
     record = (read_run_data(run_dir).get("data_file") or {}) if run_dir else {}
     return record.get("path") or config.data
 
@@ -142,9 +141,6 @@ def _default_test(run_dir: Optional[str], config, data: str, ds) -> List[str]:
     """The trajectories of ``data`` to evaluate a run on when none are named: its held-out ones
     when ``data`` holds its training data, all of other data; RunError where that would score
     training trajectories or cannot be told (see :func:`evaluate`)."""
-    from delan.fingerprint import data_fingerprint
-    from delan.training import read_run_data
-
     meta = read_run_data(run_dir) if run_dir else {}
     record = meta.get("data_file") or {}
     trained_on = record.get("path") or config.data
@@ -180,9 +176,82 @@ def _default_test(run_dir: Optional[str], config, data: str, ds) -> List[str]:
     return ds.names
 
 
-def simulate(run: Union[RunLike, nn.Module], **kwargs: Any) -> Dict[str, Any]:
-    """Roll out the learned forward dynamics; see :func:`delan.evaluation.simulate_model`."""
-    from delan.evaluation import simulate_model
+def simulate(run: Union[RunLike, nn.Module], system: Optional[str] = None, data: Optional[str] = None,
+             trajectory: Optional[str] = None, integrator: str = "rk4", dt: Optional[float] = None,
+             steps: Optional[int] = None, q0: Optional[Sequence[float]] = None,
+             qd0: Optional[Sequence[float]] = None, threshold: float = DEFAULT_THRESHOLD,
+             plots: Optional[str] = None, json_path: Optional[str] = None) -> Dict[str, Any]:
+    """Roll out a learned model's forward dynamics and compare it with a recording or the true system.
 
+    Either ``data`` + ``trajectory``: start at the recording's first state, replay its torques
+    (linearly interpolated), compare with the recorded q, qd (dt defaults to the recording's
+    sampling step, steps to its length); or ``system``: free motion (zero torque) from ``q0``
+    (default 0.5 rad/m on every joint), ``qd0`` (default 0) of both the model and the named true
+    system (dt default 4 ms, 500 steps).
+
+    Returns the result of :func:`delan.evaluation.compare_rollout` plus "source"; writes a figure
+    into ``plots`` and the scalars as one JSON object into ``json_path`` when given. A rollout that
+    diverges ends at its last finite state with "diverged": True and "diverged_at" (no error).
+    """
+    if integrator not in INTEGRATORS:
+        raise OptionError(f"`integrator` must be one of {', '.join(INTEGRATORS)}, got {integrator!r}")
+    if dt is not None and not (np.isfinite(dt) and dt > 0):
+        raise OptionError(f"`dt` must be a positive number of seconds, got {format_number(dt)}")
+    if steps is not None and steps < 1:
+        raise OptionError(f"`steps` must be a positive integer, got {steps}")
+    if not (np.isfinite(threshold) and threshold > 0):
+        raise OptionError(f"`threshold` must be positive, got {format_number(threshold)}")
+    if (system is None) == (data is None):
+        raise OptionError("give either `system` NAME or `data` FILE with `trajectory` NAME")
     _, model, _ = _model_of(run)
-    return simulate_model(model, **kwargs)
+
+    def check_size(steps: int, given: bool) -> None:
+        how = f"`steps` {steps}" if given else f"`dt` {format_number(dt)} s: {steps} steps"
+        check_memory(rollout_bytes(steps, model.n_dof), f"a rollout of {steps:.3g} steps ({how})",
+                     "give fewer `steps` or a larger `dt`", error=RunError)
+
+    n = model.n_dof
+    if data is not None:
+        ds = load_dataset(data)
+        if ds.n_dof != n:
+            raise DataError(f"{data}: has n_dof = {ds.n_dof}, but the model was trained for n_dof = {n}")
+        if trajectory is None:
+            raise OptionError(f"`trajectory` is needed with `data`; choose among: {', '.join(ds.names)}")
+        tr = ds[trajectory]
+        dt = float(np.median(np.diff(tr.t))) if dt is None else float(dt)
+        duration = tr.t[-1] - tr.t[0]
+        max_steps = int(np.floor(duration / dt + 1e-9))
+        given = steps is not None
+        steps = max_steps if steps is None else int(steps)
+        if steps > max_steps:
+            raise RunError(f"{steps} steps of {dt:g} s run past the end of trajectory {trajectory!r} "
+                           f"({duration:g} s = {max_steps} steps)")
+        if steps < 1:
+            raise RunError(f"`dt` {dt:g} s is longer than trajectory {trajectory!r} ({duration:g} s)")
+        check_size(steps, given)
+        torque = interpolated_torque(tr.t - tr.t[0], tr.tau)
+        res = compare_rollout(model, tr.q[0], tr.qd[0], torque, dt, steps, integrator,
+                              reference=(tr.t, tr.q, tr.qd), threshold=threshold)
+        res["source"] = f"{data}: trajectory {trajectory!r} (recorded torques)"
+    else:
+        true = make_system(system)
+        if true.n_dof != n:
+            raise DataError(f"system {system!r} has n_dof = {true.n_dof}, but the model was trained for n_dof = {n}")
+        q0 = np.full(n, 0.5) if q0 is None else np.asarray(q0, float)
+        qd0 = np.zeros(n) if qd0 is None else np.asarray(qd0, float)
+        if q0.shape != (n,) or qd0.shape != (n,):
+            raise OptionError(f"`q0` and `qd0` need {n} values each")
+        dt = 0.004 if dt is None else float(dt)
+        given = steps is not None
+        steps = 500 if steps is None else int(steps)
+        check_size(steps, given)
+        res = compare_rollout(model, q0, qd0, None, dt, steps, integrator, true_system=true, threshold=threshold)
+        res["source"] = f"system {system!r}, zero torque from q0 = {q0.tolist()}, qd0 = {qd0.tolist()}"
+    if plots is not None:
+        from delan import plotting  # matplotlib only when drawing (importing delan must not pick a backend)
+
+        os.makedirs(plots, exist_ok=True)
+        res["figure"] = plotting.plot_rollout(res, os.path.join(plots, "rollout.png"))
+    if json_path is not None:
+        atomic_write_json(os.fspath(json_path), rollout_summary(res))
+    return res

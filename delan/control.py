@@ -40,17 +40,11 @@ import torch
 from torch import Tensor
 
 from delan.dynamics import as_batch
-from delan.errors import DelanError
+from delan.errors import ControlError
 from delan.integrators import rollout
 
 Gain = Union[float, Sequence[float], np.ndarray, Tensor]
 ReferenceFn = Callable[[float], Tuple]
-
-
-class ControlError(DelanError, ValueError):
-    """A controller or closed-loop run that cannot work as asked: a bad gain, limit, rate or
-    noise level, a system without a swing-up, a model without the energies a controller needs
-    (the message says which)."""
 
 
 # ---------------------------------------------------------------------------- helpers

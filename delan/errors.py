@@ -48,3 +48,30 @@ class OutputError(DelanError):
 class NoFastPathError(DelanError):
     """An explicit fast path (e.g. ``model.single_sample_inverse_dynamics()``) does not cover the
     model's configuration; the message says why and what to use instead (plain torch)."""
+
+
+class ExportError(DelanError):
+    """A model cannot be exported in the asked format (a missing optional package, something the
+    format cannot express) or the written artefact does not reproduce the model; the message
+    says what and why."""
+
+
+class InputError(DelanError, ValueError):
+    """A tensor or array handed to a library call that cannot work: wrong shape, dtype or device
+    (the message names the argument and what it must be)."""
+
+
+class IndefiniteMassMatrixError(DelanError, ValueError):
+    """d2L/dqd2 of a black-box Lagrangian (or a learned mass matrix) is not positive definite:
+    no forward dynamics there."""
+
+
+class NoDecompositionError(DelanError, NotImplementedError):
+    """The model predicts torques only (the mlp baseline): no decomposition, energies or forward
+    dynamics."""
+
+
+class ControlError(DelanError, ValueError):
+    """A controller or closed-loop run that cannot work as asked: a bad gain, limit, rate or
+    noise level, a system without a swing-up, a model without the energies a controller needs
+    (the message says which)."""

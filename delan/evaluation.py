@@ -74,11 +74,13 @@ INDEFINITE_REASON = "the model's mass matrix is not positive definite on some sa
 
 
 def model_kind(model: nn.Module) -> str:
-    """"structured", "black-box" or "mlp" for the library's models ("custom" for any other
-    :class:`delan.Dynamics` module)."""
+    """"structured", "black-box", "mlp", "hamiltonian" or "black-box-hamiltonian" for the library's
+    models ("custom" for any other :class:`delan.Dynamics` module)."""
     from delan import models
 
-    for kind, name in (("structured", "DeepLagrangianNetwork"), ("black-box", "BlackBoxLagrangianNetwork"),
+    # the Hamiltonians first: the structured one is a subclass of the DeLaN
+    for kind, name in (("hamiltonian", "DeepHamiltonianNetwork"), ("black-box-hamiltonian", "BlackBoxHamiltonianNetwork"),
+                       ("structured", "DeepLagrangianNetwork"), ("black-box", "BlackBoxLagrangianNetwork"),
                        ("mlp", "FeedForwardModel")):
         cls = getattr(models, name, None)
         if isinstance(cls, type) and isinstance(model, cls):
@@ -504,95 +506,3 @@ def _float64_torque(tau_fn):
 def rollout_summary(result: Dict[str, Any]) -> Dict[str, Any]:
     """The JSON-friendly scalars of :func:`compare_rollout` (no arrays)."""
     return {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
-
-
-def simulate_model(model, system: Optional[str] = None, data: Optional[str] = None,
-                   trajectory: Optional[str] = None, integrator: str = "rk4", dt: Optional[float] = None,
-                   steps: Optional[int] = None, q0: Optional[Sequence[float]] = None,
-                   qd0: Optional[Sequence[float]] = None, threshold: float = DEFAULT_THRESHOLD,
-                   plots: Optional[str] = None, json_path: Optional[str] = None) -> Dict[str, Any]:
-    """Roll out a learned model and compare it with a recording or with the true system.
-
-    Either ``data`` + ``trajectory``: start at the recording's first state, replay its torques
-    (linearly interpolated), compare with the recorded q, qd (dt defaults to the recording's
-    sampling step, steps to its length); or ``system``: free motion (zero torque) from ``q0``
-    (default 0.5 rad/m on every joint), ``qd0`` (default 0) of both the model and the named true
-    system (dt default 4 ms, 500 steps).
-
-    Returns the result of :func:`compare_rollout` plus "source"; writes a figure into ``plots``
-    and the scalars as one JSON object into ``json_path`` when given. A rollout that diverges
-    ends at its last finite state with "diverged": True and "diverged_at" (no error).
-    """
-    from delan.errors import DataError, RunError
-    from delan.integrators import INTEGRATORS, interpolated_torque
-
-    from delan.data.sizes import check_memory, format_number, rollout_bytes
-
-    if integrator not in INTEGRATORS:
-        raise RunError(f"--integrator must be one of {', '.join(INTEGRATORS)}, got {integrator!r}")
-    if dt is not None and not (np.isfinite(dt) and dt > 0):
-        raise RunError(f"--dt must be a positive number of seconds, got {format_number(dt)}")
-    if steps is not None and steps < 1:
-        raise RunError(f"--steps must be a positive integer, got {steps}")
-    if not (np.isfinite(threshold) and threshold > 0):
-        raise RunError(f"--threshold must be positive, got {format_number(threshold)}")
-
-    def check_size(steps: int, given: bool) -> None:
-        how = f"--steps {steps}" if given else f"--dt {format_number(dt)} s: {steps} steps"
-        check_memory(rollout_bytes(steps, model.n_dof), f"a rollout of {steps:.3g} steps ({how})",
-                     "give fewer --steps or a larger --dt", error=RunError)
-    if (system is None) == (data is None):
-        raise RunError("give either --system NAME or --data FILE --trajectory NAME")
-    n = model.n_dof
-    if data is not None:
-        from delan.data import load_dataset
-
-        ds = load_dataset(data)
-        if ds.n_dof != n:
-            raise DataError(f"{data}: has n_dof = {ds.n_dof}, but the model was trained for n_dof = {n}")
-        if trajectory is None:
-            raise RunError(f"--trajectory is needed with --data; choose among: {', '.join(ds.names)}")
-        tr = ds[trajectory]
-        dt = float(np.median(np.diff(tr.t))) if dt is None else float(dt)
-        duration = tr.t[-1] - tr.t[0]
-        max_steps = int(np.floor(duration / dt + 1e-9))
-        given = steps is not None
-        steps = max_steps if steps is None else int(steps)
-        if steps > max_steps:
-            raise RunError(f"{steps} steps of {dt:g} s run past the end of trajectory {trajectory!r} "
-                           f"({duration:g} s = {max_steps} steps)")
-        if steps < 1:
-            raise RunError(f"--dt {dt:g} s is longer than trajectory {trajectory!r} ({duration:g} s)")
-        check_size(steps, given)
-        torque = interpolated_torque(tr.t - tr.t[0], tr.tau)
-        res = compare_rollout(model, tr.q[0], tr.qd[0], torque, dt, steps, integrator,
-                              reference=(tr.t, tr.q, tr.qd), threshold=threshold)
-        res["source"] = f"{data}: trajectory {trajectory!r} (recorded torques)"
-    else:
-        from delan.systems import make_system
-
-        true = make_system(system)
-        if true.n_dof != n:
-            raise DataError(f"system {system!r} has n_dof = {true.n_dof}, but the model was trained for n_dof = {n}")
-        q0 = np.full(n, 0.5) if q0 is None else np.asarray(q0, float)
-        qd0 = np.zeros(n) if qd0 is None else np.asarray(qd0, float)
-        if q0.shape != (n,) or qd0.shape != (n,):
-            raise RunError(f"--q0 and --qd0 need {n} values each")
-        dt = 0.004 if dt is None else float(dt)
-        given = steps is not None
-        steps = 500 if steps is None else int(steps)
-        check_size(steps, given)
-        res = compare_rollout(model, q0, qd0, None, dt, steps, integrator, true_system=true, threshold=threshold)
-        res["source"] = f"system {system!r}, zero torque from q0 = {q0.tolist()}, qd0 = {qd0.tolist()}"
-    if plots is not None:
-        import os
-
-        from delan import plotting
-
-        os.makedirs(plots, exist_ok=True)
-        res["figure"] = plotting.plot_rollout(res, os.path.join(plots, "rollout.png"))
-    if json_path is not None:
-        from delan.training import atomic_write_json
-
-        atomic_write_json(json_path, rollout_summary(res))
-    return res

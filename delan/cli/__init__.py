@@ -4,15 +4,16 @@ Each sub-command lives in its own module of this package, exposing ``add_parser(
 (which registers the sub-command and sets ``func``) and nothing else public (helpers shared by the
 sub-commands live in ``_checks``).
 
-``main`` is the one error boundary: every :class:`~delan.errors.DelanError` (and the models'
-input errors) becomes one line ``delan CMD: error: ...`` on stderr and exit code 2 (or the
-error's own ``exit_code``); any other exception one line ``delan CMD: internal error: Type: ...``
+``main`` is the one error boundary: every :class:`~delan.errors.DelanError` becomes one line
+``delan CMD: error: ...`` on stderr and exit code 2 (or the error's own ``exit_code``), with the
+library's option names (written `name` in its messages) turned into the command's flags; any other exception one line ``delan CMD: internal error: Type: ...``
 and exit code 1. ``--debug`` (anywhere on the command line) prints the traceback as well.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import traceback
 from typing import List, Optional
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # sub-command not part of this build
             raise
         module.add_parser(sub)
+        sub.choices[name].set_defaults(_parser=sub.choices[name])
     return parser
 
 
@@ -60,17 +62,26 @@ def _one_line(text: str) -> str:
     return "; ".join(lines) if lines else "(no message)"
 
 
-def _input_error(exc: BaseException) -> bool:
-    """Errors of the models about their input that are not DelanErrors (they subclass ValueError /
-    NotImplementedError for library users): a mass matrix that is not positive definite, a
-    decomposition the mlp does not have."""
-    if isinstance(exc, DelanError):
-        return True
-    try:
-        from delan.models import IndefiniteMassMatrixError, NoDecompositionError
-    except Exception:  # noqa: BLE001 - a broken import is reported as the internal error it is
-        return False
-    return isinstance(exc, (IndefiniteMassMatrixError, NoDecompositionError))
+# library option names whose flag is not --name-with-dashes and not the name of an argparse dest
+_OPTION_ALIASES = {"json_path": "json"}
+
+
+def as_flags(message: str, parser: Optional[argparse.ArgumentParser]) -> str:
+    """A library message with its option names (`lr`, `time_budget`) written as the command's
+    flags (--lr, --time-budget) or positional arguments (DATA)."""
+    flags = {}
+    if parser is not None:
+        for action in parser._actions:  # argparse has no public list of a parser's arguments
+            if action.option_strings:
+                flags[action.dest] = max(action.option_strings, key=len)
+            elif action.dest != "help":
+                flags[action.dest] = action.metavar or action.dest.upper()
+
+    def flag(match: "re.Match[str]") -> str:
+        name = _OPTION_ALIASES.get(match.group(1), match.group(1))
+        return flags.get(name, "--" + name.replace("_", "-"))
+
+    return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", flag, message)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -90,8 +101,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one boundary: never a bare traceback
         if debug:
             traceback.print_exc()
-        if _input_error(exc):
-            print(f"delan {command}: error: {_one_line(exc)}", file=sys.stderr)
+        if isinstance(exc, DelanError):
+            print(f"delan {command}: error: {as_flags(_one_line(exc), getattr(args, '_parser', None))}",
+                  file=sys.stderr)
             return int(getattr(exc, "exit_code", 2))
         print(f"delan {command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               f"(run with --debug for the traceback)", file=sys.stderr)

@@ -26,12 +26,9 @@ from torch import Tensor
 import ddn
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms
+from delan.errors import IndefiniteMassMatrixError
 from delan.models.base import LearnedModel, dtype_name, lagrangian_options
 from delan.models.friction import JointFriction
-
-
-class IndefiniteMassMatrixError(ValueError):
-    """d2L/dqd2 of a black-box Lagrangian is not positive definite: no forward dynamics there."""
 
 
 class BlackBoxLagrangianNetwork(LearnedModel):

@@ -12,11 +12,8 @@ import torch
 from torch import Tensor
 
 import ddn
+from delan.errors import NoDecompositionError
 from delan.models.base import LearnedModel, dtype_name, resolve_dtype, revolute_mask
-
-
-class NoDecompositionError(NotImplementedError):
-    """The model predicts torques only: no decomposition, energies or forward dynamics."""
 
 
 class FeedForwardModel(LearnedModel):
