@@ -51,19 +51,21 @@ def compare(name: str, data: str, test: Sequence[str], models: Sequence[str], bu
         if "vpt_per_trajectory" in m:
             row["vpt_median"] = statistics.median(m["vpt_per_trajectory"].values())
         row.update(epochs=run.summary["epochs"], best_epoch=run.summary["best_epoch"],
-                   train_seconds=run.summary["seconds"], wall_seconds=round(seconds, 1))
+                   train_seconds=run.summary["seconds"], wall_seconds=round(seconds, 1),
+                   load_average=round(os.getloadavg()[0], 2))
         table[kind] = row
         print(kind, json.dumps(row), flush=True)
     with open(os.path.join(out, f"{name}.json"), "w") as f:
         json.dump({"test": list(test), "budget_s": budget, "settings": settings or "library defaults",
                    "quoted": quoted, "results": table}, f, indent=2)
-    head = ["model"] + KEYS + ["VPT mean [s]", "VPT median [s]", "epochs", "train s"]
+    # a time-budgeted run trains fewer epochs on a busy machine: the load shows why epochs differ
+    head = ["model"] + KEYS + ["VPT mean [s]", "VPT median [s]", "epochs", "train s", "load avg"]
     lines = [title, "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for kind, row in table.items():
         cells = [f"{row[k]:.2e}" if k in row else "n/a" for k in KEYS]
         vpt = " | ".join(f"{row[k]:.2f}" if k in row else "n/a" for k in ("vpt", "vpt_median"))
         lines.append(f"| {kind} | " + " | ".join(cells) + f" | {vpt} | {row.get('epochs', '')} | "
-                     f"{row.get('train_seconds', '')} |")
+                     f"{row.get('train_seconds', '')} | {row.get('load_average', 'n/a')} |")
     if true_system:
         ceiling = true_vpt(true_system, data, test)
         lines += ["", f"The exact {true_system} dynamics under the same VPT protocol (zero-order hold of the recorded "
