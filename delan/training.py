@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from delan.errors import DataError, RunError, TrainingDiverged, TrainingInterrupted
 from delan.fileio import atomic_write_bytes, atomic_write_json
+from delan.models import load_model, save_model
 from delan.runlock import LOCK_FILE, RunLock, check_free
 
 MODEL_KINDS = ("structured", "black-box", "mlp")
@@ -806,7 +807,7 @@ def _train(
         good = best["state"] is not None
         model.load_state_dict(best["state"] if good else fallback)
         model.eval()
-        _model_io("save_model")(model, os.path.join(run_dir, MODEL_FILE))
+        save_model(model, os.path.join(run_dir, MODEL_FILE))
         summary = summarise("diverged", False, epoch - 1)
         summary["diverged"] = {"epoch": epoch, "step": step, "what": what, "checkpoint_epoch": checkpoint_epoch[0]}
         summary["model_epoch"] = best["epoch"] if good else start_epoch
@@ -944,7 +945,7 @@ def _train(
     summary = summarise(stop_reason, finished, epoch)
     if finished:
         model.eval()
-        _model_io("save_model")(model, os.path.join(run_dir, MODEL_FILE))
+        save_model(model, os.path.join(run_dir, MODEL_FILE))
     atomic_write_json(os.path.join(run_dir, SUMMARY_FILE), summary)
     return TrainResult(run_dir, model, config, list(log.rows), summary)
 
@@ -1044,21 +1045,9 @@ def load_run(run_dir: str) -> Tuple[TrainConfig, nn.Module]:
         hint = f"; resume it with `delan train {config.data} -o {run_dir} --resume`" if os.path.exists(ck) else ""
         raise RunError(f"{run_dir}: no trained model ({MODEL_FILE} missing: the run did not finish){hint}")
     try:
-        model = _model_io("load_model")(path)
+        model = load_model(path)
     except RunError as exc:
         # one line: torch's own messages about damaged files run over many
         raise RunError(str(exc).strip().splitlines()[0]) from None
     model.eval()
     return config, model
-
-
-def _model_io(name: str):
-    """``delan.save_model`` / ``delan.load_model`` (exported by the package, defined with the models)."""
-    import delan
-
-    fn = getattr(delan, name, None)
-    if fn is None:
-        from delan import models
-
-        fn = getattr(models, name)
-    return fn
