@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (layer name, module prefixes); a module belongs to the layer of its longest matching prefix
 LAYERS = [
     ("ddn", ["ddn"]),
-    ("foundation", ["delan.errors", "delan.fileio"]),
+    ("foundation", ["delan.errors", "delan.fileio", "delan.version"]),
     ("dynamics", ["delan.dynamics", "delan.friction"]),
     ("models and systems", ["delan.models", "delan.systems", "delan.reference", "delan.trajectories"]),
     ("losses and integrators", ["delan.losses", "delan.hamiltonian_losses", "delan.rollout_loss",

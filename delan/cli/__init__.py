@@ -19,6 +19,7 @@ import traceback
 from typing import List, Optional
 
 from delan.errors import DelanError
+from delan.version import version
 
 # Sub-command modules, in the order `delan --help` lists them.
 _COMMANDS = ["generate", "data", "train", "evaluate", "simulate", "control", "demo"]
@@ -44,17 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_parser(sub)
         sub.choices[name].set_defaults(_parser=sub.choices[name])
     return parser
-
-
-def version() -> str:
-    """The installed version of the delan package ("unknown" when it is not installed)."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as _version
-
-    try:
-        return _version("delan")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _one_line(text: str) -> str:
