@@ -58,7 +58,9 @@ from delan.fileio import atomic_write_bytes, atomic_write_json
 from delan.models import load_model, save_model
 from delan.runlock import LOCK_FILE, RunLock, check_free
 
-MODEL_KINDS = ("structured", "black-box", "mlp")
+MODEL_KINDS = ("structured", "black-box", "mlp", "hamiltonian", "black-box-hamiltonian")
+# kinds trained with the losses of delan.hamiltonian_losses (in the variables q, p)
+HAMILTONIAN_KINDS = ("hamiltonian", "black-box-hamiltonian")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "exponential")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -86,7 +88,11 @@ DEFAULT_TIME_BUDGET = 120.0
 # Defaults chosen by experiments/defaults_study.py (results: experiments/results/defaults_study.md).
 # Loss parts each model kind trains on unless told otherwise, on top of the model's own defaults:
 DEFAULT_LOSS_WEIGHTS = {"structured": {"inverse": 1.0, "forward": 1.0, "power": 1.0},
-                        "black-box": {"inverse": 1.0, "forward": 0.0, "power": 1.0}, "mlp": {}}
+                        "black-box": {"inverse": 1.0, "forward": 0.0, "power": 1.0}, "mlp": {},
+                        # the Hamiltonian kinds' parts (delan.hamiltonian_losses), chosen by
+                        # experiments/hamiltonian_loss_trial.py
+                        "hamiltonian": {"pdot": 1.0, "qd": 0.0, "power": 1.0, "forward": 1.0},
+                        "black-box-hamiltonian": {"pdot": 1.0, "qd": 0.0, "power": 1.0, "forward": 1.0}}
 # Friction unless told: learned when the training data show Coulomb steps at velocity
 # reversals (delan.friction.coulomb_evidence >= this on some joint). Always-on cost 3-45x in
 # torque nMSE on frictionless data, always-off 500x on data with friction (the study).
@@ -100,12 +106,14 @@ RESUMABLE_OPTIONS = ("epochs", "time_budget", "patience", "checkpoint_every", "q
 class TrainConfig:
     """Everything a training run uses; saved as ``config.json`` in the run directory.
 
-    Model: ``model`` is one of :data:`MODEL_KINDS`; ``width``, ``depth``, ``activation`` size the
-    networks; ``friction`` adds a learned joint-friction term (Lagrangian models; None = decided
+    Model: ``model`` is one of :data:`MODEL_KINDS` (the Hamiltonian kinds train on the losses of
+    :mod:`delan.hamiltonian_losses`, parts pdot, qd, power, forward); ``width``, ``depth``,
+    ``activation`` size the networks; ``friction`` adds a learned joint-friction term (Lagrangian
+    and Hamiltonian models; None = decided
     from the training data by :func:`decide_friction`; the mlp learns the total torque and
     refuses True); ``joint_types`` ("revolute", "prismatic" or one per joint,
     e.g. "R,P" or ["revolute", "prismatic"]; None = the data file's) makes revolute joints enter
-    the networks as (sin q, cos q); ``scale_outputs`` sets a structured model's ``mass_scale`` and
+    the networks as (sin q, cos q); ``scale_outputs`` sets a structured model's (DeLaN or Hamiltonian) ``mass_scale`` and
     ``potential_scale`` from the training data (:func:`output_scales`); ``model_options`` are
     passed on to the model's constructor (e.g. ``{"epsilon": 1e-3}``).
 
@@ -291,14 +299,21 @@ def build_model(config: TrainConfig, n_dof: int, revolute: Optional[Sequence[boo
             raise RunError(f"model option revolute={list(given)} contradicts the joint types "
                            f"{['revolute' if r else 'prismatic' for r in revolute]}")
         opts["revolute"] = [bool(x) for x in revolute]
-    if config.model == "structured" and scales:
+    if config.model in ("structured", "hamiltonian") and scales:
         for k, v in scales.items():
             opts.setdefault(k, v)
+    if config.model == "black-box-hamiltonian" and scales:
+        opts.setdefault("mass_scale", scales["mass_scale"])
+        opts.setdefault("energy_scale", scales["potential_scale"])
     try:
         if config.model == "structured":
             model = models.DeepLagrangianNetwork(n_dof, friction=friction, **kw, **opts)
         elif config.model == "black-box":
             model = models.BlackBoxLagrangianNetwork(n_dof, friction=friction, **kw, **opts)
+        elif config.model == "hamiltonian":
+            model = models.DeepHamiltonianNetwork(n_dof, friction=friction, **kw, **opts)
+        elif config.model == "black-box-hamiltonian":
+            model = models.BlackBoxHamiltonianNetwork(n_dof, friction=friction, **kw, **opts)
         else:
             model = models.FeedForwardModel(n_dof, **kw, **opts)
     except (TypeError, ValueError, KeyError) as exc:
@@ -424,14 +439,30 @@ def make_loss(config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.
     from delan import losses
 
     scales = losses.Normaliser.from_data(q=train["q"], qd=train["qd"], qdd=train["qdd"], tau=train["tau"])
-    try:
-        wanted = dict(DEFAULT_LOSS_WEIGHTS.get(config.model, {}), **config.loss_weights)
-        weights = losses.resolve_weights(wanted or None, getattr(model, "default_loss_weights", None))
-    except ValueError:
-        raise RunError(f"unknown loss weights {sorted(config.loss_weights)}; known: {', '.join(losses.PARTS)}") from None
+    if config.model in HAMILTONIAN_KINDS:
+        from delan import hamiltonian_losses as hl
+
+        try:
+            weights = hl.resolve_hamiltonian_weights(dict(DEFAULT_LOSS_WEIGHTS[config.model], **config.loss_weights))
+        except ValueError:
+            raise RunError(f"unknown loss weights {sorted(config.loss_weights)} for a {config.model} model; "
+                           f"known: {', '.join(hl.HAMILTONIAN_PARTS)}") from None
+        qd_var = hl.velocity_variance(train["qd"])
+
+        def one_step(model: nn.Module, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+            return hl.hamiltonian_loss(model, batch, scales, qd_var, weights, forward_norm=config.forward_norm)
+    else:
+        try:
+            wanted = dict(DEFAULT_LOSS_WEIGHTS.get(config.model, {}), **config.loss_weights)
+            weights = losses.resolve_weights(wanted or None, getattr(model, "default_loss_weights", None))
+        except ValueError:
+            raise RunError(f"unknown loss weights {sorted(config.loss_weights)}; known: {', '.join(losses.PARTS)}") from None
+
+        def one_step(model: nn.Module, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+            return losses.delan_loss(model, batch, scales, weights, forward_norm=config.forward_norm)
 
     def loss(model: nn.Module, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
-        return losses.delan_loss(model, batch, scales, weights, forward_norm=config.forward_norm)
+        return one_step(model, batch)
 
     return loss
 

@@ -150,3 +150,17 @@ def test_import_every_module_in_random_order_in_a_fresh_interpreter(seed):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, f"order {modules}:\n{proc.stderr[-3000:]}"
+
+
+def test_public_namespaces_are_their_all():
+    """The packages export what ``__all__`` lists, and the ddn internals are not among them."""
+    import ddn
+    import delan
+
+    for package in (ddn, delan):
+        assert sorted(package.__all__) == sorted(set(package.__all__))
+        for name in package.__all__:
+            assert hasattr(package, name), f"{package.__name__}.__all__ names {name}, which it lacks"
+    for internal in ("elementwise", "unpack_symmetric", "init_linear"):
+        assert internal not in ddn.__all__ and not hasattr(ddn, internal)
+    assert "solve_spd" not in delan.__all__

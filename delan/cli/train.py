@@ -42,7 +42,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--validation", default=None, metavar="FRACTION|NAMES",
                    help=f"validation: a fraction of every training trajectory, taken as one block of time "
                         f"(default {d.validation}), or comma-separated names of whole trajectories; 0 = none")
-    p.add_argument("--model", choices=MODEL_KINDS, default=None, help=f"model kind (default {d.model})")
+    p.add_argument("--model", choices=MODEL_KINDS, default=None, help=f"model kind (default {d.model}): structured = DeLaN, H = L L^T + eps I and V from "
+                        f"networks; black-box = one network for the Lagrangian; mlp = feed-forward torque "
+                        f"baseline; hamiltonian = structured Hamiltonian 1/2 p^T M^-1 p + V; "
+                        f"black-box-hamiltonian = one network for H(q, p)")
     defaults = {"epochs": "no limit", "time_budget": f"{DEFAULT_TIME_BUDGET:g} s when --epochs is not given"}
     for name, typ, metavar, text in _OPTIONS:
         default = defaults.get(name, getattr(d, name))
@@ -60,15 +63,17 @@ def add_parser(subparsers) -> None:
                         "none). Default: decided from the data - on when the torque steps at velocity "
                         "reversals (the decision is printed and recorded in data.json)")
     p.add_argument("--eps", type=float, default=None, metavar="E",
-                   help="structured models: H = L L^T + E I (model's default if not given)")
+                   help="structured and hamiltonian models: H = L L^T + E I (model's default if not given)")
     p.add_argument("--forward-norm", choices=["mass", "joint"], default=None,
                    help=f"norm of the forward-dynamics loss: mass = r^T H^-1 r (robust for many joints), "
                         f"joint = per-joint acceleration errors (default {d.forward_norm})")
     p.add_argument("--loss-weights", default=None, metavar="PART=W,...",
                    help="weights of the loss parts inverse, forward, power, e.g. forward=0,power=1 "
-                        "(parts not named keep the model's defaults)")
+                        "(parts not named keep the model's defaults); hamiltonian models: pdot, qd, power, "
+                        "forward")
     p.add_argument("--output-scales", dest="scale_outputs", action=argparse.BooleanOptionalAction, default=None,
-                   help="structured model: scale H's rows and V to the data's torques and accelerations "
+                   help="structured and hamiltonian models: scale H's rows and V (the black-box hamiltonian: its "
+                        "momenta and energy) to the data's torques and accelerations "
                         "(default on)")
     p.add_argument("--device", default=None, metavar="cpu|cuda", help=f"device to train on (default {d.device})")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None, help=f"floating-point precision of the model and data (default {d.dtype})")
