@@ -242,3 +242,18 @@ def test_exact_other_depths(depth, revolute):
     rev = [True, False, True] if revolute else None
     model = DeepLagrangianNetwork(3, width=8, depth=depth, revolute=rev, epsilon=1e-3, dtype=F64)
     check_exact(model, *states(3, seed=depth))
+
+
+def test_constructor_options_are_read_only():
+    """Options the constant buffers are built from cannot be changed afterwards (before, setting
+    epsilon left H = L L^T + eps I on the old eps and inertial = H qdd on the new one)."""
+    model = DeepLagrangianNetwork(2, epsilon=1e-3, dtype=torch.float64)
+    for name, value in [("epsilon", 0.5), ("diagonal_shift", 1.0), ("shared_trunk", False),
+                        ("mass_scale", [2.0, 2.0]), ("potential_scale", 3.0)]:
+        with pytest.raises(AttributeError, match=f"{name} is fixed when the model is built"):
+            setattr(model, name, value)
+    assert model.epsilon == 1e-3 and model.diagonal_shift == 1e-3 and model.potential_scale == 1.0
+    g = torch.Generator().manual_seed(0)
+    q, qd, qdd = (torch.randn(5, 2, dtype=torch.float64, generator=g) for _ in range(3))
+    t = model.terms(q, qd, qdd)
+    torch.testing.assert_close(t.inertial, (t.H @ qdd.unsqueeze(-1)).squeeze(-1), rtol=1e-12, atol=1e-12)

@@ -37,6 +37,21 @@ from delan.dynamics import DynamicsTerms, solve_spd
 from delan.models.base import LearnedModel, dtype_name, lagrangian_options
 from delan.models.friction import JointFriction
 
+def _frozen(name: str, doc: str) -> property:
+    """A read-only view of a constructor option that the model's constant buffers are built from:
+    changing it afterwards would leave them behind (H = L L^T + eps I with the old eps but the new
+    one in T), so setting it raises AttributeError."""
+
+    def get(self):
+        return self._config[name]
+
+    def refuse(self, value):
+        raise AttributeError(f"{name} is fixed when the model is built (its constant buffers are derived from it); "
+                             f"build a new {type(self).__name__}(..., {name}=...) and load_state_dict into it")
+
+    return property(get, refuse, doc=doc)
+
+
 class DeepLagrangianNetwork(LearnedModel):
     """Structured DeLaN: mass matrix H(q) = L L^T + eps I and potential V(q) from one network.
 
@@ -96,18 +111,14 @@ class DeepLagrangianNetwork(LearnedModel):
                 raise ValueError(f"mass_scale must be {n} positive numbers, got {mass_scale}")
         if not (math.isfinite(potential_scale) and potential_scale > 0):
             raise ValueError(f"potential_scale must be a positive number, got {potential_scale}")
-        self.mass_scale = mass_scale
-        self.potential_scale = float(potential_scale)
         self.n_dof = n
-        self.diagonal_shift = float(diagonal_shift)
-        self.epsilon = float(epsilon)
-        self.shared_trunk = bool(shared_trunk)
+        # the options below are read-only properties (see _frozen): they are baked into buffers
         self._config = dict(
             n_dof=n, width=int(width), depth=int(depth), activation=activation,
             revolute=None if revolute is None else [bool(r) for r in revolute],
-            shared_trunk=self.shared_trunk, diagonal_shift=self.diagonal_shift, epsilon=self.epsilon,
+            shared_trunk=bool(shared_trunk), diagonal_shift=float(diagonal_shift), epsilon=float(epsilon),
             friction=bool(friction), init=init, gain=float(gain), output_gain=float(output_gain),
-            mass_scale=mass_scale, potential_scale=self.potential_scale,
+            mass_scale=mass_scale, potential_scale=float(potential_scale),
             activation_options=None if activation_options is None else dict(activation_options),
             dtype=dtype_name(dtype),
         )
@@ -126,6 +137,12 @@ class DeepLagrangianNetwork(LearnedModel):
             n_out = n_entries
         self.friction_model = JointFriction(n, dtype=dtype, device=device) if friction else None
         self._register_maps(n, n_out, n_in, dtype, device)
+
+    epsilon = _frozen("epsilon", "The eps of H = L L^T + eps I (read-only).")
+    diagonal_shift = _frozen("diagonal_shift", "L_ii = softplus(l_ii) + diagonal_shift (read-only).")
+    shared_trunk = _frozen("shared_trunk", "One network for L and V (read-only).")
+    mass_scale = _frozen("mass_scale", "Per-joint scale of L's rows, squared (read-only; None = ones).")
+    potential_scale = _frozen("potential_scale", "Scale of V's network output (read-only).")
 
     # ------------------------------------------------------------------ constant index maps
     def _register_maps(self, n: int, n_out: int, n_in: int, dtype, device) -> None:
