@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+from typing import Any, Dict, List
 
 from delan.cli._checks import finite
-from delan.errors import RunError
+from delan.errors import OptionError, RunError
 from delan.training import DEFAULT_TIME_BUDGET, MODEL_KINDS, OPTIMIZERS, RESUMABLE_OPTIONS, SCHEDULES, TrainConfig
 
 # (option, type, metavar, help); every default comes from TrainConfig, so that --resume can tell
@@ -62,8 +65,12 @@ def add_parser(subparsers) -> None:
                    help="learn viscous + Coulomb joint friction (structured and black-box models; the mlp has "
                         "none). Default: decided from the data - on when the torque steps at velocity "
                         "reversals (the decision is printed and recorded in data.json)")
-    p.add_argument("--eps", type=float, default=None, metavar="E",
-                   help="structured and hamiltonian models: H = L L^T + E I (model's default if not given)")
+    p.add_argument("--model-option", dest="model_option", action="append", default=None, metavar="KEY=VALUE",
+                   help="a keyword of the model's constructor, repeatable, e.g. --model-option epsilon=1e-3 "
+                        "(H = L L^T + eps I) or --model-option diagonal_shift=0.01; VALUE is read as JSON "
+                        "(numbers, true/false, lists) and else taken as text")
+    # deprecated spelling of --model-option epsilon=E, kept working but no longer listed
+    p.add_argument("--eps", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--forward-norm", choices=["mass", "joint"], default=None,
                    help=f"norm of the forward-dynamics loss: mass = r^T H^-1 r (robust for many joints), "
                         f"joint = per-joint acceleration errors (default {d.forward_norm})")
@@ -102,6 +109,25 @@ def _loss_weights(text: str) -> dict:
     return weights
 
 
+def _model_options(items: List[str]) -> Dict[str, Any]:
+    """{key: value} from --model-option KEY=VALUE items (VALUE as JSON where it parses, else text)."""
+    options: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise OptionError(f"--model-option: expected KEY=VALUE like epsilon=1e-3, got {item!r}")
+        if key in options:
+            raise OptionError(f"--model-option: {key} given twice")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value.strip()
+        if isinstance(options[key], float) and not math.isfinite(options[key]):
+            raise OptionError(f"--model-option: {key} must be finite, got {value!r}")
+    return options
+
+
 def config_from_args(args: argparse.Namespace) -> dict:
     """The options given on the command line, as TrainConfig fields (absent = not given)."""
     given = {}
@@ -121,8 +147,13 @@ def config_from_args(args: argparse.Namespace) -> dict:
             given["validation"] = _names(args.validation)
     if args.loss_weights is not None:
         given["loss_weights"] = _loss_weights(args.loss_weights)
+    options = _model_options(args.model_option or [])
     if args.eps is not None:
-        given["model_options"] = {"epsilon": args.eps}
+        if "epsilon" in options:
+            raise OptionError("--eps and --model-option epsilon=... both given; use --model-option only")
+        options["epsilon"] = args.eps
+    if options:
+        given["model_options"] = options
     if args.quiet:
         given["quiet"] = True
     return given
