@@ -40,6 +40,10 @@ _DEVICE_CACHE: dict = {}
 
 def pair_indices(n: int, device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
     """(rows, cols, unpack): the pairs i <= j, and for each of the n*n entries its pair index."""
+    if torch.compiler.is_compiling():
+        # under torch.export / torch.compile the tensors made here are fake: caching them would
+        # hand fake tensors to every later eager call of the process
+        return tuple(t.to(device) for t in _pair_indices_cpu.__wrapped__(n))
     key = (n, str(device))
     if key not in _DEVICE_CACHE:
         _DEVICE_CACHE[key] = tuple(t.to(device) for t in _pair_indices_cpu(n))

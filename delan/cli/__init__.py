@@ -22,7 +22,7 @@ from delan.errors import DelanError
 from delan.version import version
 
 # Sub-command modules, in the order `delan --help` lists them.
-_COMMANDS = ["generate", "data", "train", "evaluate", "simulate", "control", "demo"]
+_COMMANDS = ["generate", "data", "train", "evaluate", "simulate", "control", "export", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,8 @@ when it holds what the command writes (each command's ``--help`` states its rule
 
 * ``data`` (import, generate ``-o``): a DeLaN data file, or an empty file;
 * ``json`` (evaluate, simulate ``--json``): a JSON document, or an empty file;
-* ``png`` (figures inside ``--plots DIR``): a PNG image, or an empty file.
+* ``png`` (figures inside ``--plots DIR``): a PNG image, or an empty file;
+* ``export`` (export ``-o``): an artefact written by ``delan export`` (any format), or an empty file.
 
 Anything else (a log, a checkpoint, a file of another program) is refused with one line.
 """
@@ -22,7 +23,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 from delan.data.sizes import format_number
 from delan.errors import OptionError, OutputError
 
-_KIND_WORDS = {"data": "a DeLaN data file", "json": "a JSON document", "png": "a PNG image"}
+_KIND_WORDS = {"data": "a DeLaN data file", "json": "a JSON document", "png": "a PNG image",
+               "export": "an artefact of delan export"}
 
 
 def _same(a: str, b: str) -> bool:
@@ -63,7 +65,13 @@ def _is_png(path: str) -> bool:
         return False
 
 
-_CHECK = {"data": _is_data_file, "json": _is_json, "png": _is_png}
+def _is_export(path: str) -> bool:
+    from delan.export import read_metadata
+
+    return read_metadata(path) is not None
+
+
+_CHECK = {"data": _is_data_file, "json": _is_json, "png": _is_png, "export": _is_export}
 
 
 def _check_folder(folder: str, label: str) -> None:

@@ -87,8 +87,9 @@ class LearnedModel(nn.Module, Dynamics):
     def _inputs(self, **named: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
         """Check each named (B, n) input and broadcast batch sizes of 1 to the common batch."""
         xs = {k: None if v is None else self._check(v, k) for k, v in named.items()}
-        sizes = {v.shape[0] for v in xs.values() if v is not None}
-        if len(sizes) == 1:
+        # a list, not a set: under torch.export a dynamic batch size is a SymInt, which is unhashable
+        sizes = [v.shape[0] for v in xs.values() if v is not None]
+        if all(s == sizes[0] for s in sizes[1:]):
             return tuple(xs.values())
         batch = max(sizes)
         for k, v in xs.items():

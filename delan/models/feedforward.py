@@ -49,6 +49,12 @@ class FeedForwardModel(LearnedModel):
         # revolute angles enter as (sin q, cos q) like in the Lagrangian models, so a joint that
         # wrapped past 2 pi looks the same to the network as it does to the robot
         self._revolute = None if mask is None else torch.tensor(mask)
+        if mask is not None:
+            # integer indices, not a boolean mask: a mask's selection has a data-dependent size,
+            # which torch.export (and ONNX export through it) cannot trace
+            for name, keep in (("_prismatic_index", False), ("_revolute_index", True)):
+                index = torch.tensor([i for i, r in enumerate(mask) if r == keep], dtype=torch.long)
+                self.register_buffer(name, index.to(device), persistent=False)
         n_q = n if mask is None else n + sum(mask)
         self.net = ddn.DifferentialNetwork(n_q + 2 * n, n, width=width, depth=depth, activation=activation,
                                            activation_options=activation_options, init=init, gain=gain,
@@ -58,8 +64,8 @@ class FeedForwardModel(LearnedModel):
         """tau (B, n) predicted from (q, qd, qdd) (B, n)."""
         q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
         if self._revolute is not None:
-            r = self._revolute.to(q.device)
-            q = torch.cat([q[..., ~r], torch.sin(q[..., r]), torch.cos(q[..., r])], -1)
+            qr = q.index_select(-1, self._revolute_index)
+            q = torch.cat([q.index_select(-1, self._prismatic_index), torch.sin(qr), torch.cos(qr)], -1)
         return self.net(torch.cat([q, qd, qdd], -1))
 
     def _none(self, what: str):
