@@ -176,50 +176,50 @@ class TrainConfig:
             if not ok:
                 raise RunError(msg)
 
-        need(self.model in MODEL_KINDS, f"--model must be one of {', '.join(MODEL_KINDS)}, got {self.model!r}")
-        need(_is_int(self.width) and self.width >= 1, f"--width must be a positive integer, got {self.width!r}")
-        need(_is_int(self.depth) and self.depth >= 1, f"--depth must be a positive integer, got {self.depth!r}")
+        need(self.model in MODEL_KINDS, f"`model` must be one of {', '.join(MODEL_KINDS)}, got {self.model!r}")
+        need(_is_int(self.width) and self.width >= 1, f"`width` must be a positive integer, got {self.width!r}")
+        need(_is_int(self.depth) and self.depth >= 1, f"`depth` must be a positive integer, got {self.depth!r}")
         need(self.epochs is None or (_is_int(self.epochs) and self.epochs >= 1),
-             f"--epochs must be a positive integer, got {self.epochs!r}")
+             f"`epochs` must be a positive integer, got {self.epochs!r}")
         need(self.time_budget is None or (_is_num(self.time_budget) and self.time_budget > 0),
-             f"--time-budget must be a positive number of seconds, got {self.time_budget!r}")
+             f"`time_budget` must be a positive number of seconds, got {self.time_budget!r}")
         need(_is_int(self.batch_size) and self.batch_size >= 1,
-             f"--batch-size must be a positive integer, got {self.batch_size!r}")
-        need(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        need(_is_num(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr!r}")
+             f"`batch_size` must be a positive integer, got {self.batch_size!r}")
+        need(self.optimizer in OPTIMIZERS, f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        need(_is_num(self.lr) and self.lr > 0, f"`lr` must be a positive number, got {self.lr!r}")
         need(_is_num(self.weight_decay) and self.weight_decay >= 0,
-             f"--weight-decay must be >= 0, got {self.weight_decay!r}")
-        need(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+             f"`weight_decay` must be >= 0, got {self.weight_decay!r}")
+        need(self.schedule in SCHEDULES, f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         need(_is_num(self.lr_final) and 0 < self.lr_final <= 1,
-             f"--lr-final must be a factor in (0, 1], got {self.lr_final!r}")
+             f"`lr_final` must be a factor in (0, 1], got {self.lr_final!r}")
         need(self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip > 0),
-             f"--grad-clip must be a positive number, got {self.grad_clip!r}")
+             f"`grad_clip` must be a positive number, got {self.grad_clip!r}")
         need(self.patience is None or (_is_int(self.patience) and self.patience >= 1),
-             f"--patience must be a positive integer, got {self.patience!r}")
-        need(_is_int(self.seed) and self.seed >= 0, f"--seed must be a non-negative integer, got {self.seed!r}")
-        need(self.dtype in DTYPES, f"--dtype must be float32 or float64, got {self.dtype!r}")
+             f"`patience` must be a positive integer, got {self.patience!r}")
+        need(_is_int(self.seed) and self.seed >= 0, f"`seed` must be a non-negative integer, got {self.seed!r}")
+        need(self.dtype in DTYPES, f"`dtype` must be float32 or float64, got {self.dtype!r}")
         need(self.device in ("cpu", "cuda") or str(self.device).startswith("cuda:"),
-             f"--device must be cpu or cuda, got {self.device!r}")
-        need(_is_int(self.threads) and self.threads >= 0, f"--threads must be >= 0, got {self.threads!r}")
+             f"`device` must be cpu or cuda, got {self.device!r}")
+        need(_is_int(self.threads) and self.threads >= 0, f"`threads` must be >= 0, got {self.threads!r}")
         need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 1,
-             f"--checkpoint-every must be a positive integer, got {self.checkpoint_every!r}")
+             f"`checkpoint_every` must be a positive integer, got {self.checkpoint_every!r}")
         if isinstance(self.validation, (list, tuple)):
             self.validation = [str(x) for x in self.validation]
         else:
             need(_is_num(self.validation) and 0 <= self.validation < 1,
-                 f"--validation must be a fraction in [0, 1) or trajectory names, got {self.validation!r}")
+                 f"`validation` must be a fraction in [0, 1) or trajectory names, got {self.validation!r}")
         from delan.losses import FORWARD_NORMS
 
         need(self.forward_norm in FORWARD_NORMS,
-             f"--forward-norm must be one of {', '.join(FORWARD_NORMS)}, got {self.forward_norm!r}")
+             f"`forward_norm` must be one of {', '.join(FORWARD_NORMS)}, got {self.forward_norm!r}")
         for k, w in self.loss_weights.items():
             need(_is_num(w) and w >= 0, f"loss weight {k!r} must be >= 0, got {w!r}")
         if str(self.device).startswith("cuda") and not torch.cuda.is_available():
-            raise RunError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+            raise RunError("`device` cuda asked for, but torch sees no CUDA device; use `device` cpu")
         if self.joint_types is not None and not isinstance(self.joint_types, str):
             self.joint_types = [str(x) for x in self.joint_types]
         if self.model == "mlp" and self.friction is True:
-            raise RunError("--friction: the mlp baseline has no friction term (it learns the total torque); "
+            raise RunError("`friction`: the mlp baseline has no friction term (it learns the total torque); "
                            "train a structured or black-box model to learn friction")
         if self.epochs is None and self.time_budget is None:
             self.time_budget = DEFAULT_TIME_BUDGET
@@ -749,7 +749,7 @@ def _train(
     ds = load_dataset(data_path)
     test_set, rest = ds.split(config.test) if config.test else (None, ds)
     if len(rest) == 0:
-        raise DataError(f"{data_path}: every trajectory is held out by --test; nothing left to train on")
+        raise DataError(f"{data_path}: every trajectory is held out by `test`; nothing left to train on")
     joint_types = resolve_joint_types(config, ds)
     val_names = choose_validation(rest.names, config.validation, config.seed)
     blocks = ({} if val_names else
@@ -848,7 +848,7 @@ def _train(
         saved = (f"model.pt holds the best model so far (epoch {best['epoch']})" if good else
                  f"model.pt holds the weights of epoch {start_epoch} (no epoch had finished well)")
         return TrainingDiverged(f"{run_dir}: training diverged at epoch {epoch} (step {step}): {what}; {saved}; "
-                                f"{kept}; try a smaller --lr (now {config.lr:g}) or --grad-clip")
+                                f"{kept}; try a smaller `lr` (now {config.lr:g}) or `grad_clip`")
 
     def interrupted(epoch: int, signum: int, where: str) -> TrainingInterrupted:
         """Stop after a signal (the checkpoint is written): summary.json says so; the error to raise."""
@@ -1031,8 +1031,8 @@ def _check_run_dir(run_dir: str, force: bool, locked: bool = False) -> None:
     if not locked:
         check_free(run_dir)
     if os.path.isdir(run_dir) and [x for x in os.listdir(run_dir) if x != LOCK_FILE] and not force:
-        raise RunError(f"{run_dir}: run directory exists and is not empty; use --resume to continue "
-                       f"it or --force to start afresh (its run files are replaced)")
+        raise RunError(f"{run_dir}: run directory exists and is not empty; use `resume` to continue "
+                       f"it or `force` to start afresh (its run files are replaced)")
 
 
 def _prepare_run_dir(run_dir: str, force: bool, stack: ExitStack) -> None:

@@ -236,7 +236,7 @@ def test_existing_run_dir_not_overwritten(data_file, tmp_path):
     d = tmp_path / "run"
     d.mkdir()
     (d / "precious.txt").write_text("keep")
-    with pytest.raises(RunError, match="--resume"):
+    with pytest.raises(RunError, match="`resume`"):
         train_run(tiny(data_file), str(d))
     assert (d / "precious.txt").read_text() == "keep"
 
