@@ -175,7 +175,7 @@ class BlackBoxHamiltonianNetwork(LearnedModel):
     inverse dynamics would exist to train on); the network learns the difference.
 
     Velocity -> momentum: p(q, qd) solves dH/dp (q, p) = qd, by Newton's method
-    p <- p - H_pp^-1 (dH/dp - qd) from p = 0 (H_pp = d2H/dp2 by Cholesky; it must be positive
+    p <- p - H_pp^-1 (dH/dp - qd) from p = diag(mass_scale) qd (H_pp = d2H/dp2 by Cholesky; it must be positive
     definite, else :class:`IndefiniteMassMatrixError`), until the residual is below
     ``newton_tol`` times max(1, |qd|) (raises :class:`MomentumSolveError` after
     ``newton_max_iter`` steps). The iterations run without a graph; the returned p is one more
@@ -251,6 +251,8 @@ class BlackBoxHamiltonianNetwork(LearnedModel):
         self.net = ddn.DifferentialNetwork(
             n_in, 1, width=width, depth=depth, activation=activation, activation_options=activation_options,
             init=init, gain=gain, output_gain=output_gain, dtype=dtype, device=device)
+        if self.net.out_act is not None:  # _second assumes an affine output layer
+            raise ValueError("the black-box Hamiltonian's network must have a linear output")
         self.friction_model = JointFriction(n, dtype=dtype, device=device) if friction else None
         kw = dict(dtype=dtype if dtype is not None else torch.get_default_dtype())
         m = torch.ones(n, **kw) if mass_scale is None else torch.tensor(mass_scale, **kw)
@@ -261,7 +263,9 @@ class BlackBoxHamiltonianNetwork(LearnedModel):
         prior_hess[n:, n:] = torch.diag(1.0 / m)
         for name, t in [("_eye", torch.eye(n, **kw)), ("_u_scale", u_scale), ("_z_scale", z_scale),
                         ("_z_outer", self.energy_scale * torch.outer(z_scale, z_scale)),
-                        ("_inv_mass", 1.0 / m), ("_prior_hess", prior_hess)]:
+                        ("_inv_mass", 1.0 / m), ("_prior_hess", prior_hess),
+                        # the scaled momenta u are the network's last n inputs (after any angle features)
+                        ("_u_dirs", torch.eye(n_in, **kw)[n_in - n:].unsqueeze(1))]:
             self.register_buffer(name, t.to(device), persistent=False)
 
     def _param(self) -> Tensor:
@@ -269,7 +273,8 @@ class BlackBoxHamiltonianNetwork(LearnedModel):
 
     # ------------------------------------------------------------------ the network
     def _derivatives(self, q: Tensor, p: Tensor, order: int):
-        """H (B,) and, up to ``order``, its gradient (B, 2n) and Hessian (B, 2n, 2n) in (q, p)."""
+        """H (B,) and, for ``order`` 1, its gradient (B, 2n) in (q, p) (second derivatives:
+        :meth:`_second`)."""
         z = torch.cat([q, p * self._u_scale], -1)
         x = z if self.features is None else self.features(Jet.input(z, order))
         out = self.net(x, order=order)
@@ -286,10 +291,59 @@ class BlackBoxHamiltonianNetwork(LearnedModel):
         if prior is not None:
             Hv = Hv + prior[0]
             grad = torch.cat([grad[:, : self.n_dof], grad[:, self.n_dof:] + prior[1]], -1)
-        if order == 1:
-            return Hv, grad
-        hess = out[2][:, 0] * self._z_outer
-        return Hv, grad, hess if prior is None else hess + self._prior_hess
+        return Hv, grad
+
+    def _grad_hvp(self, x: Tensor, dirs: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Network value h (B,), gradient dh/dx (B, F) and Hessian-times-direction (k, B, F) for the
+        directions ``dirs`` (k, B|1, F), by forward-over-reverse along those k directions only:
+        2 (1 + k) rows through each hidden layer's product, where the full Hessian in the F inputs
+        (ddn's order-2 pass) takes 2 (1 + F)."""
+        act = self.net.act.activation
+        h, t = x, dirs
+        saved = []
+        for layer in self.net.hidden:
+            W = layer.weight
+            a = torch.addmm(layer.bias, h, W.t())
+            g, dg, d2g = act(a, 2)
+            ta = t @ W.t()  # tangents of the pre-activation, (k, B|1, W)
+            h, t = g, dg * ta
+            saved.append((W, dg, d2g * ta))
+        Wo = self.net.output.weight  # (1, W)
+        y = torch.addmm(self.net.output.bias, h, Wo.t())[:, 0]
+        u = Wo.expand(h.shape[0], -1)  # dy/dh
+        du = None  # d(dy/dh) along each direction
+        for W, dg, curv in reversed(saved):
+            dv = curv * u if du is None else torch.addcmul(curv * u, dg, du)
+            u, du = (dg * u) @ W, dv @ W
+        if du is None:  # no hidden layer: affine, zero Hessian
+            du = x.new_zeros(dirs.shape[0], *x.shape)
+        return y, u, du
+
+    def _second(self, q: Tensor, p: Tensor, qd: Optional[Tensor] = None):
+        """H (B,), its gradient in (q, p) (B, 2n), H_pp (B, n, n) and, given qd, H_pq qd (B, n),
+        from one forward-over-reverse pass along the n momentum directions (and qd's)."""
+        n = self.n_dof
+        z = torch.cat([q, p * self._u_scale], -1)
+        if self.features is None:
+            x, jac_q = z, None
+            dir_q = None if qd is None else torch.cat([qd, torch.zeros_like(qd)], -1)
+        else:
+            jet = self.features(Jet.input(z, 1))
+            x, jac_q = jet.value, jet.jac[:n]  # d features / d q_i, (n, B|1, F)
+            dir_q = None if qd is None else (qd.t().unsqueeze(-1) * jac_q).sum(0)
+        dirs = self._u_dirs if dir_q is None else torch.cat([self._u_dirs.expand(n, *x.shape), dir_q.unsqueeze(0)])
+        y, gx, hv = self._grad_hvp(x, dirs)
+        E, s = self.energy_scale, self._u_scale
+        gq = gx[:, :n] if jac_q is None else (jac_q * gx).sum(-1).t()
+        gp = gx[:, -n:] * (E * s)
+        Hv = y * E
+        H_pp = hv[:n, :, -n:].permute(1, 0, 2)
+        H_pp = (0.5 * (H_pp + H_pp.transpose(-1, -2))) * self._z_outer[n:, n:]  # symmetric to the last bit
+        if self.kinetic_prior:
+            pm = p * self._inv_mass
+            Hv, gp, H_pp = Hv + 0.5 * (p * pm).sum(-1), gp + pm, H_pp + self._prior_hess[n:, n:]
+        mixed = None if qd is None else hv[n, :, -n:] * (E * s)
+        return Hv, torch.cat([gq * E, gp], -1), H_pp, mixed
 
     def _friction(self, qd: Tensor) -> Tensor:
         return torch.zeros_like(qd) if self.friction_model is None else self.friction_model(qd)
@@ -314,16 +368,16 @@ class BlackBoxHamiltonianNetwork(LearnedModel):
         n = self.n_dof
         with torch.no_grad():
             qs, qds = q.detach(), qd.detach()
-            p = torch.zeros_like(qds)
+            p = qds / self._inv_mass  # the momentum of the reference kinetic energy: one step saved
             tol = self._tolerance(q.dtype) * max(1.0, float(qds.abs().max())) if qds.numel() else 0.0
             err = math.inf
             for _ in range(self.newton_max_iter):
-                _, grad, hess = self._derivatives(qs, p, 2)
+                _, grad, H_pp, _ = self._second(qs, p)
                 r = grad[:, n:] - qds
                 err = float(r.abs().max()) if r.numel() else 0.0
                 if not math.isfinite(err):
                     break
-                chol = self._cholesky(hess[:, n:, n:].contiguous())
+                chol = self._cholesky(H_pp)
                 p = p - torch.cholesky_solve(r.unsqueeze(-1), chol).squeeze(-1)
                 if err <= tol:
                     break
@@ -346,9 +400,7 @@ class BlackBoxHamiltonianNetwork(LearnedModel):
         """(p, H, dH/dq, H_pp, H_pq qd, Cholesky of H_pp) at the momentum of (q, qd)."""
         n = self.n_dof
         p = self._momentum(q, qd)
-        Hv, grad, hess = self._derivatives(q, p, 2)
-        H_pp = hess[:, n:, n:].contiguous()
-        mixed_qd = (hess[:, n:, :n] @ qd.unsqueeze(-1)).squeeze(-1)  # H_pq qd
+        Hv, grad, H_pp, mixed_qd = self._second(q, p, qd)
         return p, Hv, grad[:, :n], H_pp, mixed_qd, self._cholesky(H_pp)
 
     # ------------------------------------------------------------------ Hamiltonian view
