@@ -1,10 +1,12 @@
-"""Shared timing helpers for the benchmarks: interleaved repeats, medians, environment line."""
+"""Shared timing helpers for the benchmarks: interleaved repeats, medians, the matrix products of
+a call (FLOPs, the same count as torch's FlopCounterMode) replayed alone, environment line."""
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
@@ -41,12 +43,48 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def matmul_rate(rows: int, width: int, dtype: torch.dtype, device: torch.device, repeats: int = 15) -> float:
-    """Measured FLOP/s of a (rows, width) @ (width, width) product, the shape the networks use."""
-    a = torch.randn(rows, width, dtype=dtype, device=device)
-    w = torch.randn(width, width, dtype=dtype, device=device)
-    t = time_interleaved({"mm": lambda: a @ w}, device, repeats=repeats, min_time=0.02)["mm"]
-    return 2.0 * rows * width * width / t
+_PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+
+
+def matrix_products(fn: Callable[[], object]) -> List[Tuple[str, Tuple[tuple, ...]]]:
+    """The matrix products one call of ``fn`` runs: (aten op name, input shapes) in call order,
+    recorded by the profiler (``torch.nn.functional.linear`` and ``@`` land on these ops)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    return [(e.name, tuple(tuple(s) for s in e.input_shapes)) for e in prof.events() if e.name in _PRODUCTS]
+
+
+def matmul_replay(fn: Callable[[], object], dtype: torch.dtype,
+                  device: torch.device) -> Tuple[float, Callable[[], None]]:
+    """(FLOPs, replay) for ``fn``'s matrix products: ``replay()`` runs the same products alone, at
+    the shapes the call used, on fresh contiguous operands. Time it interleaved with ``fn`` (in
+    the same :func:`time_interleaved` call, so a slow spell of a shared machine hits both alike):
+    replay time / call time is the share of the achievable matmul rate the call reaches at ITS
+    shapes (a rate measured at another shape can put that share above 100 %)."""
+    calls = []
+    flops = 0
+    for name, shapes in matrix_products(fn):
+        if name in ("aten::addmm", "aten::baddbmm"):
+            shapes = shapes[1:3]  # (bias/input, a, b, ...): the product is a @ b
+        a_shape, b_shape = shapes[0], shapes[1]
+        a = torch.randn(a_shape, dtype=dtype, device=device)
+        b = torch.randn(b_shape, dtype=dtype, device=device)
+        calls.append((torch.bmm if len(a_shape) == 3 else torch.mm, a, b))
+        batch = a_shape[0] if len(a_shape) == 3 else 1
+        flops += 2 * batch * a_shape[-2] * a_shape[-1] * b_shape[-1]
+
+    def replay() -> None:
+        for op, a, b in calls:
+            op(a, b)
+
+    return float(flops), replay
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages and the CPU count, for the report (a loaded machine slows
+    absolute rates; interleaving keeps the ratios fairer)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} (1/5/15 min) on {os.cpu_count()} CPUs"
 
 
 def environment(device: torch.device) -> str:

@@ -8,15 +8,19 @@ mode), batched, with ``create_graph`` for training.
 
 * train: one step (loss + backward + Adam) with the torque loss alone, and with the torque and
   acceleration (forward-model) losses; the same loss for both contenders;
-* inverse: ``model.inverse_dynamics`` under ``torch.inference_mode`` (the reference needs grad);
+* inverse: ``model.inverse_dynamics`` under ``torch.inference_mode`` against the reference on a
+  copy whose parameters are frozen (``requires_grad_(False)``: autograd then records only what
+  depends on q and qd, the reference's fastest inference setting); the speed-up against the
+  reference with trainable parameters is in the last column;
 * terms: the full decomposition (H, c, g, T, V, tau) — the reference then needs two reverse passes;
 * single: one state per call, in calls per second: the explicit fast path
   ``model.single_sample_inverse_dynamics()`` (NumPy (n,) in and out, see
   delan/models/single_sample.py and benchmarks/single_sample.py) and, in the notes, the plain
   torch call ``model.inverse_dynamics`` on (1, n) under inference_mode with its op count.
 
-GFLOP/s counts the matrix-product FLOPs (torch's FlopCounterMode) of one call, against the
-machine's measured rate for the network's (B, 64) @ (64, 64) product.
+GFLOP/s counts the matrix-product FLOPs of one call; the percentage is the time those products
+take replayed alone at the shapes the call used (``_timing.matmul_replay``, timed interleaved
+with the call) over the call's time.
 
     python benchmarks/delan_speed.py --output benchmarks/results/delan_speed_cpu.md
     python benchmarks/delan_speed.py --device cuda --output benchmarks/results/delan_speed_cuda.md
@@ -29,22 +33,15 @@ import os
 import sys
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import environment, matmul_rate, sync, time_interleaved  # noqa: E402
+import single_sample  # noqa: E402
+from _timing import environment, load_average, matmul_replay, sync, time_interleaved  # noqa: E402
 
 from delan import reference as ref  # noqa: E402
 from delan.losses import LossWeights, Normaliser, delan_loss, inverse_loss, loss_from_terms  # noqa: E402
 from delan.models import DeepLagrangianNetwork  # noqa: E402
 
 WIDTH, DEPTH = 64, 2
-
-
-def count_flops(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def count_ops(fn) -> tuple:
@@ -65,7 +62,7 @@ def data(n: int, batch: int, dtype, device):
     return tuple(torch.randn(batch, n, dtype=dtype, generator=g).to(device) for _ in range(4))
 
 
-def bench_train(n, batch, dtype, device, repeats, rate, weights: LossWeights):
+def bench_train(n, batch, dtype, device, repeats, weights: LossWeights):
     """One training step with the same loss for both: ``weights`` (inverse, forward, power)."""
     model = make(n, dtype, device)
     model_ref = copy.deepcopy(model)
@@ -92,14 +89,15 @@ def bench_train(n, batch, dtype, device, repeats, rate, weights: LossWeights):
         loss.backward()
         opt_ref.step()
 
-    t = time_interleaved({"ours": ours, "ref": theirs}, device, repeats=repeats, min_time=0.05)
-    flops = count_flops(ours)
+    flops, mm = matmul_replay(ours, dtype, device)
+    t = time_interleaved({"ours": ours, "ref": theirs, "mm": mm}, device, repeats=repeats, min_time=0.05)
     parts = [name for name in ("inverse", "forward", "power") if getattr(weights, name)]
-    return row(f"train step ({' + '.join(parts)} loss)", n, batch, t, flops, rate, unit="ms")
+    return row(f"train step ({' + '.join(parts)} loss)", n, batch, t, flops, unit="ms")
 
 
-def bench_inverse(n, batch, dtype, device, repeats, rate):
+def bench_inverse(n, batch, dtype, device, repeats):
     model = make(n, dtype, device)
+    frozen = copy.deepcopy(model).requires_grad_(False)
     q, qd, qdd, _ = data(n, batch, dtype, device)
 
     def ours():
@@ -107,6 +105,9 @@ def bench_inverse(n, batch, dtype, device, repeats, rate):
             return model.inverse_dynamics(q, qd, qdd)
 
     def theirs():
+        return ref.model_inverse_dynamics(frozen, q, qd, qdd, create_graph=False)
+
+    def theirs_trainable():
         return ref.model_inverse_dynamics(model, q, qd, qdd, create_graph=False)
 
     def ours_terms():
@@ -114,33 +115,30 @@ def bench_inverse(n, batch, dtype, device, repeats, rate):
             return model.terms(q, qd, qdd)
 
     def theirs_terms():
+        return ref.model_terms(frozen, q, qd, qdd, create_graph=False, split=True)
+
+    def theirs_terms_trainable():
         return ref.model_terms(model, q, qd, qdd, create_graph=False, split=True)
 
-    t = time_interleaved({"ours": ours, "ref": theirs, "ours_terms": ours_terms, "ref_terms": theirs_terms},
+    flops, mm = matmul_replay(ours, dtype, device)
+    flops_terms, mm_terms = matmul_replay(ours_terms, dtype, device)
+    t = time_interleaved({"ours": ours, "ref": theirs, "ref_trainable": theirs_trainable, "mm": mm,
+                          "ours_terms": ours_terms, "ref_terms": theirs_terms,
+                          "ref_terms_trainable": theirs_terms_trainable, "mm_terms": mm_terms},
                          device, repeats=repeats, min_time=0.05)
-    rows = [row("inverse dynamics", n, batch, t, count_flops(ours), rate, unit="samples/s")]
-    t2 = {"ours": t["ours_terms"], "ref": t["ref_terms"]}
-    rows.append(row("terms (all of H,c,g,T,V,tau)", n, batch, t2, count_flops(ours_terms), rate, unit="samples/s"))
+    rows = [row("inverse dynamics", n, batch, t, flops, unit="samples/s")]
+    t2 = {"ours": t["ours_terms"], "ref": t["ref_terms"], "ref_trainable": t["ref_terms_trainable"], "mm": t["mm_terms"]}
+    rows.append(row("terms (all of H,c,g,T,V,tau)", n, batch, t2, flops_terms, unit="samples/s"))
     return rows
 
 
 def bench_single(n, dtype, device, repeats):
     """One state per call: the explicit NumPy fast path, the plain torch call on (1, n) under
-    inference_mode, and the reference."""
+    inference_mode, and the reference (frozen parameters); the calls of benchmarks/single_sample.py."""
     model = make(n, dtype, device)
     q, qd, qdd, _ = data(n, 1, dtype, device)
-    fn = model.single_sample_inverse_dynamics()
-    qn, qdn, qddn = (x[0].numpy().copy() for x in (q, qd, qdd))
-
-    def ours():
-        return fn(qn, qdn, qddn)
-
-    def plain():
-        with torch.inference_mode():
-            return model.inverse_dynamics(q, qd, qdd)
-
-    def theirs():
-        return ref.model_inverse_dynamics(model, q, qd, qdd, create_graph=False)
+    fns = single_sample.contenders(model, q, qd, qdd)
+    ours, plain, theirs = fns["fast"], fns["torch"], fns["ref"]
 
     with torch.inference_mode():
         ops = count_ops(plain)
@@ -153,14 +151,18 @@ def bench_single(n, dtype, device, repeats):
                                 f"nested); the reference takes {ref_ops[0]} ({ref_ops[1]})")
 
 
-def row(what, n, batch, t, flops, rate, unit):
+def row(what, n, batch, t, flops, unit):
+    """A table row: DeLaN's and the reference's time or rate, the speed-up, and DeLaN's matmul
+    GFLOP/s (``flops`` per call) with the share of its time its own products take replayed alone
+    (``t["mm"]``, timed interleaved with it)."""
     if unit == "ms":
         ours, theirs = f"{t['ours'] * 1e3:.2f} ms", f"{t['ref'] * 1e3:.2f} ms"
     else:
         ours, theirs = f"{batch / t['ours'] / 1e3:.0f}k/s", f"{batch / t['ref'] / 1e3:.0f}k/s"
-    achieved = flops / t["ours"] / 1e9
-    return dict(what=what, n=n, batch=batch, ours=ours, ref=theirs, ratio=t["ref"] / t["ours"],
-                gflops=f"{achieved:.2f} ({100 * achieved * 1e9 / rate:.0f}%)", note="")
+    mm_time = t["mm"]
+    trainable = f"{t['ref_trainable'] / t['ours']:.2f}x" if "ref_trainable" in t else ""
+    return dict(what=what, n=n, batch=batch, ours=ours, ref=theirs, ratio=t["ref"] / t["ours"], trainable=trainable,
+                gflops=f"{flops / t['ours'] / 1e9:.2f} ({mm_time / t['ours']:.0%})", note="")
 
 
 def main(argv=None) -> str:
@@ -177,15 +179,14 @@ def main(argv=None) -> str:
     cuda = device.type == "cuda"
     train_cases = [(7, 8192)] if cuda else [(2, 512), (7, 512)]
     inverse_cases = [(7, 262_144)] if cuda else [(2, 8192), (7, 8192)]
-    rates = {b: matmul_rate(b, WIDTH, dtype, device) for b in sorted({b for _, b in train_cases + inverse_cases})}
-
+    load_start = load_average()
     load = os.getloadavg()[0]
     rows = []
     for weights in (LossWeights(1.0, 0.0, 0.0), LossWeights(1.0, 1.0, 0.0)):
         for n, batch in train_cases:
-            rows.append(bench_train(n, batch, dtype, device, args.repeats, rates[batch], weights))
+            rows.append(bench_train(n, batch, dtype, device, args.repeats, weights))
     for n, batch in inverse_cases:
-        rows.extend(bench_inverse(n, batch, dtype, device, args.repeats, rates[batch]))
+        rows.extend(bench_inverse(n, batch, dtype, device, args.repeats))
     if not cuda:
         for n in (2, 7):
             rows.append(bench_single(n, dtype, device, args.repeats))
@@ -197,16 +198,17 @@ def main(argv=None) -> str:
         "",
         f"{environment(device)}; dtype {args.dtype}; width {WIDTH}, depth {DEPTH}, softplus; "
         f"medians of {args.repeats} interleaved repeats; {os.cpu_count()} CPUs, load average up to {load:.1f} "
-        f"while it ran (other jobs on the machine slow the absolute rates, the ratios much less)",
-        "measured matmul rate (B x {w}) @ ({w} x {w}): ".format(w=WIDTH)
-        + ", ".join(f"{r / 1e9:.1f} GFLOP/s at B = {b}" for b, r in rates.items()),
+        f"while it ran (other jobs on the machine slow the absolute rates, the ratios much less); at the start "
+        f"{load_start}, at the end {load_average()}",
+        "reference for inference rows: parameters frozen (requires_grad False); 'vs trainable' = the speed-up "
+        "against the reference with parameters that require grad (the old baseline)",
         "",
-        "| what | n_dof | batch | DeLaN | reference | speed-up | DeLaN GFLOP/s (% of the matmul rate at that B) |",
-        "|---|---|---|---|---|---|---|",
+        "| what | n_dof | batch | DeLaN | reference | speed-up | vs trainable | DeLaN GFLOP/s (matmul share) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['what']} | {r['n']} | {r['batch']} | {r['ours']} | {r['ref']} | {r['ratio']:.2f}x | "
-                     f"{r['gflops']} |")
+                     f"{r.get('trainable', '')} | {r['gflops']} |")
     notes = [r["note"] for r in rows if r["note"]]
     if notes:
         lines += [""] + [f"* single sample, n_dof {r['n']}: {r['note']}" for r in rows if r["note"]]

@@ -6,7 +6,8 @@ Contenders, each on one state of a width-64, depth-2 structured DeLaN, on one CP
          (delan/models/single_sample.py: the lean formulas in NumPy, re-reading the parameters);
 * torch: ``model.inverse_dynamics`` on (1, n) tensors under ``torch.inference_mode`` (the plain
          torch path every other call takes);
-* reference: the autograd reference ``delan/reference.py`` on (1, n) tensors.
+* reference: the autograd reference ``delan/reference.py`` on (1, n) tensors, on a copy of the
+             model with frozen parameters (its fastest inference setting).
 
 Two configurations: the library's model defaults ("plain": softplus, no friction, no angle
 features, unit output scales) and what ``delan train`` builds for an arm ("trained-like":
@@ -20,6 +21,7 @@ clock and per second of the process's CPU time (robust to other jobs on a shared
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import environment  # noqa: E402
+from _timing import environment, load_average  # noqa: E402
 
 from delan import reference as ref  # noqa: E402
 from delan.models import DeepLagrangianNetwork  # noqa: E402
@@ -82,11 +84,11 @@ def max_difference(model, fn, n: int, dtype, samples: int = 1000) -> float:
     return float(np.abs(fast_tau - torch_tau).max() / np.abs(torch_tau).max())
 
 
-def bench(n: int, config: str, dtype, repeats: int) -> dict:
-    model = make(n, config, dtype)
+def contenders(model: DeepLagrangianNetwork, q, qd, qdd) -> dict:
+    """The three single-state calls on (1, n) tensors q, qd, qdd: "fast" (the NumPy fast path),
+    "torch" (inverse_dynamics under inference_mode), "ref" (autograd, frozen parameters)."""
     fn = model.single_sample_inverse_dynamics()
-    g = torch.Generator().manual_seed(1)
-    q, qd, qdd = (torch.randn(1, n, dtype=torch.float64, generator=g).to(dtype) for _ in range(3))
+    frozen = copy.deepcopy(model).requires_grad_(False)
     qn, qdn, qddn = (x[0].numpy().copy() for x in (q, qd, qdd))
 
     def fast():
@@ -97,9 +99,17 @@ def bench(n: int, config: str, dtype, repeats: int) -> dict:
             return model.inverse_dynamics(q, qd, qdd)
 
     def theirs():
-        return ref.model_inverse_dynamics(model, q, qd, qdd, create_graph=False)
+        return ref.model_inverse_dynamics(frozen, q, qd, qdd, create_graph=False)
 
-    t, c = time_both({"fast": fast, "torch": plain, "ref": theirs}, repeats=repeats)
+    return {"fast": fast, "torch": plain, "ref": theirs}
+
+
+def bench(n: int, config: str, dtype, repeats: int) -> dict:
+    model = make(n, config, dtype)
+    fn = model.single_sample_inverse_dynamics()
+    g = torch.Generator().manual_seed(1)
+    q, qd, qdd = (torch.randn(1, n, dtype=torch.float64, generator=g).to(dtype) for _ in range(3))
+    t, c = time_both(contenders(model, q, qd, qdd), repeats=repeats)
     return dict(n=n, config=config, dtype=str(dtype).replace("torch.", ""), fast=1 / t["fast"],
                 torch=1 / t["torch"], ref=1 / t["ref"], fast_cpu=1 / c["fast"], torch_cpu=1 / c["torch"],
                 diff=max_difference(model, fn, n, dtype))
@@ -113,6 +123,7 @@ def main(argv=None) -> str:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
+    load_start = load_average()
     rows = [bench(n, config, dtype, args.repeats)
             for dtype in (torch.float64, torch.float32) for config in CONFIGS for n in (2, 7)]
     load = max(load, os.getloadavg()[0])
@@ -121,14 +132,14 @@ def main(argv=None) -> str:
         "",
         f"{environment(torch.device('cpu'))}; width {WIDTH}, depth {DEPTH}, softplus; one state per call; "
         f"medians of {args.repeats} interleaved repeats; {os.cpu_count()} CPUs, load average up to {load:.1f} while "
-        f"it ran",
+        f"it ran; at the start {load_start}, at the end {load_average()}",
         "",
         "Calls per second of wall-clock time, and per second of this process's CPU time in brackets: other "
         "jobs sharing the machine slow the wall clock (a load average above the CPU count means the "
         "benchmark got only part of a core), much less the CPU time or the fast / torch ratio.",
         "",
         "| dtype | configuration | n_dof | fast (`single_sample_inverse_dynamics()`) | torch (`inverse_dynamics`, "
-        "inference_mode) | reference (autograd) | fast / torch | max abs(fast - torch) / max abs(torch) |",
+        "inference_mode) | reference (autograd, frozen parameters) | fast / torch | max abs(fast - torch) / max abs(torch) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
