@@ -35,7 +35,20 @@ def test_model_on_cuda_matches_cpu(cls, options, tmp_path):
     batch = tuple(x.cuda() for x in (q, qd, qdd, tau))
     loss, _ = delan_loss(gpu, batch, Normaliser.from_data(*batch))
     loss.backward()
-    assert all(p.grad is None or p.grad.is_cuda for p in gpu.parameters())
+    cpu_batch = (q, qd, qdd, tau)
+    cpu_loss, _ = delan_loss(cpu, cpu_batch, Normaliser.from_data(*cpu_batch))
+    cpu_loss.backward()
+    torch.testing.assert_close(loss.cpu(), cpu_loss, rtol=1e-10, atol=1e-12)
+    # the same parameters get gradients on both devices (a constant such as the black-box
+    # Lagrangian's output bias gets none on either), equal to the CPU's, on the GPU
+    with_grad = 0
+    for (name, pc), pg in zip(cpu.named_parameters(), gpu.parameters()):
+        assert (pc.grad is None) == (pg.grad is None), name
+        if pc.grad is not None:
+            with_grad += 1
+            assert pg.grad.is_cuda, name
+            torch.testing.assert_close(pg.grad.cpu(), pc.grad, rtol=1e-8, atol=1e-10, msg=name)
+    assert with_grad > 0
     path = tmp_path / "m.pt"
     delan.save_model(gpu, str(path))
     back = delan.load_model(str(path), device="cuda")

@@ -52,8 +52,14 @@ def test_same_seed_same_weights(data_file, tmp_path):
 def test_time_budget_and_early_stopping(data_file, tmp_path):
     run = train_run(tiny(data_file, epochs=100000, time_budget=1.0), str(tmp_path / "t"))
     assert run.summary["stop_reason"] == "time budget" and run.summary["seconds"] < 10
-    run = train_run(tiny(data_file, epochs=200, patience=1, lr=0.5), str(tmp_path / "p"))
-    assert run.summary["stop_reason"] in ("early stopping", "epochs")
+    # a step size too small to move any weight (w + 1e-300 update == w): the validation loss stays
+    # the same, so after epoch 1 no epoch improves and the run stops after `patience` more epochs
+    run = train_run(tiny(data_file, epochs=50, patience=2, lr=1e-300), str(tmp_path / "p"))
+    assert run.summary["stop_reason"] == "early stopping"
+    assert run.summary["epochs"] == 3 and run.summary["best_epoch"] == 1
+    # the same run without patience goes on to its epoch limit
+    run = train_run(tiny(data_file, epochs=5, lr=1e-300), str(tmp_path / "q"))
+    assert run.summary["stop_reason"] == "epochs" and run.summary["epochs"] == 5
 
 
 def test_diverging_loss_stops_and_keeps_checkpoint(data_file, tmp_path, monkeypatch):
