@@ -21,6 +21,7 @@ import math
 import numpy as np
 import torch
 
+from delan.errors import DataError
 from delan.systems.base import GRAVITY, TrueSystem, const
 
 
@@ -31,7 +32,7 @@ class NLink(TrueSystem):
                  gravity: float = GRAVITY, **friction):
         n = int(n_dof)
         if n < 1:
-            raise ValueError(f"n-link needs n_dof >= 1, got {n}")
+            raise DataError(f"n-link needs `n_dof` >= 1, got {n}")
         self.n_dof = n
         self.m = np.broadcast_to(np.asarray(1.0 if masses is None else masses, float), (n,)).copy()
         self.l = np.broadcast_to(np.asarray(0.5 if lengths is None else lengths, float), (n,)).copy()
