@@ -245,13 +245,21 @@ class ComputedTorque(Controller):
 
 def pd_gains(system, q: Gain, bandwidth: float = 10.0, damping: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
     """Joint PD gains (kp, kd), each (n,), that give each joint about the natural frequency
-    ``bandwidth`` [rad/s] and damping ratio ``damping`` with the diagonal of the mass matrix of
-    ``system`` (any Dynamics) at configuration ``q`` (n,): kp = w^2 H_ii, kd = 2 zeta w H_ii."""
+    ``bandwidth`` [rad/s] and damping ratio ``damping``, from the mass matrix H of ``system``
+    (any Dynamics) at configuration ``q`` (n,): kp = w^2 m_i, kd = 2 zeta w m_i with the
+    effective inertia m_i = 1 / (H^-1)_ii, the inertia joint i feels while the others move freely.
+
+    Why not H_ii: on a coupled arm (the Panda with joints 0 and 2 nearly aligned, a folded
+    n-link) 1 / (H^-1)_ii can be 30x below H_ii, and gains from H_ii put the velocity loop's
+    eigenvalues (of H^-1 Kd) above 1000 /s, so a 500 Hz zero-order-hold loop diverges within a few
+    dozen steps. With m_i every diagonal entry of H^-1 Kd is 2 zeta w, so its eigenvalues (real,
+    positive) are at most n * 2 zeta w."""
     q = torch.as_tensor(np.asarray(q, dtype=np.float64))[None]
     q, = _in_model(system, q)
     with torch.no_grad():
-        h = system.mass_matrix(q)[0].diagonal().double().cpu().numpy()
-    return bandwidth ** 2 * h, 2.0 * damping * bandwidth * h
+        H = system.mass_matrix(q)[0].double().cpu()
+    m = 1.0 / torch.linalg.inv(H).diagonal().numpy()
+    return bandwidth ** 2 * m, 2.0 * damping * bandwidth * m
 
 
 # ---------------------------------------------------------------------------- swing-up

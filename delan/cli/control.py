@@ -47,9 +47,9 @@ def add_parser(subparsers) -> None:
                    help="seconds (default: the trajectory's length, 5 s generated, 10 s swing-up)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of a generated trajectory (default 0)")
     p.add_argument("--bandwidth", type=float, default=10.0, metavar="W",
-                   help="track: PD gains for about this closed-loop frequency [rad/s] with the true mass "
-                        "matrix's diagonal at the start (kp = W^2 H_ii, kd = 2 Z W H_ii; computed torque: "
-                        "W^2, 2 Z W), default 10")
+                   help="track: PD gains for about this closed-loop frequency [rad/s] with each joint's "
+                        "effective inertia m_i = 1 / (H^-1)_ii of the true mass matrix at the start (kp = W^2 m_i, "
+                        "kd = 2 Z W m_i; computed torque: W^2, 2 Z W), default 10")
     p.add_argument("--damping", type=float, default=1.0, metavar="Z", help="track: damping ratio (default 1)")
     p.add_argument("--torque-limit", default=None, metavar="VALUES",
                    help="bound on |tau|, one number or one per joint (default: none for tracking, the "
