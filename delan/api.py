@@ -24,8 +24,7 @@ from delan.fileio import atomic_write_json
 from delan.fingerprint import data_fingerprint
 from delan.integrators import INTEGRATORS, interpolated_torque
 from delan.systems import make_system
-from delan.training import (RESUMABLE_OPTIONS, TrainConfig, TrainResult, load_run, read_config, read_run_data,
-                            train_run)
+from delan.training import TrainConfig, TrainResult, load_run, read_run_data, resume_config, train_run
 
 RunLike = Union[TrainResult, str, "os.PathLike[str]"]
 
@@ -37,17 +36,13 @@ def train(data: Optional[str], run_dir: str, test: Sequence[str] = (), model: st
 
     ``options`` are the fields of :class:`~delan.training.TrainConfig` (epochs, time_budget,
     seed, batch_size, lr, width, depth, ...). With ``resume=True`` the stored configuration of
-    ``run_dir`` is used and only epochs, time_budget, patience, checkpoint_every may be given;
+    ``run_dir`` is used: the options of :data:`~delan.training.RESUMABLE_OPTIONS` may change,
+    any other may be given only with its stored value (:func:`~delan.training.resume_config`);
     ``data`` may be another path to the same data (same content fingerprint; None = the recorded
     path), other data is refused.
     """
     if resume:
-        config = read_config(os.fspath(run_dir))
-        bad = sorted(set(options) - set(RESUMABLE_OPTIONS))
-        if bad:
-            raise RunError(f"{run_dir}: cannot change {', '.join(bad)} when resuming")
-        for k, v in options.items():
-            setattr(config, k, v)
+        config = resume_config(os.fspath(run_dir), options)
         if data is not None:
             config.data = os.fspath(data)  # checked against the recorded fingerprint
     else:

@@ -102,6 +102,30 @@ FRICTION_EVIDENCE = 1.0
 RESUMABLE_OPTIONS = ("epochs", "time_budget", "patience", "checkpoint_every", "quiet", "threads")
 
 
+def resume_config(run_dir: str, options: Dict[str, Any]) -> "TrainConfig":
+    """The stored configuration of ``run_dir`` with ``options`` (TrainConfig fields) applied, for
+    resuming: an option outside :data:`RESUMABLE_OPTIONS` may be given only with its stored value."""
+    stored = read_config(run_dir)
+    config = read_config(run_dir)
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise RunError(f"unknown training option(s) {', '.join(unknown)}")
+    for k, v in options.items():
+        setattr(config, k, v)
+    check_resume_changes(run_dir, stored, config)
+    return config
+
+
+def check_resume_changes(run_dir: str, stored: "TrainConfig", config: "TrainConfig") -> None:
+    """RunError naming every option (but the data path, checked by content) that differs from the
+    stored one and may not change on resume: the one place that decides it."""
+    changed = [k for k in dataclasses.asdict(config)
+               if k not in RESUMABLE_OPTIONS and k != "data" and getattr(config, k) != getattr(stored, k)]
+    if changed:
+        raise RunError(f"{run_dir}: cannot change {', '.join(f'`{k}`' for k in changed)} when resuming "
+                       f"(stored: {', '.join(f'{k}={getattr(stored, k)!r}' for k in changed)})")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run uses; saved as ``config.json`` in the run directory.
@@ -729,11 +753,7 @@ def _train(
         stored = read_config(run_dir)
         stack.enter_context(RunLock(run_dir))  # no second run may resume (or write) it meanwhile
         config.data = os.fspath(config.data) if config.data else stored.data
-        changed = [k for k in dataclasses.asdict(config)
-                   if k not in RESUMABLE_OPTIONS and k != "data" and getattr(config, k) != getattr(stored, k)]
-        if changed:
-            raise RunError(f"{run_dir}: cannot change {', '.join(changed)} when resuming "
-                           f"(stored: {', '.join(f'{k}={getattr(stored, k)!r}' for k in changed)})")
+        check_resume_changes(run_dir, stored, config)
         check_resume_data(run_dir, stored, config.data, data_fingerprint)
         checkpoint = load_checkpoint(os.path.join(run_dir, CHECKPOINT_FILE))
         if checkpoint.get("model") != config.model:

@@ -54,7 +54,7 @@ def test_killed_after_checkpoint_drops_later_log_rows(data_file, tmp_path):
 
 def test_resume_refuses_corrupt_checkpoint_and_changed_options(data_file, tmp_path):
     train_run(config(data_file), str(tmp_path / "c"), stop_after=3)
-    with pytest.raises(RunError, match="cannot change lr"):
+    with pytest.raises(RunError, match="cannot change `lr`"):
         train_run(config(data_file, lr=1e-2), str(tmp_path / "c"), resume=True)
     ck = tmp_path / "c" / "checkpoint.pt"
     ck.write_bytes(ck.read_bytes()[:200])

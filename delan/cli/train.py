@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 
 from delan.cli._checks import finite
 from delan.errors import OptionError, RunError
-from delan.training import DEFAULT_TIME_BUDGET, MODEL_KINDS, OPTIMIZERS, RESUMABLE_OPTIONS, SCHEDULES, TrainConfig
+from delan.training import DEFAULT_TIME_BUDGET, MODEL_KINDS, OPTIMIZERS, SCHEDULES, TrainConfig
 
 # (option, type, metavar, help); every default comes from TrainConfig, so that --resume can tell
 # an option given on the command line (not None) from one left alone (None).
@@ -210,7 +210,6 @@ def check_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from delan.api import train
-    from delan.training import read_config
 
     check_options(args)
     if args.resume and args.force:
@@ -219,13 +218,8 @@ def run(args: argparse.Namespace) -> int:
         raise RunError(f"--stop-after must be a positive integer, got {args.stop_after}")
     given = config_from_args(args)
     if args.resume:
-        stored = read_config(args.output)  # the data file is checked by content (delan.training)
-        changed = [k for k, v in given.items() if k not in RESUMABLE_OPTIONS and getattr(stored, k) != v]
-        if changed:
-            raise RunError(f"{args.output}: cannot change --{', --'.join(c.replace('_', '-') for c in changed)} "
-                           f"when resuming")
-        options = {k: v for k, v in given.items() if k in RESUMABLE_OPTIONS}
-        result = train(args.data, args.output, resume=True, stop_after=args.stop_after, **options)
+        # what may change is decided in one place (delan.training.resume_config), the data by content
+        result = train(args.data, args.output, resume=True, stop_after=args.stop_after, **given)
     else:
         test = given.pop("test", [])
         model = given.pop("model", "structured")
