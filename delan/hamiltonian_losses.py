@@ -18,7 +18,7 @@ each a mean over samples, normalised by the spread of the training data like
   the momentum-rate residual in the metric of the kinetic energy, 1/2 e^T M^-1 e being the
   kinetic energy of a momentum e.
 
-What these are, exactly (tested in tests/test_hamiltonian_losses.py)
+What these are, exactly (tested in tests/test_hamiltonian_training.py)
 -------------------------------------------------------------------
 Because p is the model's own momentum of the recorded qd, the identities of Hamilton's equations
 make the parts the Lagrangian ones in other words: e = pdot_obs + dH/dq + f - tau = tau_model -

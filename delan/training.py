@@ -89,8 +89,10 @@ DEFAULT_TIME_BUDGET = 120.0
 # Loss parts each model kind trains on unless told otherwise, on top of the model's own defaults:
 DEFAULT_LOSS_WEIGHTS = {"structured": {"inverse": 1.0, "forward": 1.0, "power": 1.0},
                         "black-box": {"inverse": 1.0, "forward": 0.0, "power": 1.0}, "mlp": {},
-                        # the Hamiltonian kinds' parts (delan.hamiltonian_losses), chosen by
-                        # experiments/hamiltonian_loss_trial.py
+                        # the Hamiltonian kinds' parts (delan.hamiltonian_losses), by the short trial
+                        # experiments/hamiltonian_loss_trial.py (results/hamiltonian_loss_trial.md): the
+                        # forward part gave 1.6-10x the VPT (at up to 2x the torque nMSE of short runs),
+                        # power and qd no measurable change (qd has none to give: see the module)
                         "hamiltonian": {"pdot": 1.0, "qd": 0.0, "power": 1.0, "forward": 1.0},
                         "black-box-hamiltonian": {"pdot": 1.0, "qd": 0.0, "power": 1.0, "forward": 1.0}}
 # Friction unless told: learned when the training data show Coulomb steps at velocity

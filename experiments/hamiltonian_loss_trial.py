@@ -13,6 +13,7 @@ the same number of epochs (so the choice does not hang on the load of the shared
 SEEDS. Metrics on the held-out letters: torque nMSE and the median VPT (delan.evaluation).
 
     python experiments/hamiltonian_loss_trial.py [--kinds hamiltonian,black-box-hamiltonian] [--jobs 2]
+    python experiments/hamiltonian_loss_trial.py --report-only   # the table again from the JSON
 
 Writes experiments/results/hamiltonian_loss_trial.{json,md}; data and runs in a temporary folder.
 """
@@ -88,21 +89,33 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kinds", default="hamiltonian,black-box-hamiltonian")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--report-only", action="store_true", help="rewrite the table from the JSON, train nothing")
     args = p.parse_args()
-    kinds = args.kinds.split(",")
+    kinds = [] if args.report_only else args.kinds.split(",")
     out_json = os.path.join(OUT, "hamiltonian_loss_trial.json")
     old = json.load(open(out_json)) if os.path.exists(out_json) else []
     rows = [r for r in old if r["kind"] not in kinds]
+    if kinds:
+        run_trial(kinds, args.jobs, rows)
+        os.makedirs(OUT, exist_ok=True)
+        with open(out_json, "w") as f:
+            json.dump(rows, f, indent=1)
+    write_report(rows)
+
+
+def run_trial(kinds, jobs_n: int, rows: list) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(tmp)
         jobs = [dict(kind=k, setting=s, seed=seed, data=data, runs=tmp) for k in kinds for s in SETTINGS for seed in SEEDS]
-        with ProcessPoolExecutor(args.jobs) as pool:
+        with ProcessPoolExecutor(jobs_n) as pool:
             for row in pool.map(run_one, jobs):
                 print(row, flush=True)
                 rows.append(row)
-    os.makedirs(OUT, exist_ok=True)
-    with open(out_json, "w") as f:
-        json.dump(rows, f, indent=1)
+
+
+def write_report(rows: list) -> None:
+    from delan.training import DEFAULT_LOSS_WEIGHTS
+
     lines = ["# Hamiltonian loss weights: a short trial", "",
              f"Two-link characters at 25 Hz, masses {PARAMS['masses']} kg, lengths {PARAMS['lengths']} m (not the "
              f"forward_models.py arm), noisy q with estimated derivatives, test letters {', '.join(TEST)}; epochs "
@@ -121,6 +134,8 @@ def main() -> None:
             fail = f" ({len(rs) - len(ok)} failed)" if len(ok) < len(rs) else ""
             lines.append(f"| {k} | {s} | {np.median(t):.3g} ({min(t):.3g} - {max(t):.3g}){fail} | "
                          f"{np.median(v):.2f} ({min(v):.2f} - {max(v):.2f}) |")
+    lines += ["", "Defaults of `delan train` (delan.training.DEFAULT_LOSS_WEIGHTS): "
+              + "; ".join(f"{k}: {DEFAULT_LOSS_WEIGHTS[k]}" for k in EPOCHS)]
     with open(os.path.join(OUT, "hamiltonian_loss_trial.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
