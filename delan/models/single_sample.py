@@ -38,7 +38,7 @@ from torch import Tensor
 from delan.errors import NoFastPathError
 
 ActFn = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
-DTYPES = (torch.float32, torch.float64)
+_NUMPY_DTYPES = (torch.float32, torch.float64)  # the dtypes the NumPy path mirrors
 
 _ALTERNATIVE = "use model.inverse_dynamics (plain torch, any configuration)"
 
@@ -103,7 +103,7 @@ def check_supported(model) -> None:
                               f"networks for L and V, shared_trunk=False); {_ALTERNATIVE}")
     params = [p for p in model.parameters()] + [b for b in model.buffers() if b.is_floating_point()]
     for t in params:
-        if t.dtype not in DTYPES:
+        if t.dtype not in _NUMPY_DTYPES:
             raise NoFastPathError(f"the single-sample fast path runs in float32 or float64 NumPy; the model holds "
                                   f"{t.dtype} tensors; {_ALTERNATIVE}, or convert the model with .double()")
         if t.device.type != "cpu":
