@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from delan.errors import DataError, RunError, TrainingDiverged, TrainingInterrupted
 from delan.fileio import atomic_write_bytes, atomic_write_json
 from delan.models import load_model, save_model
+from delan.models.base import DTYPES
 from delan.runlock import LOCK_FILE, RunLock, check_free
 
 MODEL_KINDS = ("structured", "black-box", "mlp", "hamiltonian", "black-box-hamiltonian")
@@ -63,7 +64,8 @@ MODEL_KINDS = ("structured", "black-box", "mlp", "hamiltonian", "black-box-hamil
 HAMILTONIAN_KINDS = ("hamiltonian", "black-box-hamiltonian")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "exponential")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# the dtypes (of delan.models.base.DTYPES) training runs in
+TRAIN_DTYPES = ("float32", "float64")
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -223,7 +225,7 @@ class TrainConfig:
         need(self.patience is None or (_is_int(self.patience) and self.patience >= 1),
              f"`patience` must be a positive integer, got {self.patience!r}")
         need(_is_int(self.seed) and self.seed >= 0, f"`seed` must be a non-negative integer, got {self.seed!r}")
-        need(self.dtype in DTYPES, f"`dtype` must be float32 or float64, got {self.dtype!r}")
+        need(self.dtype in TRAIN_DTYPES, f"`dtype` must be one of {', '.join(TRAIN_DTYPES)}, got {self.dtype!r}")
         need(self.device in ("cpu", "cuda") or str(self.device).startswith("cuda:"),
              f"`device` must be cpu or cuda, got {self.device!r}")
         need(_is_int(self.threads) and self.threads >= 0, f"`threads` must be >= 0, got {self.threads!r}")
