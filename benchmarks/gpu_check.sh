@@ -8,7 +8,7 @@ out="${OUT:-benchmarks/results/gpu}"
 mkdir -p "$out"
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_ddn_network.py 2>&1 | tail -5 | tee "$out/cuda_tests.txt"
+python3 benchmarks/cuda_tests.py --output "$out/cuda_tests.md"
 python3 benchmarks/ddn_derivatives.py --device cuda --batch 1000 10000 100000 --output "$out/ddn_derivatives_cuda.md"
 python3 benchmarks/delan_speed.py --device cuda --output "$out/delan_speed_cuda.md"
 python3 benchmarks/delan_speed.py --device cpu --threads 1 --output "$out/delan_speed_gpu_host_cpu.md"
