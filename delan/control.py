@@ -246,19 +246,27 @@ class ComputedTorque(Controller):
 def pd_gains(system, q: Gain, bandwidth: float = 10.0, damping: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
     """Joint PD gains (kp, kd), each (n,), that give each joint about the natural frequency
     ``bandwidth`` [rad/s] and damping ratio ``damping``, from the mass matrix H of ``system``
-    (any Dynamics) at configuration ``q`` (n,): kp = w^2 m_i, kd = 2 zeta w m_i with the
-    effective inertia m_i = 1 / (H^-1)_ii, the inertia joint i feels while the others move freely.
+    (any Dynamics): kp = w^2 m_i, kd = 2 zeta w m_i with the effective inertia
+    m_i = 1 / (H^-1)_ii, the inertia joint i feels while the others move freely.
+
+    ``q`` is one configuration (n,) or several (T, n), e.g. samples of the reference to track;
+    with several, m_i is the per-joint median over them.
 
     Why not H_ii: on a coupled arm (the Panda with joints 0 and 2 nearly aligned, a folded
     n-link) 1 / (H^-1)_ii can be 30x below H_ii, and gains from H_ii put the velocity loop's
     eigenvalues (of H^-1 Kd) above 1000 /s, so a 500 Hz zero-order-hold loop diverges within a few
-    dozen steps. With m_i every diagonal entry of H^-1 Kd is 2 zeta w, so its eigenvalues (real,
-    positive) are at most n * 2 zeta w."""
-    q = torch.as_tensor(np.asarray(q, dtype=np.float64))[None]
+    dozen steps; at one configuration, every diagonal entry of H^-1 Kd is 2 zeta w with m_i, so its
+    eigenvalues (real, positive) are at most n * 2 zeta w. Why a median over the motion: the
+    same near-alignment makes m_i at that one configuration far below its usual value, and gains
+    from it alone are too soft for the rest of the motion (on the Panda the tracking error then
+    grew to a radian within 3 s)."""
+    q = torch.as_tensor(np.asarray(q, dtype=np.float64))
+    if q.dim() == 1:
+        q = q[None]
     q, = _in_model(system, q)
     with torch.no_grad():
-        H = system.mass_matrix(q)[0].double().cpu()
-    m = 1.0 / torch.linalg.inv(H).diagonal().numpy()
+        H = system.mass_matrix(q).double().cpu()
+    m = (1.0 / torch.linalg.inv(H).diagonal(dim1=-2, dim2=-1)).median(0).values.numpy()
     return bandwidth ** 2 * m, 2.0 * damping * bandwidth * m
 
 

@@ -99,16 +99,21 @@ def test_pd_gains_use_the_effective_inertia():
     np.testing.assert_allclose(np.diag(Hinv) * kd, 2 * zeta * w, rtol=1e-12)
     eig = np.linalg.eigvals(Hinv @ np.diag(kd))
     assert np.abs(eig.imag).max() < 1e-9 and eig.real.min() > 0 and eig.real.max() <= 5 * 2 * zeta * w + 1e-9
+    # several configurations: the per-joint median of the effective inertia
+    qs = q0 + np.random.default_rng(0).uniform(-1, 1, (5, 5))
+    each = np.stack([pd_gains(system, x, bandwidth=w, damping=zeta)[0] for x in qs])
+    np.testing.assert_allclose(pd_gains(system, qs, bandwidth=w, damping=zeta)[0], np.median(each, 0), rtol=1e-12)
 
 
 def test_pd_gains_keep_the_panda_stable_at_500_hz():
     pytest.importorskip("pinocchio")
-    # the start of a Fourier trajectory where the Panda's joints 0 and 2 nearly align: with gains from
-    # H_ii the loop diverged within 30 steps (found by experiments/control.py)
+    # a Fourier trajectory starting where the Panda's joints 0 and 2 nearly align: with gains from H_ii at
+    # the start the loop diverged within 30 steps (found by experiments/control.py)
     system = make_system("panda")
     ref = fourier_trajectories(system, 18, 10.0, np.random.default_rng(0))[17]
     q0, qd0, _ = (np.asarray(x).reshape(-1) for x in ref(0.0))
-    kp, kd = pd_gains(system, q0, bandwidth=10.0)
+    along = np.stack([np.asarray(ref(t)[0]).reshape(-1) for t in np.linspace(0.0, 3.0, 50)])
+    kp, kd = pd_gains(system, along, bandwidth=10.0)
     res = simulate_closed_loop(system, FeedForwardPD(system, ref, kp, kd), q0, qd0, duration=0.2, rate=500.0,
                                noise=(1e-3, 1e-2), seed=1)
     assert torch.isfinite(res.q).all() and (res.q - res.q_ref).abs().max() < 0.01

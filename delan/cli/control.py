@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of a generated trajectory (default 0)")
     p.add_argument("--bandwidth", type=float, default=10.0, metavar="W",
                    help="track: PD gains for about this closed-loop frequency [rad/s] with each joint's "
-                        "effective inertia m_i = 1 / (H^-1)_ii of the true mass matrix at the start (kp = W^2 m_i, "
+                        "effective inertia m_i = 1 / (H^-1)_ii of the true mass matrix (median along the reference; kp = W^2 m_i, "
                         "kd = 2 Z W m_i; computed torque: W^2, 2 Z W), default 10")
     p.add_argument("--damping", type=float, default=1.0, metavar="Z", help="track: damping ratio (default 1)")
     p.add_argument("--torque-limit", default=None, metavar="VALUES",
@@ -170,7 +170,9 @@ def _track(args, system, model, kind: str, noise):
         kp, kd = np.full(system.n_dof, w * w), np.full(system.n_dof, 2 * z * w)
         controller = ComputedTorque(model, ref, kp, kd, torque_limit=limit)
     else:
-        kp, kd = pd_gains(system, q0, bandwidth=w, damping=z)  # the TRUE inertia: the same gains for all
+        # the TRUE inertia over the reference (the same gains for every model)
+        along = np.stack([np.asarray(ref(t)[0], dtype=np.float64).reshape(-1) for t in np.linspace(0, duration, 50)])
+        kp, kd = pd_gains(system, along, bandwidth=w, damping=z)
         controller = (PD(ref, kp, kd, system.n_dof, torque_limit=limit) if controller_name == "pd"
                       else FeedForwardPD(model, ref, kp, kd, torque_limit=limit))
     result = simulate_closed_loop(system, controller, q0, qd0, duration=duration, rate=args.rate, noise=noise,
