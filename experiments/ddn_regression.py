@@ -16,13 +16,17 @@ numbers, and writes ``ddn_regression.json``, ``ddn_regression.md`` and the figur
 
     python experiments/ddn_regression.py            # full run (about 16 minutes on one core)
     python experiments/ddn_regression.py --quick    # smoke run, a few seconds of training
+    python experiments/ddn_regression.py --trials   # the trials behind the settings (minutes),
+                                                    # ddn_regression_trials.json, then the report
+
+The report's sentences on why the settings are what they are quote the trials' figures from
+``ddn_regression_trials.json`` (written by ``--trials``); without that file they say so.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
 import platform
 import shlex
 import sys
@@ -36,6 +40,7 @@ import torch
 from torch import Tensor
 
 import ddn
+from delan.fileio import atomic_write_bytes, atomic_write_json
 
 ACTIVATIONS = ("relu", "softplus", "tanh", "cos")
 LOSSES = ("type1", "type2")
@@ -203,6 +208,8 @@ def polish_lbfgs(net: ddn.DifferentialNetwork, loss: str, data, s: Settings) -> 
         return total
 
     opt.step(closure)
+    # iterations L-BFGS ran (its line search can stop it early): kept for the trials
+    net.lbfgs_iterations = int(opt.state_dict()["state"].get(0, {}).get("n_iter", 0))
     return last[0]
 
 
@@ -235,6 +242,66 @@ def run_case(dim: str, loss: str, activation: str, s: Settings, data, x_test, tr
     final_loss = train(net, loss, data, s, case_seed + 1 + LOSSES.index(loss))
     pred = predict(net, x_test.to(next(net.parameters()).dtype))
     return errors(pred, truth), pred, final_loss
+
+
+# --------------------------------------------------------------------------- trials
+# The trials behind the settings' reasons (1-d, the full settings with the overrides named):
+# (key, loss, activation, overrides of FULL["1d"])
+TRIALS = [
+    ("cos_type2_adam_batch256", "type2", "cos", dict(batch=256, lbfgs_iters=0)),
+    ("cos_type2_adam_batch1024", "type2", "cos", dict(batch=1024, lbfgs_iters=0)),
+    ("tanh_type1_adam12000", "type1", "tanh", dict(steps=12000, lbfgs_iters=0)),
+    ("tanh_type1_adam3000_lbfgs500", "type1", "tanh", dict(steps=3000, lbfgs_iters=500)),
+    ("tanh_type1_adam3000_lbfgs500_float32", "type1", "tanh", dict(steps=3000, lbfgs_iters=500, lbfgs_dtype="float32")),
+    ("softplus_type1_adam3000_lbfgs500_float32", "type1", "softplus",
+     dict(steps=3000, lbfgs_iters=500, lbfgs_dtype="float32")),
+    ("relu_type1_smooth_settings", "type1", "relu", dict()),
+    ("relu_type1_adam_only", "type1", "relu", dict(RELU)),
+]
+
+
+def run_trials(seed: int) -> Dict[str, dict]:
+    """Train each trial's model; its test errors, L-BFGS iterations and seconds, by key."""
+    out = {}
+    for key, loss, act, overrides in TRIALS:
+        s = replace(FULL["1d"], seed=seed, **overrides)
+        dtype = getattr(torch, s.dtype)
+        data = training_data("1d", s, torch.Generator().manual_seed(s.seed * 1000), dtype)
+        x_test = test_grid("1d", s, dtype)
+        truth = target("1d", x_test.double())
+        t0 = time.perf_counter()
+        net = make_network("1d", act, s, s.seed * 1000 + ACTIVATIONS.index(act) * 10)
+        final = train(net, loss, data, s, s.seed * 1000 + 1 + LOSSES.index(loss))
+        err = errors(predict(net, x_test.to(next(net.parameters()).dtype)), truth)
+        out[key] = dict(loss=loss, activation=act, overrides=overrides, errors=err, train_loss=final,
+                        lbfgs_iterations=getattr(net, "lbfgs_iterations", 0), seconds=time.perf_counter() - t0)
+        print(f"trial {key}: f {err['f']:.2e}  J {err['J']:.2e}  L-BFGS iterations "
+              f"{out[key]['lbfgs_iterations']}  ({out[key]['seconds']:.0f} s)", flush=True)
+    return out
+
+
+def trial_sentences(trials) -> Dict[str, str]:
+    """The report's trial figures, from ``run_trials``'s output (None: not measured)."""
+    if not trials:
+        missing = "(not measured: run `python experiments/ddn_regression.py --trials`)"
+        return dict(batch=missing, lbfgs=missing, float32=missing, relu=missing)
+
+    def e(key, q):
+        return f"{trials[key]['errors'][q]:.1e}"
+
+    it = [trials[k]["lbfgs_iterations"] for k in ("tanh_type1_adam3000_lbfgs500_float32",
+                                                  "softplus_type1_adam3000_lbfgs500_float32")]
+    return dict(
+        batch=f"1-d type 2 cos, Adam alone: f error {e('cos_type2_adam_batch256', 'f')} at batch 256, "
+              f"{e('cos_type2_adam_batch1024', 'f')} at batch 1024",
+        lbfgs=f"1-d type 1 tanh in our trials: 12000 Adam steps reached an f error of "
+              f"{e('tanh_type1_adam12000', 'f')}; 3000 Adam steps plus 500 L-BFGS iterations "
+              f"{e('tanh_type1_adam3000_lbfgs500', 'f')}",
+        float32=f"In float32 the line search stopped after {min(it)} to {max(it)} of 500 iterations "
+                f"(1-d type 1 tanh and softplus)",
+        relu=f"the 1-d type 1 ReLU model reached a J error of {e('relu_type1_smooth_settings', 'J')}; Adam alone "
+             f"at lr 1e-3, batch 256, 20000 steps reaches {e('relu_type1_adam_only', 'J')}",
+    )
 
 
 # --------------------------------------------------------------------------- figures
@@ -371,6 +438,8 @@ def print_table(results) -> None:
 
 def write_report(out: Path, results, settings: Dict[str, Settings], quick: bool, command: str,
                  wall: float, train_losses, times, figures) -> Path:
+    trials_path = out / "ddn_regression_trials.json"
+    trial = trial_sentences(json.loads(trials_path.read_text()) if trials_path.exists() else None)
     n_worse = sum(
         results[d][l][a][q] > SEED[d][l][a][k]
         for d in DIMS for l in LOSSES for a in ACTIVATIONS for k, q in enumerate(QUANTITIES)
@@ -450,24 +519,21 @@ def write_report(out: Path, results, settings: Dict[str, Settings], quick: bool,
         "| initialisation | | ddn default (xavier_normal, zero biases); type 1 and type 2 models of an activation start from the same weights | same |",
         f"| RNG seed | | {s1.seed}: data, initial weights and minibatch order derive from it | same |",
         "",
-        "What we changed, and why:",
+        "What we changed, and why (trial figures from `ddn_regression_trials.json`, written by "
+        "`python experiments/ddn_regression.py --trials`):",
         "",
         "* **No weight decay.** With errors of 1e-6 and below, the seed's L2 penalty "
         "(1e-6 x |theta|^2, about 1e-4 for these networks) is as large as the data loss or "
         "larger, and pulls the fit away from the data.",
         "* **A larger, annealed learning rate and larger batches**: lr 1e-2 cosine-annealed to "
         "1e-6 needs far fewer steps than a constant 1e-3, and larger batches lower the gradient "
-        "noise that otherwise sets the error floor of the f-only (type 2) models (1-d type 2 "
-        "cos, Adam alone: f error 2.0e-7 at batch 256, 4.0e-8 at batch 1024).",
+        "noise that otherwise sets the error floor of the f-only (type 2) models "
+        f"({trial['batch']}).",
         "* **An L-BFGS polish in float64** after Adam: full-batch quasi-Newton steps suit these "
-        "small smooth problems (1-d type 1 tanh in our trials: 12000 Adam steps reached an f "
-        "error of 4.6e-6; 3000 Adam steps plus 500 L-BFGS iterations 2.8e-8, in comparable "
-        "time). In float32 the line search gave up early (after 70 to 300 of 500 iterations), "
+        f"small smooth problems ({trial['lbfgs']}). {trial['float32']}, "
         "hence float64 for this phase. 2-d gets more iterations than 1-d: it is the harder fit.",
         "* **ReLU models differ**: with the smooth activations' settings (lr 1e-2, batch 1024, "
-        "L-BFGS, which gains little on a piecewise-linear network) the 1-d type 1 ReLU model "
-        "reached a J error of 5.0e-4, worse than the seed; Adam alone at lr 1e-3, batch 256, "
-        "20000 steps reaches 1.9e-4 in about the same time.",
+        f"L-BFGS, which gains little on a piecewise-linear network) {trial['relu']}.",
         "* **Noise on the targets only** (f and df/dx), not on the inputs.",
         "",
         "Note on the seed's setup: the seed's public scripts (`1d_example_diff_net.py`, "
@@ -503,9 +569,7 @@ def write_report(out: Path, results, settings: Dict[str, Settings], quick: bool,
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(str(path), text.encode())
 
 
 # --------------------------------------------------------------------------- main
@@ -515,9 +579,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="experiments/results", help="output folder (default: experiments/results)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
+    parser.add_argument("--trials", action="store_true",
+                        help="run the trials behind the settings' reasons (ddn_regression_trials.json) and stop")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    if args.trials:
+        path = Path(args.out) / "ddn_regression_trials.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(str(path), run_trials(args.seed))
+        print(f"wrote {path}; rerun the study (or the report) to quote the figures")
+        return 0
     import matplotlib
 
     matplotlib.use("Agg")

@@ -68,3 +68,14 @@ def test_type1_loss_trains_the_derivative(experiment):
         errs[loss] = experiment.errors(experiment.predict(net, x_test), truth)
     assert errs["type1"]["J"] < 0.1 * before["J"]
     assert errs["type1"]["J"] < 0.3 * errs["type2"]["J"]
+
+
+def test_report_quotes_the_trials_file(experiment):
+    """The report's trial figures are read from the --trials output, none typed into the script."""
+    fake = {key: dict(errors=dict(f=1.25e-7 * (i + 1), J=3.5e-4 + i * 1e-5), lbfgs_iterations=70 + 10 * i)
+            for i, (key, *_) in enumerate(experiment.TRIALS)}
+    text = experiment.trial_sentences(fake)
+    assert "f error 1.2e-07 at batch 256, 2.5e-07 at batch 1024" in text["batch"]
+    assert "after 110 to 120 of 500" in text["float32"]
+    assert "J error of 4.1e-04" in text["relu"] and "reaches 4.2e-04" in text["relu"]
+    assert "not measured" in experiment.trial_sentences(None)["lbfgs"]
