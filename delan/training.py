@@ -152,6 +152,17 @@ class TrainConfig:
     the loss terms (defaults: :data:`DEFAULT_LOSS_WEIGHTS` for the model kind); ``forward_norm`` ("mass" or "joint") is the norm of the
     forward-dynamics residual (see :mod:`delan.losses`).
 
+    Trajectory training (:mod:`delan.rollout_loss`; None = off): ``rollout_horizon`` K adds
+    ``rollout_weight`` times the normalised state error of K-interval RK4 rollouts of the learned
+    dynamics (``rollout_substeps`` steps per interval) from the minibatch's samples, on every
+    ``rollout_every``-th minibatch, from at most ``rollout_windows`` of its samples (None = all),
+    once ``rollout_start`` of the run is done (a fraction, as the learning rate's progress: the
+    rollout of an untrained model is far off and its error swamps the one-step losses, so it
+    fine-tunes a model that already fits them); from then on validation also scores the rollout
+    of every validation window, and the best model is chosen among those epochs only (a new
+    criterion). Windows stay inside a trajectory and out of validation blocks. Not for the mlp
+    (no forward dynamics).
+
     Data: ``test`` names the held-out trajectories (never seen in training). ``validation`` is
     either a fraction: one contiguous block of that fraction of the samples of EVERY training
     trajectory, at a seeded random place (:func:`validation_blocks`), or a list of trajectory
@@ -189,6 +200,12 @@ class TrainConfig:
     grad_clip: Optional[float] = None
     loss_weights: Dict[str, float] = field(default_factory=dict)
     forward_norm: str = "mass"
+    rollout_horizon: Optional[int] = None
+    rollout_weight: float = 1.0
+    rollout_substeps: int = 1
+    rollout_every: int = 1
+    rollout_windows: Optional[int] = None
+    rollout_start: float = 0.5
     validation: Any = 0.1
     patience: Optional[int] = None
     seed: int = 0
@@ -246,6 +263,7 @@ class TrainConfig:
             raise RunError("`device` cuda asked for, but torch sees no CUDA device; use `device` cpu")
         if self.joint_types is not None and not isinstance(self.joint_types, str):
             self.joint_types = [str(x) for x in self.joint_types]
+        _validate_rollout(self, need)
         if self.model == "mlp" and self.friction is True:
             raise RunError("`friction`: the mlp baseline has no friction term (it learns the total torque); "
                            "train a structured or black-box model to learn friction")
@@ -264,6 +282,37 @@ class TrainConfig:
         if unknown:
             raise RunError(f"unknown training options {unknown}")
         return cls(**d)
+
+
+def _validate_rollout(config: "TrainConfig", need: Callable[[bool, str], None]) -> None:
+    """The trajectory-training options (:mod:`delan.rollout_loss`), one line per bad value."""
+    need(config.rollout_horizon is None or (_is_int(config.rollout_horizon) and config.rollout_horizon >= 1),
+         f"--rollout-horizon must be an integer >= 1 (sample intervals), got {config.rollout_horizon!r}")
+    need(_is_num(config.rollout_weight) and config.rollout_weight >= 0,
+         f"--rollout-weight must be a number >= 0, got {config.rollout_weight!r}")
+    need(_is_int(config.rollout_substeps) and config.rollout_substeps >= 1,
+         f"--rollout-substeps must be an integer >= 1, got {config.rollout_substeps!r}")
+    need(_is_int(config.rollout_every) and config.rollout_every >= 1,
+         f"--rollout-every must be an integer >= 1, got {config.rollout_every!r}")
+    need(config.rollout_windows is None or (_is_int(config.rollout_windows) and config.rollout_windows >= 1),
+         f"--rollout-windows must be an integer >= 1, got {config.rollout_windows!r}")
+    need(_is_num(config.rollout_start) and 0 <= config.rollout_start < 1,
+         f"--rollout-start must be a fraction of the run in [0, 1), got {config.rollout_start!r}")
+    need(config.rollout_horizon is None or config.model != "mlp",
+         "--rollout-horizon: the mlp baseline has no forward dynamics to integrate (it maps q, qd, qdd to "
+         "tau); train another model kind for trajectory training")
+
+
+def _rollout_on(config: "TrainConfig", epoch: int, elapsed: float) -> bool:
+    """Does the rollout loss train in this epoch: once the run's progress (the larger of the
+    fractions of epochs and of the time budget done, as the learning rate's) reaches
+    ``config.rollout_start``."""
+    if not (config.rollout_horizon and config.rollout_weight):
+        return False
+    progress = 0.0 if config.epochs is None else epoch / config.epochs
+    if config.time_budget is not None:
+        progress = max(progress, elapsed / config.time_budget)
+    return progress >= config.rollout_start
 
 
 def _is_int(x: Any) -> bool:
@@ -489,8 +538,20 @@ def make_loss(config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.
         def one_step(model: nn.Module, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
             return losses.delan_loss(model, batch, scales, weights, forward_norm=config.forward_norm)
 
+    rollout = None
+    if config.rollout_horizon and config.rollout_weight:
+        from delan.rollout_loss import RolloutLoss
+
+        rollout = RolloutLoss.from_data(train["q"], train["qd"], config.rollout_substeps)
+
     def loss(model: nn.Module, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
-        return one_step(model, batch)
+        total, parts = one_step(model, batch)
+        if rollout is not None and getattr(loss, "rollout_on", True):
+            from delan.rollout_loss import add_rollout_part
+
+            total, parts = add_rollout_part(total, parts, rollout, model, batch, config.rollout_weight,
+                                            config.rollout_every, config.rollout_windows)
+        return total, parts
 
     return loss
 
@@ -783,6 +844,10 @@ def _train(
     dtype = DTYPES[config.dtype]
     train = to_tensors(train_arrays, dtype, config.device)
     val = to_tensors(val_arrays, dtype, config.device) if val_arrays is not None else None
+    if config.rollout_horizon:  # windows of K intervals inside each contiguous segment
+        from delan.rollout_loss import add_windows
+
+        add_windows(train, val, rest, val_names, blocks, config.rollout_horizon)
     n_train = train["q"].shape[0]
     n_val = 0 if val is None else val["q"].shape[0]
     validation = _describe_validation(rest, val_names, blocks, n_val)
@@ -912,11 +977,14 @@ def _train(
             first, sums = 0, {}
         for group in optimizer.param_groups:
             group["lr"] = lr
+        rollout_on = _rollout_on(config, epoch, elapsed)
+        loss_fn.rollout_on = rollout_on  # validation scores the rollout part from then on
 
         model.train()
         for i in range(first, n_train, config.batch_size):
             idx = perm[i:i + config.batch_size]
             batch = {k: v[idx] for k, v in train.items()}
+            batch["step"] = step  # the rollout loss runs on every rollout_every-th step
             try:
                 total, parts = loss_fn(model, batch)
             except (ValueError, RuntimeError) as exc:
@@ -958,8 +1026,10 @@ def _train(
             raise diverged(epoch, f"the {'validation' if val_mean is not None else 'training'} loss is {score}")
         if not _finite_weights(model):
             raise diverged(epoch, "the weights are no longer finite")
+        if rollout_on and not best.get("rollout"):  # the score now holds the rollout part: a new criterion
+            best = dict(best, loss=math.inf, bad_epochs=0, rollout=True)
         if score < best["loss"]:
-            best = {"loss": score, "epoch": epoch, "bad_epochs": 0,
+            best = {"loss": score, **({"rollout": True} if rollout_on else {}), "epoch": epoch, "bad_epochs": 0,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         else:
             best["bad_epochs"] += 1

@@ -28,6 +28,13 @@ _OPTIONS = [
     ("seed", int, "N", "random seed (weights, minibatch order, validation choice)"),
     ("checkpoint_every", int, "N", "write a checkpoint every N epochs (and at the end)"),
     ("threads", int, "N", "CPU threads for torch (0 = torch's default; small models run fastest on 1)"),
+    ("rollout_horizon", int, "K", "trajectory training: add a loss on K-interval RK4 rollouts of the learned "
+                                  "dynamics from the recorded states (default off; not for the mlp)"),
+    ("rollout_weight", float, "W", "weight of the rollout loss beside the one-step losses"),
+    ("rollout_substeps", int, "S", "RK4 steps per sample interval in the rollout loss"),
+    ("rollout_every", int, "N", "compute the rollout loss on every N-th minibatch"),
+    ("rollout_windows", int, "M", "at most M rollout windows per minibatch (default: all its samples)"),
+    ("rollout_start", float, "FRACTION", "train the rollout loss once this fraction of the run is done"),
 ]
 
 
