@@ -16,7 +16,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device, repeats: int = 15, warmup: int = 3, min_time: float = 0.0) -> Dict[str, float]:
+def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device, repeats: int = 15, warmup: int = 3,
+                     min_time: float = 0.0) -> Dict[str, float]:
     """Median seconds per call of each function, measured round-robin so that a slow spell of
     a shared machine hits every contender alike. Each sample runs a function enough times to
     last ``min_time`` seconds (for sub-millisecond calls)."""

@@ -112,7 +112,8 @@ def main(argv=None) -> int:
                 for r in run_case(n, batch, args.width, args.depth, args.activation, dtype, device, args.repeats):
                     jacjac = "-" if r["jacjac_ms"] is None else f"{r['jacjac_ms']:.3f}"
                     row = (
-                        f"| {r['n']} | {r['batch']} | {r['order']} | {r['func_ms']:.3f} | {jacjac} | {r['ddn_ms']:.3f} | "
+                        f"| {r['n']} | {r['batch']} | {r['order']} | {r['func_ms']:.3f} | {jacjac} | "
+                        f"{r['ddn_ms']:.3f} | "
                         f"{r['ratio']:.2f}x | {r['ratio_best']:.2f}x | {r['value_ms']:.3f} | {r['gflop']:.3f} | "
                         f"{r['mm_ms']:.3f} | {r['efficiency']:.0%} |"
                     )

@@ -33,6 +33,7 @@ import os
 import sys
 
 import torch
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import single_sample  # noqa: E402
 from _timing import environment, load_average, matmul_replay, sync, time_interleaved  # noqa: E402
@@ -127,7 +128,8 @@ def bench_inverse(n, batch, dtype, device, repeats):
                           "ref_terms_trainable": theirs_terms_trainable, "mm_terms": mm_terms},
                          device, repeats=repeats, min_time=0.05)
     rows = [row("inverse dynamics", n, batch, t, flops, unit="samples/s")]
-    t2 = {"ours": t["ours_terms"], "ref": t["ref_terms"], "ref_trainable": t["ref_terms_trainable"], "mm": t["mm_terms"]}
+    t2 = {"ours": t["ours_terms"], "ref": t["ref_terms"], "ref_trainable": t["ref_terms_trainable"],
+          "mm": t["mm_terms"]}
     rows.append(row("terms (all of H,c,g,T,V,tau)", n, batch, t2, flops_terms, unit="samples/s"))
     return rows
 

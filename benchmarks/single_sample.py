@@ -139,11 +139,13 @@ def main(argv=None) -> str:
         "benchmark got only part of a core), much less the CPU time or the fast / torch ratio.",
         "",
         "| dtype | configuration | n_dof | fast (`single_sample_inverse_dynamics()`) | torch (`inverse_dynamics`, "
-        "inference_mode) | reference (autograd, frozen parameters) | fast / torch | max abs(fast - torch) / max abs(torch) |",
+        "inference_mode) | reference (autograd, frozen parameters) | fast / torch | "
+        "max abs(fast - torch) / max abs(torch) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['dtype']} | {r['config']} | {r['n']} | {r['fast'] / 1e3:.1f} kHz ({r['fast_cpu'] / 1e3:.1f}) | "
+        lines.append(f"| {r['dtype']} | {r['config']} | {r['n']} | "
+                     f"{r['fast'] / 1e3:.1f} kHz ({r['fast_cpu'] / 1e3:.1f}) | "
                      f"{r['torch'] / 1e3:.1f} kHz ({r['torch_cpu'] / 1e3:.1f}) | {r['ref'] / 1e3:.2f} kHz | "
                      f"{r['fast'] / r['torch']:.2f}x | {r['diff']:.1e} |")
     text = "\n".join(lines)

@@ -47,7 +47,7 @@ def derivative_rows(name: str, refs, duration: float, rng: np.random.Generator):
     rows = []
     for window, order in SETTINGS:
         e1, e2 = [], []
-        for (q, qd, qdd), qn in zip(truth, noisy):
+        for (_, qd, qdd), qn in zip(truth, noisy):
             est_qd, est_qdd, _ = estimate_derivatives(t, qn, window=window, polyorder=order)
             e1.append(np.sqrt(np.mean((est_qd - qd) ** 2)) / np.abs(qd).max())
             e2.append(np.sqrt(np.mean((est_qdd - qdd) ** 2)) / np.abs(qdd).max())

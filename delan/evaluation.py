@@ -79,7 +79,8 @@ def model_kind(model: nn.Module) -> str:
     from delan import models
 
     # the Hamiltonians first: the structured one is a subclass of the DeLaN
-    for kind, name in (("hamiltonian", "DeepHamiltonianNetwork"), ("black-box-hamiltonian", "BlackBoxHamiltonianNetwork"),
+    for kind, name in (("hamiltonian", "DeepHamiltonianNetwork"),
+                       ("black-box-hamiltonian", "BlackBoxHamiltonianNetwork"),
                        ("structured", "DeepLagrangianNetwork"), ("black-box", "BlackBoxLagrangianNetwork"),
                        ("mlp", "FeedForwardModel")):
         cls = getattr(models, name, None)
@@ -357,9 +358,9 @@ def _batch_vpt(model, t_rel: np.ndarray, group: List, inv_var: torch.Tensor, thr
         span = t_rel[k + 1] - t_rel[k]
         tau, slope = tau_rec[k, live], (tau_rec[k + 1, live] - tau_rec[k, live]) / span
         if hold == "zero":
-            tau_fn = lambda t, a, b: tau  # noqa: E731
+            tau_fn = lambda t, a, b, tau=tau: tau  # noqa: E731
         else:
-            tau_fn = lambda t, a, b: tau + t * slope  # noqa: E731
+            tau_fn = lambda t, a, b, tau=tau, slope=slope: tau + t * slope  # noqa: E731
         ro = rollout(model, q, qd, tau_fn, span / substeps, substeps, "rk4", stop_on_divergence=True)
         diverged = ro.diverged_at or [None] * len(live)
         err = ((ro.q[-1] - q_rec[k + 1, live]) ** 2 * inv_var).sum(-1)

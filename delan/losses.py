@@ -98,7 +98,7 @@ class Normaliser:
         self._cache: dict = {}
 
     @classmethod
-    def from_data(cls, q, qd, qdd, tau) -> "Normaliser":
+    def from_data(cls, q, qd, qdd, tau) -> Normaliser:
         """From the training arrays q, qd, qdd, tau (N, n) (numpy or torch); q only for symmetry
         with a batch (no target depends on it)."""
         qd, qdd, tau = (torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).double()
@@ -127,7 +127,7 @@ class Normaliser:
                 "power_var": float(self.power_var), "inertia": self.inertia.tolist()}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Normaliser":
+    def from_dict(cls, d: Mapping) -> Normaliser:
         return cls(d["tau_var"], d["qdd_var"], d["power_var"], d.get("inertia"))
 
     def __repr__(self) -> str:

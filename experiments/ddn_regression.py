@@ -383,9 +383,11 @@ def plot_2d(x, truth, preds, act: str, path: Path, dpi: int) -> None:
             if is_error:
                 z = z - get(truth).double()
                 lim = float(z.abs().max()) or 1.0
-                im = ax.imshow(z.reshape(n, n).numpy(), origin="lower", extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim)
+                im = ax.imshow(z.reshape(n, n).numpy(), origin="lower", extent=extent, cmap="RdBu_r",
+                               vmin=-lim, vmax=lim)
             else:
-                im = ax.imshow(z.reshape(n, n).numpy(), origin="lower", extent=extent, cmap="Spectral_r", vmin=-1, vmax=1)
+                im = ax.imshow(z.reshape(n, n).numpy(), origin="lower", extent=extent, cmap="Spectral_r",
+                               vmin=-1, vmax=1)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, format="%.1e" if is_error else "%.1f")
             ax.set_xticks([-3, 0, 3])
             ax.set_yticks([-3, 0, 3])
@@ -510,13 +512,16 @@ def write_report(out: Path, results, settings: Dict[str, Settings], quick: bool,
         f"Adam, lr {s1.lr:g} cosine-annealed to {s1.lr_final:g}, weight decay {s1.weight_decay:g} | "
         f"Adam, lr {s2.lr:g} cosine-annealed to {s2.lr_final:g}, weight decay {s2.weight_decay:g} |",
         f"| batch, Adam steps | 128, - | {s1.batch}, {s1.steps} | {s2.batch}, {s2.steps} |",
-        f"| then L-BFGS | none | {s1.lbfgs_iters} iterations, full batch of {s1.lbfgs_samples} training samples, strong-Wolfe line search | "
+        f"| then L-BFGS | none | {s1.lbfgs_iters} iterations, full batch of {s1.lbfgs_samples} training samples, "
+        "strong-Wolfe line search | "
         f"{s2.lbfgs_iters} iterations, full batch of {s2.lbfgs_samples}, same |",
         f"| dtype | float32 | Adam {s1.dtype}, L-BFGS and evaluation {s1.lbfgs_dtype} | same |",
         "| ReLU models | | " + ("as above" if quick else
-        f"Adam only: lr {RELU['lr']:g} cosine-annealed to {s1.lr_final:g}, batch {RELU['batch']}, {RELU['steps']} steps, no L-BFGS")
+        f"Adam only: lr {RELU['lr']:g} cosine-annealed to {s1.lr_final:g}, batch {RELU['batch']}, "
+        f"{RELU['steps']} steps, no L-BFGS")
         + " | same |",
-        "| initialisation | | ddn default (xavier_normal, zero biases); type 1 and type 2 models of an activation start from the same weights | same |",
+        "| initialisation | | ddn default (xavier_normal, zero biases); type 1 and type 2 models of an activation "
+        "start from the same weights | same |",
         f"| RNG seed | | {s1.seed}: data, initial weights and minibatch order derive from it | same |",
         "",
         "What we changed, and why (trial figures from `ddn_regression_trials.json`, written by "

@@ -145,7 +145,7 @@ def test_layer_check_catches_a_backwards_import(tmp_path):
 def test_import_every_module_in_random_order_in_a_fresh_interpreter(seed):
     modules = sorted(m for m in module_files() if m != "delan.__main__")
     random.Random(seed).shuffle(modules)
-    code = "import importlib\nfor m in %r:\n    importlib.import_module(m)\n" % (modules,)
+    code = f"import importlib\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
     env = dict(os.environ, MPLBACKEND="Agg")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)

@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from delan.errors import DataError, RunError
-from delan.training import (DEFAULT_TIME_BUDGET, TrainConfig, choose_validation, learning_rate, split_samples,
-                            train_run, validation_blocks)
+from delan.training import (
+    DEFAULT_TIME_BUDGET,
+    TrainConfig,
+    choose_validation,
+    learning_rate,
+    split_samples,
+    train_run,
+    validation_blocks,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ sub-commands live in ``_checks``).
 
 ``main`` is the one error boundary: every :class:`~delan.errors.DelanError` becomes one line
 ``delan CMD: error: ...`` on stderr and exit code 2 (or the error's own ``exit_code``), with the
-library's option names (written `name` in its messages) turned into the command's flags; any other exception one line ``delan CMD: internal error: Type: ...``
+library's option names (written `name` in its messages) turned into the command's flags; any
+other exception one line ``delan CMD: internal error: Type: ...``
 and exit code 1. ``--debug`` (anywhere on the command line) prints the traceback as well.
 """
 from __future__ import annotations
@@ -67,7 +68,7 @@ def as_flags(message: str, parser: Optional[argparse.ArgumentParser]) -> str:
             elif action.dest != "help":
                 flags[action.dest] = action.metavar or action.dest.upper()
 
-    def flag(match: "re.Match[str]") -> str:
+    def flag(match: re.Match[str]) -> str:
         name = _OPTION_ALIASES.get(match.group(1), match.group(1))
         return flags.get(name, "--" + name.replace("_", "-"))
 

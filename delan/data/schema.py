@@ -275,7 +275,7 @@ class Dataset:
                                 f"expected shape ({len(tr)}, {self.n_dof}), got {tr.q.shape}")
             tr.validate(self.n_dof, self.source)
 
-    def split(self, names: Sequence[str]) -> Tuple["Dataset", "Dataset"]:
+    def split(self, names: Sequence[str]) -> Tuple[Dataset, Dataset]:
         """(the named trajectories, all others); unknown names raise DataError listing valid ones."""
         names = list(names)
         unknown = [x for x in names if x not in self.trajectories]
@@ -328,7 +328,8 @@ def save_dataset(ds: Dataset, path: str, compression: Optional[str] = "gzip") ->
             if ds.joint_types is not None:
                 f.attrs["joint_types"] = _text(ds.joint_types)
             for k, v in ds.attrs.items():
-                f.attrs[k] = _text(json.dumps(v)) if isinstance(v, (dict, list)) else _text(v) if isinstance(v, str) else v
+                structured = isinstance(v, (dict, list))
+                f.attrs[k] = _text(json.dumps(v)) if structured else _text(v) if isinstance(v, str) else v
             grp = f.create_group("trajectories", track_order=True)
             for tr in ds:
                 g = grp.create_group(tr.name)
@@ -386,7 +387,8 @@ def load_dataset(path: str, estimate_missing: bool = True, check_range: bool = T
     except MemoryError:
         raise DataError(f"{path}: too large to load into memory") from None
     except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes h5py or numpy raise
-        raise DataError(f"{path}: unreadable (truncated or corrupt?): {type(exc).__name__}: {_first_line(exc)}") from None
+        raise DataError(f"{path}: unreadable (truncated or corrupt?): "
+                        f"{type(exc).__name__}: {_first_line(exc)}") from None
 
 
 def _show(v) -> str:

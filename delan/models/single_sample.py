@@ -250,5 +250,6 @@ class SingleSampleInverseDynamics:
         tau = tau - (u if features is None else dot(u * dphi, sel))
         if self._friction is not None:  # delan.friction.joint_friction, coefficients softplus(raw)
             raw_viscous, raw_coulomb, inv_smoothing = self._friction
-            tau = tau + np.logaddexp(0.0, raw_viscous) * qd + np.logaddexp(0.0, raw_coulomb) * np.tanh(qd * inv_smoothing)
+            tau = (tau + np.logaddexp(0.0, raw_viscous) * qd
+                   + np.logaddexp(0.0, raw_coulomb) * np.tanh(qd * inv_smoothing))
         return tau.astype(dtype, copy=False)

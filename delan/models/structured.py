@@ -23,7 +23,6 @@ is built except H itself, and no scatter/index_put appears anywhere.
 from __future__ import annotations
 
 import math
-
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -36,6 +35,7 @@ from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms, solve_spd
 from delan.models.base import LearnedModel, dtype_name, lagrangian_options
 from delan.models.friction import JointFriction
+
 
 def _frozen(name: str, doc: str) -> property:
     """A read-only view of a constructor option that the model's constant buffers are built from:

@@ -37,7 +37,8 @@ class NLink(TrueSystem):
         self.m = np.broadcast_to(np.asarray(1.0 if masses is None else masses, float), (n,)).copy()
         self.l = np.broadcast_to(np.asarray(0.5 if lengths is None else lengths, float), (n,)).copy()
         self.lc = self.l / 2 if coms is None else np.broadcast_to(np.asarray(coms, float), (n,)).copy()
-        self.I = self.m * self.l ** 2 / 12 if inertias is None else np.broadcast_to(np.asarray(inertias, float), (n,)).copy()
+        self.I = (self.m * self.l ** 2 / 12 if inertias is None
+                  else np.broadcast_to(np.asarray(inertias, float), (n,)).copy())
         self.g0 = float(gravity)
         self.joint_names = [f"joint{i}" for i in range(n)]
         self.joint_types = ["revolute"] * n
