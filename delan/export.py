@@ -18,10 +18,12 @@ How several functions live in one artefact
 * **The entry point is the same in every format**: ``forward(q, qd, qdd, tau)`` returns the tuple
   (torque, acceleration, mass_matrix, coriolis, gravity, friction) in that order. ONNX and
   ``torch.export`` have one entry point per file (an ONNX model is one graph; a saved
-  ExportedProgram is one program), and one network pass gives every term at once (H, c, g, f are
-  shared by inverse and forward dynamics), so one graph with all outputs costs little more than
-  inverse dynamics alone: the extra work is H itself and a Cholesky solve of an n x n matrix. In
-  ONNX the outputs are named as above, the inputs q, qd, qdd, tau.
+  ExportedProgram is one program), and one evaluation of the model's terms gives every output
+  (H, c, g, f are shared: torque = H qdd + c + g + f, acceleration by a solve with the same H), so
+  one graph with all outputs costs little more than inverse dynamics alone: the extra work is H
+  itself and a Cholesky solve of an n x n matrix (benchmarks/export_latency.py measures it).
+  Separate graphs or programs would mean several files, or network passes repeated per function.
+  In ONNX the outputs are named as above, the inputs q, qd, qdd, tau.
 * **TorchScript** also has one method per function, so a C++ loop calls only what it needs:
   ``inverse_dynamics(q, qd, qdd) -> tau`` (the model's own inverse-dynamics path, its cheapest),
   ``forward_dynamics(q, qd, tau) -> qdd`` and ``terms(q, qd) -> (H, c, g, f)``.
