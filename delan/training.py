@@ -602,13 +602,7 @@ def read_config(run_dir: str) -> TrainConfig:
         raise RunError(f"{run_dir}: no such run directory")
     if not os.path.exists(path):
         raise RunError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
-    try:
-        with open(path) as f:
-            d = json.load(f)
-        if not isinstance(d, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
-        raise RunError(f"{path}: corrupt run configuration ({exc})") from None
+    d = _json_object(path, "run configuration")
     fmt, version = d.pop("format", CONFIG_FORMAT), d.pop("version", 1)  # files before versions: 1
     if fmt != CONFIG_FORMAT:
         raise RunError(f"{path}: not a DeLaN run configuration (format {fmt!r})")
@@ -619,18 +613,24 @@ def read_config(run_dir: str) -> TrainConfig:
         raise RunError(f"{path}: corrupt run configuration ({exc})") from None
 
 
-def read_run_data(run_dir: str) -> Dict[str, Any]:
-    """``data.json`` of a run directory ({} when absent: runs of older versions may lack it)."""
-    path = os.path.join(os.fspath(run_dir), DATA_FILE)
-    if not os.path.exists(path):
-        return {}
+def _json_object(path: str, what: str) -> Dict[str, Any]:
+    """The JSON object in ``path``; RunError "corrupt <what>" for anything else."""
     try:
         with open(path) as f:
             d = json.load(f)
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
     except ValueError as exc:
-        raise RunError(f"{path}: corrupt run data record ({exc})") from None
+        raise RunError(f"{path}: corrupt {what} ({exc})") from None
+    return d
+
+
+def read_run_data(run_dir: str) -> Dict[str, Any]:
+    """``data.json`` of a run directory ({} when absent: runs of older versions may lack it)."""
+    path = os.path.join(os.fspath(run_dir), DATA_FILE)
+    if not os.path.exists(path):
+        return {}
+    d = _json_object(path, "run data record")
     _check_version(path, "run data record", d.get("version", 1), (DATA_VERSION,))
     return d
 
