@@ -6,7 +6,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -94,3 +94,11 @@ def environment(device: torch.device) -> str:
         f"torch {torch.__version__}, device {device} ({name}), threads {torch.get_num_threads()}, "
         f"python {platform.python_version()}"
     )
+
+
+def write_report(text: str, output: Optional[str]) -> None:
+    """Write a benchmark's printed report to ``output`` (a markdown file; folders created), if given."""
+    if output:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with open(output, "w") as f:
+            f.write(text.rstrip("\n") + "\n")

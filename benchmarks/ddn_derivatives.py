@@ -22,7 +22,7 @@ import torch
 from torch.func import hessian, jacrev, vmap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import environment, load_average, matmul_replay, time_interleaved  # noqa: E402
+from _timing import environment, load_average, matmul_replay, time_interleaved, write_report  # noqa: E402
 
 import ddn  # noqa: E402
 
@@ -122,10 +122,7 @@ def main(argv=None) -> int:
         lines.append("")
         print()
     lines.append(f"{load_average()} when it ended.")
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
+    write_report("\n".join(lines), args.output)
     return 0
 
 

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import single_sample  # noqa: E402
-from _timing import environment, load_average, matmul_replay, sync, time_interleaved  # noqa: E402
+from _timing import environment, load_average, matmul_replay, sync, time_interleaved, write_report  # noqa: E402
 
 from delan import reference as ref  # noqa: E402
 from delan.losses import LossWeights, Normaliser, delan_loss, inverse_loss, loss_from_terms  # noqa: E402
@@ -216,10 +216,7 @@ def main(argv=None) -> str:
         lines += [""] + [f"* single sample, n_dof {r['n']}: {r['note']}" for r in rows if r["note"]]
     text = "\n".join(lines)
     print(text)
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
+    write_report(text, args.output)
     return text
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import environment, load_average  # noqa: E402
+from _timing import environment, load_average, write_report  # noqa: E402
 
 from delan import reference as ref  # noqa: E402
 from delan.models import DeepLagrangianNetwork  # noqa: E402
@@ -150,10 +150,7 @@ def main(argv=None) -> str:
                      f"{r['fast'] / r['torch']:.2f}x | {r['diff']:.1e} |")
     text = "\n".join(lines)
     print(text)
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
+    write_report(text, args.output)
     return text
 
 

@@ -403,38 +403,41 @@ def plot_2d(x, truth, preds, act: str, path: Path, dpi: int) -> None:
 
 
 # --------------------------------------------------------------------------- report
+def comparisons(results):
+    """(dim, loss, activation, [(quantity, seed value, ours), ...]) for every model, table order."""
+    for dim in DIMS:
+        for loss in LOSSES:
+            for act in ACTIVATIONS:
+                yield dim, loss, act, [(q, seed_value, results[dim][loss][act][q])
+                                       for q, seed_value in zip(QUANTITIES, SEED[dim][loss][act])]
+
+
 def table_lines(results) -> list:
     lines = [
         "| dim | loss | activation | f seed | f ours | J seed | J ours | H seed | H ours |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for dim in DIMS:
-        for loss in LOSSES:
-            for act in ACTIVATIONS:
-                cells = []
-                for q, seed_value in zip(QUANTITIES, SEED[dim][loss][act]):
-                    ours = results[dim][loss][act][q]
-                    mark = ""
-                    if act == "relu" and q == "H":
-                        mark = " (=)" if abs(ours - seed_value) <= 0.01 * seed_value else " (differs)"
-                    elif ours > seed_value:
-                        mark = " **worse**"
-                    cells += [f"{seed_value:.3e}", f"{ours:.3e}{mark}"]
-                lines.append(f"| {dim} | {loss} | {act} | " + " | ".join(cells) + " |")
+    for dim, loss, act, cells_in in comparisons(results):
+        cells = []
+        for q, seed_value, ours in cells_in:
+            mark = ""
+            if act == "relu" and q == "H":
+                mark = " (=)" if abs(ours - seed_value) <= 0.01 * seed_value else " (differs)"
+            elif ours > seed_value:
+                mark = " **worse**"
+            cells += [f"{seed_value:.3e}", f"{ours:.3e}{mark}"]
+        lines.append(f"| {dim} | {loss} | {act} | " + " | ".join(cells) + " |")
     return lines
 
 
 def print_table(results) -> None:
     print(f"{'dim':3} {'loss':5} {'act':8} " + " ".join(f"{q + ' seed':>10} {q + ' ours':>10}" for q in QUANTITIES))
-    for dim in DIMS:
-        for loss in LOSSES:
-            for act in ACTIVATIONS:
-                row = []
-                for q, seed_value in zip(QUANTITIES, SEED[dim][loss][act]):
-                    ours = results[dim][loss][act][q]
-                    flag = "!" if ours > seed_value and not (act == "relu" and q == "H") else " "
-                    row.append(f"{seed_value:10.3e} {ours:10.3e}{flag}")
-                print(f"{dim:3} {loss:5} {act:8} " + " ".join(row))
+    for dim, loss, act, cells in comparisons(results):
+        row = []
+        for q, seed_value, ours in cells:
+            flag = "!" if ours > seed_value and not (act == "relu" and q == "H") else " "
+            row.append(f"{seed_value:10.3e} {ours:10.3e}{flag}")
+        print(f"{dim:3} {loss:5} {act:8} " + " ".join(row))
     print("('!' = ours worse than the seed; ReLU's H error is the mean squared true Hessian for both)")
 
 
