@@ -96,9 +96,14 @@ def environment(device: torch.device) -> str:
     )
 
 
-def write_report(text: str, output: Optional[str]) -> None:
-    """Write a benchmark's printed report to ``output`` (a markdown file; folders created), if given."""
+def write_report(lines: List[str], output: Optional[str], echo: bool = True) -> str:
+    """A benchmark's report from its lines: printed (with ``echo``), written to ``output`` (a
+    markdown file; folders created) if given, and returned."""
+    text = "\n".join(lines)
+    if echo:
+        print(text)
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         with open(output, "w") as f:
             f.write(text.rstrip("\n") + "\n")
+    return text

@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         lines.append("")
         print()
     lines.append(f"{load_average()} when it ended.")
-    write_report("\n".join(lines), args.output)
+    write_report(lines, args.output, echo=False)  # the rows were printed as they came
     return 0
 
 

@@ -214,10 +214,7 @@ def main(argv=None) -> str:
     notes = [r["note"] for r in rows if r["note"]]
     if notes:
         lines += [""] + [f"* single sample, n_dof {r['n']}: {r['note']}" for r in rows if r["note"]]
-    text = "\n".join(lines)
-    print(text)
-    write_report(text, args.output)
-    return text
+    return write_report(lines, args.output)
 
 
 if __name__ == "__main__":

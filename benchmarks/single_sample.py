@@ -148,10 +148,7 @@ def main(argv=None) -> str:
                      f"{r['fast'] / 1e3:.1f} kHz ({r['fast_cpu'] / 1e3:.1f}) | "
                      f"{r['torch'] / 1e3:.1f} kHz ({r['torch_cpu'] / 1e3:.1f}) | {r['ref'] / 1e3:.2f} kHz | "
                      f"{r['fast'] / r['torch']:.2f}x | {r['diff']:.1e} |")
-    text = "\n".join(lines)
-    print(text)
-    write_report(text, args.output)
-    return text
+    return write_report(lines, args.output)
 
 
 if __name__ == "__main__":
