@@ -49,7 +49,7 @@ def test_convergence_orders():
         err[m] = [abs(rollout(s, q0, qd0, None, dt=dt, steps=round(1.0 / dt), method=m).q[-1] - ref).item()
                   for dt in (0.01, 0.005)]
     assert 1.6 < err["euler"][0] / err["euler"][1] < 2.5          # first order
-    assert 1.6 < err["symplectic"][0] / err["symplectic"][1] < 2.5
+    assert 3.5 < err["symplectic"][0] / err["symplectic"][1] < 4.5  # second order (implicit midpoint)
     assert 12 < err["rk4"][0] / err["rk4"][1] < 20                # fourth order
     d = rollout(s, q0, qd0, None, dt=0.01, steps=100, method="dopri5")
     assert abs(d.q[-1] - ref).item() < 1e-7 and d.q.shape == (101, 1)
@@ -58,7 +58,7 @@ def test_convergence_orders():
 def test_symplectic_energy_bounded_euler_grows():
     s = make_system("pendulum")
     q0, qd0 = torch.tensor([1.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64)
-    drift = {m: relative_energy_drift(s, rollout(s, q0, qd0, None, 0.01, 2000, m)) for m in ("euler", "symplectic")}
+    drift = {m: relative_energy_drift(s, rollout(s, q0, qd0, None, 0.05, 400, m)) for m in ("euler", "symplectic")}
     assert drift["symplectic"] < 0.05 < drift["euler"]
 
 
