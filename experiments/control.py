@@ -225,12 +225,31 @@ def track(system_name: str, recipe: dict, models: Dict[str, object], rate: float
                                         for f in ("t", "q", "qd", "tau", "q_ref", "qd_ref", "measured_q",
                                                   "measured_qd")})
         m = tracking_metrics(pooled)
+        if spec is not None and spec[0] == "ff":
+            m["ff_torque_error"] = feedforward_error(system, spec[1], refs, duration)
         m["seconds"] = round(time.perf_counter() - started, 1)
         rows[cname] = m
         print(f"  {system_name} w={w:g} {cname}: RMS error norm {m['rms_error_norm']:.3g} rad, effort {m['effort']:.3g} "
               f"({m['seconds']:g} s)", flush=True)
     return dict(references=[r.name for r in refs], seconds_per_reference=duration or refs[0].duration,
-                bandwidth=w, damping=zeta, rows=rows)
+                bandwidth=w, damping=zeta, rows=rows, torque_rms=feedforward_error(system, None, refs, duration))
+
+
+def feedforward_error(system, model, refs, duration: Optional[float]) -> List[float]:
+    """RMS per joint over 100 samples of each reference of model's minus the true inverse dynamics
+    (the feed-forward torque's error; model None: the RMS of the true torque itself)."""
+    errs = []
+    for ref in refs:
+        t = np.linspace(0.0, duration or ref.duration, 100)
+        q, qd, qdd = (torch.tensor(np.asarray(x, dtype=np.float64).reshape(len(t), -1)) for x in ref(t))
+        with torch.no_grad():
+            true = system.inverse_dynamics(q, qd, qdd)
+            if model is None:
+                errs.append(true)
+                continue
+            dtype = next(model.parameters()).dtype if hasattr(model, "parameters") else torch.float64
+            errs.append(model.inverse_dynamics(q.to(dtype), qd.to(dtype), qdd.to(dtype)).double() - true)
+    return torch.cat(errs).pow(2).mean(0).sqrt().tolist()
 
 
 def ratios(rows: Dict[str, dict]) -> Dict[str, float]:
@@ -332,10 +351,12 @@ def write_report(result: dict) -> None:
                   f"{tr['damping']:g}); computed torque: w^2, 2 zeta w on accelerations. Errors pooled over the "
                   f"references.", "",
                   "| controller | RMS error norm [rad] | RMS error per joint [rad] | max error per joint [rad] | "
-                  "effort mean abs(tau)^2 |", "|---|---|---|---|---|"]
+                  "effort mean abs(tau)^2 | feed-forward torque error [N m] |", "|---|---|---|---|---|---|"]
         for name, m in tr["rows"].items():
             lines.append(f"| {name} | {m['rms_error_norm']:.3g} | {fmt(m['rms_error'])} | {fmt(m['max_error'])} | "
-                         f"{m['effort']:.4g} |")
+                         f"{m['effort']:.4g} | {fmt(m.get('ff_torque_error'), 2)} |")
+        lines += ["", f"Feed-forward torque error: RMS per joint of the model's minus the true inverse dynamics along "
+                      f"the references [N m]; the true torque's RMS per joint is {fmt(tr.get('torque_rms'), 2)}."]
         r = tr["ratios"]
         lines += ["", "Ratios of the RMS error norm: "
                   f"PD / learned-FF = {fmt(r.get('pd_over_learned_ff'))} (worst joint "
@@ -375,7 +396,9 @@ def write_report(result: dict) -> None:
         lines.append("")
     lines += ["## Training", "", "| run | epochs | best epoch | seconds | friction |", "|---|---|---|---|---|"]
     for name, t in result["training"].items():
-        lines.append(f"| {name} | {t['epochs']} | {t['best_epoch']} | {t['seconds']} | {t['friction']} |")
+        fr = t["friction"]
+        fr = (f"{'learned' if fr.get('learned') else 'off'} ({fr.get('decided', '')})" if isinstance(fr, dict) else fr)
+        lines.append(f"| {name} | {t['epochs']} | {t['best_epoch']} | {t['seconds']} | {fr} |")
     lines.append("")
     with open(os.path.join(OUT, "control.md"), "w") as f:
         f.write("\n".join(lines))
@@ -448,6 +471,15 @@ def main() -> int:
 
     result = dict(command=COMMAND, settings=dict(rate=args.rate, noise=list(noise), seeds=args.seeds),
                   hamiltonian=hamiltonian_note(hkind), training=training, tracking={}, swing_up={})
+    # a subset (--systems) keeps the other systems' results of the last run
+    old_path = os.path.join(OUT, "control.json")
+    if os.path.exists(old_path) and set(systems) != set(TRACKING) | set(SWING_UP):
+        with open(old_path) as f:
+            old = json.load(f)
+        for section in ("tracking", "swing_up"):
+            result[section].update({k: v for k, v in old.get(section, {}).items() if k not in systems})
+        result["training"] = {**{k: v for k, v in old.get("training", {}).items()
+                                 if k.rsplit("_", 1)[0] not in systems}, **training}
     # one process per system, two at a time: each simulation is a serial loop on one thread
     with ProcessPoolExecutor(max_workers=args.parallel) as pool:
         futures = {system: pool.submit(evaluate_system, system, hkind if f"{system}_{hkind}" in training else None,
