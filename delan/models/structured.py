@@ -343,7 +343,7 @@ class DeepLagrangianNetwork(LearnedModel):
     def single_sample_inverse_dynamics(self):
         """The explicit fast path for ONE state in a Python control loop: a plain callable
         ``tau_fn(q, qd, qdd) -> tau`` taking and returning NumPy arrays (n,) (the model's dtype),
-        about twice the rate of ``inverse_dynamics`` on a (1, n) tensor (see
+        several times the rate of ``inverse_dynamics`` on a (1, n) tensor (see
         :mod:`delan.models.single_sample`). No gradients, no torch transforms: for those use
         :meth:`inverse_dynamics`, which is always plain torch.
 
