@@ -204,7 +204,7 @@ def _step(method: str, acc: Accel, t: float, dt: float, q: Tensor, qd: Tensor) -
 MIDPOINT_MAX_ITER = 100  # fixed-point iterations of one implicit midpoint step
 
 
-def implicit_midpoint_step(acc: "_Field", t: float, dt: float, q: Tensor, qd: Tensor,
+def implicit_midpoint_step(acc: _Field, t: float, dt: float, q: Tensor, qd: Tensor,
                            a0: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """One implicit midpoint step in (q, p), p = H(q) qd: (q_new, qd_new), each (B, n).
 

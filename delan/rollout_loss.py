@@ -143,7 +143,7 @@ class RolloutLoss:
         self.substeps = int(substeps)
 
     @classmethod
-    def from_data(cls, q, qd, substeps: int = 1) -> "RolloutLoss":
+    def from_data(cls, q, qd, substeps: int = 1) -> RolloutLoss:
         """From training arrays q, qd (N, n); a constant joint's variance is floored at 1e-12 of
         the largest (as the one-step losses do)."""
         def var(x):
@@ -198,9 +198,10 @@ def add_rollout_part(total: Tensor, parts: Dict[str, Tensor], rollout: RolloutLo
                      windows: Optional[int] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
     """``total + weight * rollout(model, batch)`` and the parts with "rollout" added.
 
-    A training batch carries its optimiser ``step`` and ``rollout_on`` (False before the run's
-    ``rollout_start``): the part is computed on every ``every``-th step while on, from at most ``windows`` of its valid window starts (the batch is shuffled, so the first
-    ones are a random subset). A validation batch (no ``step``) uses every window. A model whose
+    A training batch carries its optimiser ``step`` (and may carry ``rollout_on``, False to skip
+    it): the part is computed on every ``every``-th step, from at most ``windows`` of its valid
+    window starts (the batch is shuffled, so the first ones are a random subset). A validation
+    batch (no ``step``) uses every window. A model whose
     forward dynamics does not exist at some state of the rollout (a black-box Lagrangian whose
     d2L/dqd2 is indefinite there) skips the part for that batch; "rollout_skipped" (1 per batch)
     records it.

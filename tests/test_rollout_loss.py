@@ -9,8 +9,7 @@ import torch
 
 from delan.cli import main
 from delan.integrators import rollout
-from delan.rollout_loss import (RolloutLoss, add_windows, rollout_windows, split_segments, window_arrays,
-                                window_tensors)
+from delan.rollout_loss import RolloutLoss, add_windows, rollout_windows, split_segments, window_arrays, window_tensors
 from delan.systems import make_system
 
 D = torch.float64
@@ -25,7 +24,7 @@ def _zoh_recording(system, n=21, dt=0.04, seed=0, fine=32):
     qs, qds = [q], [qd]
     for k in range(n - 1):
         tk = torch.as_tensor(tau[k], dtype=D)
-        ro = rollout(system, q, qd, lambda t, a, b: tk, dt / fine, fine, "rk4")
+        ro = rollout(system, q, qd, lambda t, a, b, tk=tk: tk, dt / fine, fine, "rk4")
         q, qd = ro.q[-1], ro.qd[-1]
         qs.append(q)
         qds.append(qd)
@@ -63,7 +62,7 @@ def test_batched_windows_equal_the_library_rk4(true_two_link):
         q, qd = q0[row], qd0[row]
         for k in range(K):
             tk = torch.as_tensor(seg["tau"][i + k], dtype=D)
-            ro = rollout(true_two_link, q, qd, lambda t, a, b: tk, 0.04 / s, s, "rk4")
+            ro = rollout(true_two_link, q, qd, lambda t, a, b, tk=tk: tk, 0.04 / s, s, "rk4")
             q, qd = ro.q[-1], ro.qd[-1]
             assert torch.allclose(qh[row, k], q, atol=1e-12) and torch.allclose(qdh[row, k], qd, atol=1e-12)
 
