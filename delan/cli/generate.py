@@ -34,6 +34,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed, >= 0 (default 0)")
     p.add_argument("--simulate", action="store_true",
                    help="record a simulated tracking-controller run instead of the exact reference")
+    p.add_argument("--piece-samples", type=int, default=None, metavar="N",
+                   help="write the file N samples at a time, never holding it whole (for files larger than "
+                        "memory; same contents). Default: whole when it fits the memory limit, else pieces "
+                        "of 262144 samples")
     p.set_defaults(func=run)
 
 
@@ -46,6 +50,19 @@ def run(args: argparse.Namespace) -> int:
     finite(args.duration, "--duration", positive=True)
     finite(args.noise, "--noise", minimum=0)
     started = time.perf_counter()
+    piece = _piece_samples(args)
+    if piece is not None:
+        from delan.data.chunked import generate_to_file
+
+        info = generate_to_file(args.output, args.system, args.kind, args.trajectories, args.duration, args.rate,
+                                args.noise, args.friction, args.n_dof, args.seed, piece=piece)
+        g = info["generator"]
+        print(f"wrote {args.output} in pieces of {piece} samples: system {info['system']} (n_dof {info['n_dof']}, "
+              f"friction {'on' if g['friction'] else 'off'}), {info['trajectories']} {g['kind']} trajectories x "
+              f"{g['duration']:g} s at {g['rate']:g} Hz = {info['samples']} samples, exact reference + inverse "
+              f"dynamics, noise {g['noise']:g}, seed {g['seed']}; ground truth: {', '.join(info['truth'])}; "
+              f"{os.path.getsize(args.output) / 1e6:.2f} MB in {time.perf_counter() - started:.2f} s")
+        return 0
     ds = generate_dataset(args.system, args.kind, args.trajectories, args.duration, args.rate, args.noise,
                           args.friction, args.n_dof, args.seed, args.simulate)
     try:
@@ -61,3 +78,24 @@ def run(args: argparse.Namespace) -> int:
           f"noise {g['noise']:g}, seed {g['seed']}; ground truth: {', '.join(ds.truth_fields)}; "
           f"{size / 1e6:.2f} MB in {elapsed:.2f} s")
     return 0
+
+
+def _piece_samples(args: argparse.Namespace):
+    """Samples per piece when the file is to be written in pieces (None: whole): as asked, or
+    the default piece when the whole data set would not fit the memory limit."""
+    from delan.data.chunked import DEFAULT_PIECE
+    from delan.data.generate import plan_generation
+    from delan.data.sizes import dataset_bytes, memory_limit
+
+    if args.piece_samples is not None:
+        if args.piece_samples < 1:
+            raise DataError(f"--piece-samples must be a positive integer, got {args.piece_samples}")
+        if args.simulate:
+            raise DataError("--piece-samples: a --simulate run integrates all trajectories together and is "
+                            "written whole; drop --simulate or --piece-samples")
+        return args.piece_samples
+    if args.simulate:
+        return None  # generate_dataset refuses what does not fit
+    system, refs, t, _ = plan_generation(args.system, args.kind, args.trajectories, args.duration, args.rate,
+                                         args.noise, args.friction, args.n_dof, args.seed, check_memory_use=False)
+    return DEFAULT_PIECE if dataset_bytes(system.n_dof, len(t) * len(refs)) > memory_limit() else None

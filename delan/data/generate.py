@@ -79,30 +79,13 @@ def _simulate(system, refs, t: np.ndarray, rate: float, rng: np.random.Generator
     return out
 
 
-def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Optional[int] = None,
-                     duration: Optional[float] = None, rate: float = 250.0, noise: float = 0.0,
-                     friction: bool = False, n_dof: Optional[int] = None, seed: int = 0,
-                     simulate: bool = False, **system_params) -> Dataset:
-    """Simulate a data set of ``system_name`` (see :data:`delan.systems.SYSTEMS`).
-
-    Args:
-        kind: "fourier", "characters" (two-link only; one trajectory per letter) or "splines".
-        n_trajectories: number of trajectories (characters: the first n letters; default all
-            letters, else 10).
-        duration: seconds per trajectory (default 2 s for characters, 5 s otherwise).
-        rate: sampling rate [Hz]; samples at t = k / rate including both ends.
-        noise: relative sensor-noise level (see module docstring); 0 = exact data.
-        friction: simulate joint friction (its torque is in ``tau_friction``).
-        n_dof: number of links for "n-link".
-        seed: reproduces the data set bit for bit.
-        simulate: record a simulated tracking run instead of the reference itself.
-        **system_params: physical parameters of the system (see :func:`delan.systems.make_system`),
-            e.g. ``armature=[0.05, 0.02]`` (rotor inertia per joint, added to H); recorded in the
-            file's ``generator["system_params"]``.
-    Returns:
-        Dataset with ground truth in every trajectory's ``truth`` and the system's
-        ``joint_types``.
-    """
+def plan_generation(system_name: str, kind: str = "fourier", n_trajectories: Optional[int] = None,
+                    duration: Optional[float] = None, rate: float = 250.0, noise: float = 0.0,
+                    friction: bool = False, n_dof: Optional[int] = None, seed: int = 0,
+                    simulate: bool = False, check_memory_use: bool = True, **system_params):
+    """Check the options of :func:`generate_dataset` and make its system, references and time
+    grid: (system, refs, t (T,), duration). ``check_memory_use``: refuse sizes beyond the memory
+    limit (off for :mod:`delan.data.chunked`, which writes a file in pieces)."""
     if kind not in KINDS:
         raise DataError(f"unknown trajectory kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     rate = float(rate)
@@ -132,8 +115,10 @@ def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Op
         what = (f"rate (--rate) {format_number(rate)} Hz x duration (--duration) {format_number(duration)} s x "
                 f"{n_traj} trajector{'y' if n_traj == 1 else 'ies'} (--trajectories) = {samples * n_traj:.3g} samples "
                 f"of {system.n_dof} joint{'s' if system.n_dof != 1 else ''}")
-        check_memory(dataset_bytes(system.n_dof, samples * n_traj, sub), what,
-                     "lower the rate, the duration or the number of trajectories", error=DataError)
+        if check_memory_use:
+            check_memory(dataset_bytes(system.n_dof, samples * n_traj, sub), what,
+                         "lower the rate, the duration or the number of trajectories (or write the file in "
+                         "pieces: `delan generate --piece-samples N`)", error=DataError)
         if samples < 2:
             raise DataError(f"duration (--duration) {format_number(duration)} s at rate (--rate) "
                             f"{format_number(rate)} Hz gives fewer than 2 samples")
@@ -147,6 +132,36 @@ def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Op
     if len(t) < 2:
         raise DataError(f"duration (--duration) {format_number(duration)} s at rate (--rate) "
                         f"{format_number(rate)} Hz gives fewer than 2 samples")
+    return system, refs, t, duration
+
+
+def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Optional[int] = None,
+                     duration: Optional[float] = None, rate: float = 250.0, noise: float = 0.0,
+                     friction: bool = False, n_dof: Optional[int] = None, seed: int = 0,
+                     simulate: bool = False, **system_params) -> Dataset:
+    """Simulate a data set of ``system_name`` (see :data:`delan.systems.SYSTEMS`).
+
+    Args:
+        kind: "fourier", "characters" (two-link only; one trajectory per letter) or "splines".
+        n_trajectories: number of trajectories (characters: the first n letters; default all
+            letters, else 10).
+        duration: seconds per trajectory (default 2 s for characters, 5 s otherwise).
+        rate: sampling rate [Hz]; samples at t = k / rate including both ends.
+        noise: relative sensor-noise level (see module docstring); 0 = exact data.
+        friction: simulate joint friction (its torque is in ``tau_friction``).
+        n_dof: number of links for "n-link".
+        seed: reproduces the data set bit for bit.
+        simulate: record a simulated tracking run instead of the reference itself.
+        **system_params: physical parameters of the system (see :func:`delan.systems.make_system`),
+            e.g. ``armature=[0.05, 0.02]`` (rotor inertia per joint, added to H); recorded in the
+            file's ``generator["system_params"]``.
+    Returns:
+        Dataset with ground truth in every trajectory's ``truth`` and the system's
+        ``joint_types``.
+    """
+    system, refs, t, duration = plan_generation(system_name, kind, n_trajectories, duration, rate, noise, friction,
+                                                n_dof, seed, simulate, **system_params)
+    rate = float(rate)
     started = time.perf_counter()
     if simulate:
         states = _simulate(system, refs, t, rate, np.random.default_rng([seed, 2]))
