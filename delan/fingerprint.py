@@ -18,6 +18,7 @@ import numpy as np
 from delan.errors import DataError
 
 ALGORITHM = "sha256"
+_ROWS = 2 ** 16  # rows of an array hashed at a time
 
 
 def _hash_arrays(group) -> str:
@@ -28,9 +29,15 @@ def _hash_arrays(group) -> str:
         item = group[key]
         if not isinstance(item, h5py.Dataset):
             continue
-        a = np.ascontiguousarray(item[()])
-        h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
+        if item.ndim == 0 or item.shape[0] <= _ROWS:
+            a = np.ascontiguousarray(item[()])
+            h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+            h.update(a.tobytes())
+            continue
+        # a long array in pieces of rows (files larger than memory): the same bytes in the same order
+        h.update(f"{key}|{item[0:0].dtype.str}|{item.shape}|".encode())
+        for i in range(0, item.shape[0], _ROWS):
+            h.update(np.ascontiguousarray(item[i:i + _ROWS]).tobytes())
     return f"{ALGORITHM}:{h.hexdigest()}"
 
 

@@ -317,13 +317,11 @@ class FileIndex:
     def n_samples(self) -> int:
         return sum(self.lengths.values())
 
-    def times(self, name: str, index: Sequence[int]) -> List[float]:
-        """t at the given samples of trajectory ``name``."""
-        import h5py
-
-        with h5py.File(self.path, "r") as f:
-            t = f["trajectories"][name]["t"]
-            return [float(t[int(i)]) for i in index]
+    def __getitem__(self, name: str) -> "_LazyTrajectory":
+        """``index[name].t[i]``: one time stamp, read when asked for (as a Dataset answers it)."""
+        if name not in self.lengths:
+            raise KeyError(name)
+        return _LazyTrajectory(self.path, name)
 
     def read(self, segments: Sequence[Segment]) -> Dict[str, np.ndarray]:
         """The samples of ``segments`` concatenated, {"q", "qd", "qdd", "tau"} float64 (N, n)."""
@@ -333,6 +331,21 @@ class FileIndex:
             return src.read(segments)
         finally:
             src.close()
+
+
+class _LazyTrajectory:
+    def __init__(self, path: str, name: str) -> None:
+        self.path, self.name = path, name
+
+    @property
+    def t(self) -> "_LazyTrajectory":
+        return self
+
+    def __getitem__(self, i: int) -> float:
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return float(f["trajectories"][self.name]["t"][int(i)])
 
 
 def index_file(path: str) -> FileIndex:
