@@ -1,14 +1,21 @@
 """Training: fit a model's parameters to recorded (q, qd, qdd, tau) by minibatch Adam.
 
-One function, :func:`train_run`, reads like a recipe from top to bottom:
+:func:`train_run` runs these steps, each a function below, in this order (:func:`_train` reads
+top to bottom):
 
-1. load the data, hold out the test trajectories, set a validation block of time aside in every
-   training trajectory (so no single odd trajectory decides which epoch is "best");
-2. build the model and optimiser from a :class:`TrainConfig` (seeded, so a run is reproducible);
-3. loop over epochs: shuffle, step on minibatches of the Euler-Lagrange loss, evaluate on the
-   validation trajectories, log the epoch, keep the best model, checkpoint every N epochs;
-4. stop at the time budget (default :data:`DEFAULT_TIME_BUDGET` seconds), the epoch limit if one
-   is given, or when validation stops improving (early stopping), restore the best model and save it.
+1. open the run (:func:`_open_run`): check the options and the run directory; on resume lock it,
+   check what changed and that the data is the same, and read the checkpoint;
+2. load the data (:func:`_load_data`): hold out the test trajectories, set a validation block of
+   time aside in every training trajectory (so no single odd trajectory decides which epoch is
+   "best"), make the tensors;
+3. build (:func:`_build`) the model, optimiser and loss from a :class:`TrainConfig` (seeded, so a
+   run is reproducible), then restore the checkpoint or record the new run (:func:`_record_new_run`);
+4. one epoch at a time (:func:`_one_epoch`, :func:`_end_epoch`): shuffle, step on minibatches of
+   the Euler-Lagrange loss, evaluate on the validation data, keep the best model, log the epoch;
+5. stop checks (:func:`_stop_reason`): the time budget (default :data:`DEFAULT_TIME_BUDGET`
+   seconds), the epoch limit if one is given, early stopping when validation stops improving;
+   divergence and signals stop the run where they happen; a checkpoint every N epochs and at a stop;
+6. finish (:func:`_finish`): restore the best model, save it and the summary.
 
 Everything a run needs lives in its run directory::
 
@@ -33,6 +40,7 @@ checkpoint of that step (:class:`~delan.errors.TrainingInterrupted`); a loss tha
 (or a failed Cholesky) stops it with the best model so far saved and the last good checkpoint kept
 (:class:`~delan.errors.TrainingDiverged`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,7 +61,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from delan.errors import DataError, RunError, TrainingDiverged, TrainingInterrupted
+from delan.errors import DataError, IndefiniteMassMatrixError, RunError, TrainingDiverged, TrainingInterrupted
 from delan.fileio import atomic_write_bytes, atomic_write_json
 from delan.models import load_model, save_model
 from delan.models.base import DTYPES
@@ -89,14 +97,17 @@ DEFAULT_TIME_BUDGET = 120.0
 
 # Defaults chosen by experiments/defaults_study.py (results: experiments/results/defaults_study.md).
 # Loss parts each model kind trains on unless told otherwise, on top of the model's own defaults:
-DEFAULT_LOSS_WEIGHTS = {"structured": {"inverse": 1.0, "forward": 1.0, "power": 1.0},
-                        "black-box": {"inverse": 1.0, "forward": 0.0, "power": 1.0}, "mlp": {},
-                        # the Hamiltonian kinds' parts (delan.hamiltonian_losses), by the short trial
-                        # experiments/hamiltonian_loss_trial.py (results/hamiltonian_loss_trial.md): the
-                        # forward part gave 1.6-10x the VPT (at up to 2x the torque nMSE of short runs),
-                        # power and qd no measurable change (qd has none to give: see the module)
-                        "hamiltonian": {"pdot": 1.0, "qd": 0.0, "power": 1.0, "forward": 1.0},
-                        "black-box-hamiltonian": {"pdot": 1.0, "qd": 0.0, "power": 1.0, "forward": 1.0}}
+DEFAULT_LOSS_WEIGHTS = {
+    "structured": {"inverse": 1.0, "forward": 1.0, "power": 1.0},
+    "black-box": {"inverse": 1.0, "forward": 0.0, "power": 1.0},
+    "mlp": {},
+    # the Hamiltonian kinds' parts (delan.hamiltonian_losses), by the short trial
+    # experiments/hamiltonian_loss_trial.py (results/hamiltonian_loss_trial.md): the
+    # forward part gave 1.6-10x the VPT (at up to 2x the torque nMSE of short runs),
+    # power and qd no measurable change (qd has none to give: see the module)
+    "hamiltonian": {"pdot": 1.0, "qd": 0.0, "power": 1.0, "forward": 1.0},
+    "black-box-hamiltonian": {"pdot": 1.0, "qd": 0.0, "power": 1.0, "forward": 1.0},
+}
 # Friction unless told: learned when the training data show Coulomb steps at velocity
 # reversals (delan.friction.coulomb_evidence >= this on some joint). Always-on cost 3-45x in
 # torque nMSE on frictionless data, always-off 500x on data with friction (the study).
@@ -106,7 +117,7 @@ FRICTION_EVIDENCE = 1.0
 RESUMABLE_OPTIONS = ("epochs", "time_budget", "patience", "checkpoint_every", "quiet", "threads")
 
 
-def resume_config(run_dir: str, options: Dict[str, Any]) -> "TrainConfig":
+def resume_config(run_dir: str, options: Dict[str, Any]) -> TrainConfig:
     """The stored configuration of ``run_dir`` with ``options`` (TrainConfig fields) applied, for
     resuming: an option outside :data:`RESUMABLE_OPTIONS` may be given only with its stored value."""
     stored = read_config(run_dir)
@@ -120,14 +131,19 @@ def resume_config(run_dir: str, options: Dict[str, Any]) -> "TrainConfig":
     return config
 
 
-def check_resume_changes(run_dir: str, stored: "TrainConfig", config: "TrainConfig") -> None:
+def check_resume_changes(run_dir: str, stored: TrainConfig, config: TrainConfig) -> None:
     """RunError naming every option (but the data path, checked by content) that differs from the
     stored one and may not change on resume: the one place that decides it."""
-    changed = [k for k in dataclasses.asdict(config)
-               if k not in RESUMABLE_OPTIONS and k != "data" and getattr(config, k) != getattr(stored, k)]
+    changed = [
+        k
+        for k in dataclasses.asdict(config)
+        if k not in RESUMABLE_OPTIONS and k != "data" and getattr(config, k) != getattr(stored, k)
+    ]
     if changed:
-        raise RunError(f"{run_dir}: cannot change {', '.join(f'`{k}`' for k in changed)} when resuming "
-                       f"(stored: {', '.join(f'{k}={getattr(stored, k)!r}' for k in changed)})")
+        raise RunError(
+            f"{run_dir}: cannot change {', '.join(f'`{k}`' for k in changed)} when resuming "
+            f"(stored: {', '.join(f'{k}={getattr(stored, k)!r}' for k in changed)})"
+        )
 
 
 @dataclass
@@ -137,20 +153,20 @@ class TrainConfig:
     Model: ``model`` is one of :data:`MODEL_KINDS` (the Hamiltonian kinds train on the losses of
     :mod:`delan.hamiltonian_losses`, parts pdot, qd, power, forward); ``width``, ``depth``,
     ``activation`` size the networks; ``friction`` adds a learned joint-friction term (Lagrangian
-    and Hamiltonian models; None = decided
-    from the training data by :func:`decide_friction`; the mlp learns the total torque and
-    refuses True); ``joint_types`` ("revolute", "prismatic" or one per joint,
-    e.g. "R,P" or ["revolute", "prismatic"]; None = the data file's) makes revolute joints enter
-    the networks as (sin q, cos q); ``scale_outputs`` sets a structured model's (DeLaN or Hamiltonian) ``mass_scale`` and
-    ``potential_scale`` from the training data (:func:`output_scales`); ``model_options`` are
-    passed on to the model's constructor (e.g. ``{"epsilon": 1e-3}``).
+    and Hamiltonian models; None = decided from the training data by :func:`decide_friction`; the
+    mlp learns the total torque and refuses True); ``joint_types`` ("revolute", "prismatic" or one
+    per joint, e.g. "R,P" or ["revolute", "prismatic"]; None = the data file's) makes revolute
+    joints enter the networks as (sin q, cos q); ``scale_outputs`` sets a structured model's
+    (DeLaN or Hamiltonian) ``mass_scale`` and ``potential_scale`` from the training data
+    (:func:`output_scales`); ``model_options`` are passed on to the model's constructor (e.g.
+    ``{"epsilon": 1e-3}``).
 
     Optimisation: Adam or AdamW (``optimizer``), optional AMSGrad; ``lr`` follows ``schedule``
     from its start value down to ``lr * lr_final`` over the run's progress (the larger of the
     fraction of epochs done and the fraction of the time budget used); ``grad_clip`` caps the
     gradient norm (None = no clipping); ``loss_weights`` overrides some or all of the weights of
-    the loss terms (defaults: :data:`DEFAULT_LOSS_WEIGHTS` for the model kind); ``forward_norm`` ("mass" or "joint") is the norm of the
-    forward-dynamics residual (see :mod:`delan.losses`).
+    the loss terms (defaults: :data:`DEFAULT_LOSS_WEIGHTS` for the model kind); ``forward_norm``
+    ("mass" or "joint") is the norm of the forward-dynamics residual (see :mod:`delan.losses`).
 
     Trajectory training (:mod:`delan.rollout_loss`; None = off): ``rollout_horizon`` K adds
     ``rollout_weight`` times the normalised state error of K-interval RK4 rollouts of the learned
@@ -215,8 +231,9 @@ class TrainConfig:
     checkpoint_every: int = 50
     quiet: bool = False
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Check every option; raise RunError with one line naming the option and what is allowed."""
+
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise RunError(msg)
@@ -224,39 +241,63 @@ class TrainConfig:
         need(self.model in MODEL_KINDS, f"`model` must be one of {', '.join(MODEL_KINDS)}, got {self.model!r}")
         need(_is_int(self.width) and self.width >= 1, f"`width` must be a positive integer, got {self.width!r}")
         need(_is_int(self.depth) and self.depth >= 1, f"`depth` must be a positive integer, got {self.depth!r}")
-        need(self.epochs is None or (_is_int(self.epochs) and self.epochs >= 1),
-             f"`epochs` must be a positive integer, got {self.epochs!r}")
-        need(self.time_budget is None or (_is_num(self.time_budget) and self.time_budget > 0),
-             f"`time_budget` must be a positive number of seconds, got {self.time_budget!r}")
-        need(_is_int(self.batch_size) and self.batch_size >= 1,
-             f"`batch_size` must be a positive integer, got {self.batch_size!r}")
-        need(self.optimizer in OPTIMIZERS, f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        need(
+            self.epochs is None or (_is_int(self.epochs) and self.epochs >= 1),
+            f"`epochs` must be a positive integer, got {self.epochs!r}",
+        )
+        need(
+            self.time_budget is None or (_is_num(self.time_budget) and self.time_budget > 0),
+            f"`time_budget` must be a positive number of seconds, got {self.time_budget!r}",
+        )
+        need(
+            _is_int(self.batch_size) and self.batch_size >= 1,
+            f"`batch_size` must be a positive integer, got {self.batch_size!r}",
+        )
+        need(
+            self.optimizer in OPTIMIZERS, f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+        )
         need(_is_num(self.lr) and self.lr > 0, f"`lr` must be a positive number, got {self.lr!r}")
-        need(_is_num(self.weight_decay) and self.weight_decay >= 0,
-             f"`weight_decay` must be >= 0, got {self.weight_decay!r}")
+        need(
+            _is_num(self.weight_decay) and self.weight_decay >= 0,
+            f"`weight_decay` must be >= 0, got {self.weight_decay!r}",
+        )
         need(self.schedule in SCHEDULES, f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        need(_is_num(self.lr_final) and 0 < self.lr_final <= 1,
-             f"`lr_final` must be a factor in (0, 1], got {self.lr_final!r}")
-        need(self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip > 0),
-             f"`grad_clip` must be a positive number, got {self.grad_clip!r}")
-        need(self.patience is None or (_is_int(self.patience) and self.patience >= 1),
-             f"`patience` must be a positive integer, got {self.patience!r}")
+        need(
+            _is_num(self.lr_final) and 0 < self.lr_final <= 1,
+            f"`lr_final` must be a factor in (0, 1], got {self.lr_final!r}",
+        )
+        need(
+            self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip > 0),
+            f"`grad_clip` must be a positive number, got {self.grad_clip!r}",
+        )
+        need(
+            self.patience is None or (_is_int(self.patience) and self.patience >= 1),
+            f"`patience` must be a positive integer, got {self.patience!r}",
+        )
         need(_is_int(self.seed) and self.seed >= 0, f"`seed` must be a non-negative integer, got {self.seed!r}")
         need(self.dtype in TRAIN_DTYPES, f"`dtype` must be one of {', '.join(TRAIN_DTYPES)}, got {self.dtype!r}")
-        need(self.device in ("cpu", "cuda") or str(self.device).startswith("cuda:"),
-             f"`device` must be cpu or cuda, got {self.device!r}")
+        need(
+            self.device in ("cpu", "cuda") or str(self.device).startswith("cuda:"),
+            f"`device` must be cpu or cuda, got {self.device!r}",
+        )
         need(_is_int(self.threads) and self.threads >= 0, f"`threads` must be >= 0, got {self.threads!r}")
-        need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 1,
-             f"`checkpoint_every` must be a positive integer, got {self.checkpoint_every!r}")
+        need(
+            _is_int(self.checkpoint_every) and self.checkpoint_every >= 1,
+            f"`checkpoint_every` must be a positive integer, got {self.checkpoint_every!r}",
+        )
         if isinstance(self.validation, (list, tuple)):
             self.validation = [str(x) for x in self.validation]
         else:
-            need(_is_num(self.validation) and 0 <= self.validation < 1,
-                 f"`validation` must be a fraction in [0, 1) or trajectory names, got {self.validation!r}")
+            need(
+                _is_num(self.validation) and 0 <= self.validation < 1,
+                f"`validation` must be a fraction in [0, 1) or trajectory names, got {self.validation!r}",
+            )
         from delan.losses import FORWARD_NORMS
 
-        need(self.forward_norm in FORWARD_NORMS,
-             f"`forward_norm` must be one of {', '.join(FORWARD_NORMS)}, got {self.forward_norm!r}")
+        need(
+            self.forward_norm in FORWARD_NORMS,
+            f"`forward_norm` must be one of {', '.join(FORWARD_NORMS)}, got {self.forward_norm!r}",
+        )
         for k, w in self.loss_weights.items():
             need(_is_num(w) and w >= 0, f"loss weight {k!r} must be >= 0, got {w!r}")
         if str(self.device).startswith("cuda") and not torch.cuda.is_available():
@@ -265,8 +306,10 @@ class TrainConfig:
             self.joint_types = [str(x) for x in self.joint_types]
         _validate_rollout(self, need)
         if self.model == "mlp" and self.friction is True:
-            raise RunError("`friction`: the mlp baseline has no friction term (it learns the total torque); "
-                           "train a structured or black-box model to learn friction")
+            raise RunError(
+                "`friction`: the mlp baseline has no friction term (it learns the total torque); "
+                "train a structured or black-box model to learn friction"
+            )
         if self.epochs is None and self.time_budget is None:
             self.time_budget = DEFAULT_TIME_BUDGET
         self.test = [str(x) for x in self.test]
@@ -276,7 +319,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: Dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -284,35 +327,54 @@ class TrainConfig:
         return cls(**d)
 
 
-def _validate_rollout(config: "TrainConfig", need: Callable[[bool, str], None]) -> None:
+def _validate_rollout(config: TrainConfig, need: Callable[[bool, str], None]) -> None:
     """The trajectory-training options (:mod:`delan.rollout_loss`), one line per bad value."""
-    need(config.rollout_horizon is None or (_is_int(config.rollout_horizon) and config.rollout_horizon >= 1),
-         f"--rollout-horizon must be an integer >= 1 (sample intervals), got {config.rollout_horizon!r}")
-    need(_is_num(config.rollout_weight) and config.rollout_weight >= 0,
-         f"--rollout-weight must be a number >= 0, got {config.rollout_weight!r}")
-    need(_is_int(config.rollout_substeps) and config.rollout_substeps >= 1,
-         f"--rollout-substeps must be an integer >= 1, got {config.rollout_substeps!r}")
-    need(_is_int(config.rollout_every) and config.rollout_every >= 1,
-         f"--rollout-every must be an integer >= 1, got {config.rollout_every!r}")
-    need(config.rollout_windows is None or (_is_int(config.rollout_windows) and config.rollout_windows >= 1),
-         f"--rollout-windows must be an integer >= 1, got {config.rollout_windows!r}")
-    need(_is_num(config.rollout_start) and 0 <= config.rollout_start < 1,
-         f"--rollout-start must be a fraction of the run in [0, 1), got {config.rollout_start!r}")
-    need(config.rollout_horizon is None or config.model != "mlp",
-         "--rollout-horizon: the mlp baseline has no forward dynamics to integrate (it maps q, qd, qdd to "
-         "tau); train another model kind for trajectory training")
+    need(
+        config.rollout_horizon is None or (_is_int(config.rollout_horizon) and config.rollout_horizon >= 1),
+        f"--rollout-horizon must be an integer >= 1 (sample intervals), got {config.rollout_horizon!r}",
+    )
+    need(
+        _is_num(config.rollout_weight) and config.rollout_weight >= 0,
+        f"--rollout-weight must be a number >= 0, got {config.rollout_weight!r}",
+    )
+    need(
+        _is_int(config.rollout_substeps) and config.rollout_substeps >= 1,
+        f"--rollout-substeps must be an integer >= 1, got {config.rollout_substeps!r}",
+    )
+    need(
+        _is_int(config.rollout_every) and config.rollout_every >= 1,
+        f"--rollout-every must be an integer >= 1, got {config.rollout_every!r}",
+    )
+    need(
+        config.rollout_windows is None or (_is_int(config.rollout_windows) and config.rollout_windows >= 1),
+        f"--rollout-windows must be an integer >= 1, got {config.rollout_windows!r}",
+    )
+    need(
+        _is_num(config.rollout_start) and 0 <= config.rollout_start < 1,
+        f"--rollout-start must be a fraction of the run in [0, 1), got {config.rollout_start!r}",
+    )
+    need(
+        config.rollout_horizon is None or config.model != "mlp",
+        "--rollout-horizon: the mlp baseline has no forward dynamics to integrate (it maps q, qd, qdd to "
+        "tau); train another model kind for trajectory training",
+    )
 
 
-def _rollout_on(config: "TrainConfig", epoch: int, elapsed: float) -> bool:
-    """Does the rollout loss train in this epoch: once the run's progress (the larger of the
-    fractions of epochs and of the time budget done, as the learning rate's) reaches
-    ``config.rollout_start``."""
-    if not (config.rollout_horizon and config.rollout_weight):
-        return False
+def _progress(config: TrainConfig, epoch: int, elapsed: float) -> float:
+    """How far the run is after ``epoch`` epochs and ``elapsed`` seconds: the larger of the
+    fractions of the epochs and of the time budget done (0 where neither is set)."""
     progress = 0.0 if config.epochs is None else epoch / config.epochs
     if config.time_budget is not None:
         progress = max(progress, elapsed / config.time_budget)
-    return progress >= config.rollout_start
+    return progress
+
+
+def _rollout_on(config: TrainConfig, epoch: int, elapsed: float) -> bool:
+    """Does the rollout loss train in this epoch: once the run's :func:`_progress` (the learning
+    rate's) reaches ``config.rollout_start``."""
+    if not (config.rollout_horizon and config.rollout_weight):
+        return False
+    return _progress(config, epoch, elapsed) >= config.rollout_start
 
 
 def _is_int(x: Any) -> bool:
@@ -354,8 +416,13 @@ def decide_friction(trajectories: Sequence) -> Tuple[bool, List[float]]:
     return bool((evidence >= FRICTION_EVIDENCE).any()), [round(float(x), 3) for x in evidence]
 
 
-def build_model(config: TrainConfig, n_dof: int, revolute: Optional[Sequence[bool]] = None,
-                scales: Optional[Dict[str, Any]] = None, friction: Optional[bool] = None) -> nn.Module:
+def build_model(
+    config: TrainConfig,
+    n_dof: int,
+    revolute: Optional[Sequence[bool]] = None,
+    scales: Optional[Dict[str, Any]] = None,
+    friction: Optional[bool] = None,
+) -> nn.Module:
     """The model named by ``config.model``, sized by the config, in its dtype and on its device.
 
     ``revolute`` (one flag per joint, from :func:`resolve_joint_types`) makes those joints enter
@@ -366,15 +433,22 @@ def build_model(config: TrainConfig, n_dof: int, revolute: Optional[Sequence[boo
     """
     from delan import models
 
-    kw = dict(width=config.width, depth=config.depth, activation=config.activation,
-              dtype=DTYPES[config.dtype], device=config.device)
+    kw = dict(
+        width=config.width,
+        depth=config.depth,
+        activation=config.activation,
+        dtype=DTYPES[config.dtype],
+        device=config.device,
+    )
     opts = dict(config.model_options)
     friction = bool(friction) if config.friction is None else bool(config.friction)
     if revolute is not None and any(revolute):
         given = opts.get("revolute")
         if given is not None and [bool(x) for x in given] != [bool(x) for x in revolute]:
-            raise RunError(f"model option revolute={list(given)} contradicts the joint types "
-                           f"{['revolute' if r else 'prismatic' for r in revolute]}")
+            raise RunError(
+                f"model option revolute={list(given)} contradicts the joint types "
+                f"{['revolute' if r else 'prismatic' for r in revolute]}"
+            )
         opts["revolute"] = [bool(x) for x in revolute]
     if config.model in ("structured", "hamiltonian") and scales:
         for k, v in scales.items():
@@ -433,8 +507,9 @@ def choose_validation(names: Sequence[str], validation: Any, seed: int) -> List[
         return []
     unknown = [x for x in validation if x not in names]
     if unknown:
-        raise DataError(f"validation trajectories {unknown} are not training trajectories; "
-                        f"choose among: {', '.join(names)}")
+        raise DataError(
+            f"validation trajectories {unknown} are not training trajectories; choose among: {', '.join(names)}"
+        )
     if len(validation) >= len(names):
         raise DataError("validation would leave no trajectory to train on")
     return list(validation)
@@ -463,8 +538,9 @@ def validation_blocks(lengths: Dict[str, int], fraction: float, seed: int) -> Di
     return blocks
 
 
-def split_samples(ds, whole: Sequence[str], blocks: Dict[str, Tuple[int, int]]
-                  ) -> Tuple[Dict[str, np.ndarray], Optional[Dict[str, np.ndarray]]]:
+def split_samples(
+    ds, whole: Sequence[str], blocks: Dict[str, Tuple[int, int]]
+) -> Tuple[Dict[str, np.ndarray], Optional[Dict[str, np.ndarray]]]:
     """(training, validation) arrays {"q", "qd", "qdd", "tau"} (N, n) of a Dataset: the
     trajectories named in ``whole`` and the ``blocks`` go to validation, the rest to training."""
     train: Dict[str, list] = {k: [] for k in ("q", "qd", "qdd", "tau")}
@@ -494,7 +570,7 @@ def learning_rate(config: TrainConfig, progress: float) -> float:
     if config.schedule == "cosine":
         factor = config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * p))
     elif config.schedule == "exponential":
-        factor = config.lr_final ** p
+        factor = config.lr_final**p
     else:
         factor = 1.0
     return config.lr * factor
@@ -505,8 +581,9 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
 
 
-def make_loss(config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.Module] = None
-              ) -> Callable[[nn.Module, Dict[str, Tensor]], Tuple[Tensor, Dict[str, Tensor]]]:
+def make_loss(
+    config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.Module] = None
+) -> Callable[[nn.Module, Dict[str, Tensor]], Tuple[Tensor, Dict[str, Tensor]]]:
     """loss(model, batch) -> (total, parts): :func:`delan.losses.delan_loss` with the per-joint
     scales of the training targets, so every joint and every term weighs alike whatever its units.
 
@@ -522,8 +599,10 @@ def make_loss(config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.
         try:
             weights = hl.resolve_hamiltonian_weights(dict(DEFAULT_LOSS_WEIGHTS[config.model], **config.loss_weights))
         except ValueError:
-            raise RunError(f"unknown loss weights {sorted(config.loss_weights)} for a {config.model} model; "
-                           f"known: {', '.join(hl.HAMILTONIAN_PARTS)}") from None
+            raise RunError(
+                f"unknown loss weights {sorted(config.loss_weights)} for a {config.model} model; "
+                f"known: {', '.join(hl.HAMILTONIAN_PARTS)}"
+            ) from None
         qd_var = hl.velocity_variance(train["qd"])
 
         def one_step(model: nn.Module, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -533,7 +612,9 @@ def make_loss(config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.
             wanted = dict(DEFAULT_LOSS_WEIGHTS.get(config.model, {}), **config.loss_weights)
             weights = losses.resolve_weights(wanted or None, getattr(model, "default_loss_weights", None))
         except ValueError:
-            raise RunError(f"unknown loss weights {sorted(config.loss_weights)}; known: {', '.join(losses.PARTS)}") from None
+            raise RunError(
+                f"unknown loss weights {sorted(config.loss_weights)}; known: {', '.join(losses.PARTS)}"
+            ) from None
 
         def one_step(model: nn.Module, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
             return losses.delan_loss(model, batch, scales, weights, forward_norm=config.forward_norm)
@@ -549,8 +630,9 @@ def make_loss(config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.
         if rollout is not None and getattr(loss, "rollout_on", True):
             from delan.rollout_loss import add_rollout_part
 
-            total, parts = add_rollout_part(total, parts, rollout, model, batch, config.rollout_weight,
-                                            config.rollout_every, config.rollout_windows)
+            total, parts = add_rollout_part(
+                total, parts, rollout, model, batch, config.rollout_weight, config.rollout_every, config.rollout_windows
+            )
         return total, parts
 
     return loss
@@ -585,14 +667,17 @@ def _check_version(path: str, what: str, version: Any, known: Sequence[int]) -> 
     """RunError naming the file and the version unless ``version`` is one this library reads."""
     if version not in known or isinstance(version, bool):
         reads = f"version {known[0]}" if len(known) == 1 else f"versions {', '.join(map(str, known))}"
-        raise RunError(f"{path}: {what} format version {version!r} is not supported (this delan reads "
-                       f"{reads}); it was written by another delan version")
+        raise RunError(
+            f"{path}: {what} format version {version!r} is not supported (this delan reads "
+            f"{reads}); it was written by another delan version"
+        )
 
 
 def write_config(run_dir: str, config: TrainConfig) -> None:
     """``config.json``: the TrainConfig's fields plus its format and version."""
-    atomic_write_json(os.path.join(run_dir, CONFIG_FILE),
-                      dict(format=CONFIG_FORMAT, version=CONFIG_VERSION, **config.to_dict()))
+    atomic_write_json(
+        os.path.join(run_dir, CONFIG_FILE), dict(format=CONFIG_FORMAT, version=CONFIG_VERSION, **config.to_dict())
+    )
 
 
 def read_config(run_dir: str) -> TrainConfig:
@@ -690,7 +775,7 @@ def mean_loss(loss_fn, model: nn.Module, data: Dict[str, Tensor], batch_size: in
     sums: Dict[str, float] = {}
     with torch.no_grad():
         for i in range(0, n, batch_size):
-            batch = {k: v[i:i + batch_size] for k, v in data.items()}
+            batch = {k: v[i : i + batch_size] for k, v in data.items()}
             total, parts = loss_fn(model, batch)
             b = batch["q"].shape[0]
             for k, v in [("loss", total)] + list(parts.items()):
@@ -699,8 +784,14 @@ def mean_loss(loss_fn, model: nn.Module, data: Dict[str, Tensor], batch_size: in
 
 
 # -- the trainer -----------------------------------------------------------------------------
-def train_run(config: "TrainConfig", run_dir: str, resume: bool = False, force: bool = False,
-              stop_after: Optional[int] = None, progress: Optional[bool] = None) -> "TrainResult":
+def train_run(
+    config: TrainConfig,
+    run_dir: str,
+    resume: bool = False,
+    force: bool = False,
+    stop_after: Optional[int] = None,
+    progress: Optional[bool] = None,
+) -> TrainResult:
     """Train a model as ``config`` says and keep everything in ``run_dir`` (see :func:`_train`).
 
     Runs with ``config.threads`` torch threads and restores the caller's setting afterwards; holds
@@ -734,7 +825,7 @@ class _StopSignals:
             raise KeyboardInterrupt
         self.received = signum
 
-    def __enter__(self) -> "_StopSignals":
+    def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 try:
@@ -755,15 +846,8 @@ def _numerical_failure(exc: BaseException, model: nn.Module) -> bool:
     """Is ``exc`` (raised by the loss) the model's numbers going bad rather than a bug or bad input:
     a failed Cholesky / linear solve, an indefinite learned mass matrix, or weights that are no
     longer finite?"""
-    if isinstance(exc, torch.linalg.LinAlgError):
+    if isinstance(exc, (torch.linalg.LinAlgError, IndefiniteMassMatrixError)):
         return True
-    try:
-        from delan.models.black_box import IndefiniteMassMatrixError
-
-        if isinstance(exc, IndefiniteMassMatrixError):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
     return not _finite_weights(model)
 
 
@@ -798,8 +882,8 @@ def _train(
         stop_after: stop (as if killed, after checkpointing) once this many epochs are done in
             total; for interrupting a run on purpose and for tests of resume.
         progress: show a tqdm bar; None = only when stderr is a terminal and not ``config.quiet``.
-        stack: holds the run directory's lock and the signal handlers until the caller closes it
-            (:func:`train_run`).
+        stack: holds the run directory's lock, the signal handlers and the progress bar until the
+            caller closes it (:func:`train_run`).
     Returns:
         TrainResult with the best model (also saved as ``run_dir/model.pt``).
     Raises:
@@ -808,39 +892,103 @@ def _train(
         stops being finite (``model.pt``: the best model so far; the last good checkpoint is kept);
         TrainingInterrupted after SIGINT / SIGTERM (checkpoint of the last step written).
     """
-    from delan.data import load_dataset
-    from delan.fingerprint import data_fingerprint
-
-    # 1. the run directory and the configuration ------------------------------------------
     run_dir = os.fspath(run_dir)
     signals = stack.enter_context(_StopSignals())  # from here on a signal stops at the next safe point
-    if resume:
-        stored = read_config(run_dir)
-        stack.enter_context(RunLock(run_dir))  # no second run may resume (or write) it meanwhile
-        config.data = os.fspath(config.data) if config.data else stored.data
-        check_resume_changes(run_dir, stored, config)
-        check_resume_data(run_dir, stored, config.data, data_fingerprint)
-        checkpoint = load_checkpoint(os.path.join(run_dir, CHECKPOINT_FILE))
-        if checkpoint.get("model") != config.model:
-            raise RunError(f"{run_dir}: checkpoint holds a {checkpoint.get('model')} model, config says {config.model}")
+    checkpoint = _open_run(config, run_dir, resume, force, stack)
+    data = _load_data(config)
+    run = _build(config, run_dir, data, signals)
+    if checkpoint is not None:
+        run.restore(checkpoint)
     else:
-        config.validate()
-        _check_run_dir(run_dir, force)  # before the data is read; created once everything checks out
-        checkpoint = None
-    config.validate()
+        _record_new_run(run, force, stack)
+    show = (not config.quiet and sys.stderr.isatty()) if progress is None else progress
+    run.start(_progress_bar(config.epochs, run.epoch, show))
+    stack.callback(run.bar.close)  # however the run ends
+    if signals.received is not None:  # a signal while the data loaded: stop before the first step
+        if checkpoint is None:
+            run.checkpoint()  # so that the new run can be resumed
+        raise run.interrupted("setting up, before its first step")
 
-    # 2. data: held-out test trajectories never enter training; validation blocks of time
-    data_path = config.data
-    ds = load_dataset(data_path)
-    test_set, rest = ds.split(config.test) if config.test else (None, ds)
+    reason = _stop_reason(run, stop_after, epoch_done=False)
+    while not reason:
+        lr, rollout_on, sums = _one_epoch(run)
+        _end_epoch(run, lr, rollout_on, sums)
+        reason = _stop_reason(run, stop_after, epoch_done=True)
+        # a checkpoint every N epochs, whenever the run stops, and on a signal
+        if reason or run.epoch % config.checkpoint_every == 0 or signals.received is not None:
+            run.checkpoint()
+        if signals.received is not None and reason in ("", "stopped"):
+            # a signal outranks `stop_after` (both pause the run), not a rule that ends it
+            raise run.interrupted(f"step {run.step}, the end of epoch {run.epoch}")
+    return _finish(run, reason)
+
+
+# -- the steps of a run, in the order _train takes them ----------------------------------------
+def _open_run(
+    config: TrainConfig, run_dir: str, resume: bool, force: bool, stack: ExitStack
+) -> Optional[Dict[str, Any]]:
+    """Check the options and the run directory. On resume: lock the directory, check that only
+    resumable options changed and that the data is the same, and return its checkpoint. A new
+    run's directory is only checked here; :func:`_record_new_run` creates and locks it once
+    everything has checked out."""
+    if not resume:
+        config.validate()
+        _check_run_dir(run_dir, force)  # before the data is read
+        return None
+    from delan.fingerprint import data_fingerprint
+
+    stored = read_config(run_dir)
+    stack.enter_context(RunLock(run_dir))  # no second run may resume (or write) it meanwhile
+    config.data = os.fspath(config.data) if config.data else stored.data
+    check_resume_changes(run_dir, stored, config)
+    check_resume_data(run_dir, stored, config.data, data_fingerprint)
+    checkpoint = load_checkpoint(os.path.join(run_dir, CHECKPOINT_FILE))
+    if checkpoint.get("model") != config.model:
+        raise RunError(f"{run_dir}: checkpoint holds a {checkpoint.get('model')} model, config says {config.model}")
+    config.validate()
+    return checkpoint
+
+
+@dataclass
+class _Data:
+    """What the data gives a run: the split into training, validation and test, as tensors."""
+
+    path: str  # the data file as given (a new run records its absolute path)
+    n_dof: int
+    rest: Any  # the Dataset of the trajectories not held out for testing
+    joint_types: Optional[List[str]]
+    train_names: List[str]
+    val_names: List[str]  # whole validation trajectories (else time blocks, or none)
+    train_arrays: Dict[str, np.ndarray]
+    train: Dict[str, Tensor]
+    val: Optional[Dict[str, Tensor]]
+    validation: Dict[str, Any]  # the scheme, for data.json and summary.json
+
+    @property
+    def n_train(self) -> int:
+        return self.train["q"].shape[0]
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.val is None else self.val["q"].shape[0]
+
+
+def _load_data(config: TrainConfig) -> _Data:
+    """Load ``config.data``: hold out the test trajectories (they never enter training), set
+    validation aside (whole trajectories, or a block of time in every training trajectory), and
+    make the tensors (with the rollout windows when trajectory training is on)."""
+    from delan.data import load_dataset
+
+    ds = load_dataset(config.data)
+    rest = ds.split(config.test)[1] if config.test else ds
     if len(rest) == 0:
-        raise DataError(f"{data_path}: every trajectory is held out by `test`; nothing left to train on")
+        raise DataError(f"{config.data}: every trajectory is held out by `test`; nothing left to train on")
     joint_types = resolve_joint_types(config, ds)
     val_names = choose_validation(rest.names, config.validation, config.seed)
-    blocks = ({} if val_names else
-              validation_blocks({tr.name: len(tr) for tr in rest}, float(config.validation), config.seed))
+    blocks = (
+        {} if val_names else validation_blocks({tr.name: len(tr) for tr in rest}, float(config.validation), config.seed)
+    )
     train_arrays, val_arrays = split_samples(rest, val_names, blocks)
-    train_names = [x for x in rest.names if x not in val_names]
     dtype = DTYPES[config.dtype]
     train = to_tensors(train_arrays, dtype, config.device)
     val = to_tensors(val_arrays, dtype, config.device) if val_arrays is not None else None
@@ -848,231 +996,358 @@ def _train(
         from delan.rollout_loss import add_windows
 
         add_windows(train, val, rest, val_names, blocks, config.rollout_horizon)
-    n_train = train["q"].shape[0]
     n_val = 0 if val is None else val["q"].shape[0]
-    validation = _describe_validation(rest, val_names, blocks, n_val)
+    return _Data(
+        path=config.data,
+        n_dof=ds.n_dof,
+        rest=rest,
+        joint_types=joint_types,
+        train_names=[x for x in rest.names if x not in val_names],
+        val_names=val_names,
+        train_arrays=train_arrays,
+        train=train,
+        val=val,
+        validation=_describe_validation(rest, val_names, blocks, n_val),
+    )
 
-    # 3. model, optimiser, loss, random generators -----------------------------------------
+
+@dataclass
+class _Run:
+    """A run's state from build to finish: what the steps share and what a checkpoint holds.
+
+    ``epoch`` counts the finished epochs; ``elapsed`` the training seconds of this and earlier
+    sessions, brought up to date by :meth:`tick`.
+    """
+
+    config: TrainConfig
+    run_dir: str
+    data: _Data
+    signals: _StopSignals
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[..., Tuple[Tensor, Dict[str, Tensor]]]
+    shuffle: torch.Generator  # the minibatch order
+    friction: Dict[str, Any]
+    epoch: int = 0
+    step: int = 0
+    elapsed: float = 0.0
+    best: Dict[str, Any] = field(default_factory=lambda: {"loss": math.inf, "epoch": 0, "state": None, "bad_epochs": 0})
+    partial: Optional[Dict[str, Any]] = None  # a checkpoint written inside an epoch: where to go on
+    start_epoch: int = 0
+    checkpoint_epoch: Optional[int] = None  # of the checkpoint on disk
+    fallback: Dict[str, Tensor] = field(default_factory=dict)  # "last good" weights before any best
+    log: Optional[EpochLog] = None
+    bar: Any = None
+    _clock: Tuple[float, float] = (0.0, 0.0)  # (elapsed, perf_counter) when this session began
+
+    @property
+    def checkpoint_path(self) -> str:
+        return os.path.join(self.run_dir, CHECKPOINT_FILE)
+
+    def restore(self, checkpoint: Dict[str, Any]) -> None:
+        """Go on from ``checkpoint``: weights, optimiser moments, generators, counters, best so far."""
+        try:
+            self.model.load_state_dict(checkpoint["model_state"])
+            self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+            self.shuffle.set_state(checkpoint["rng"]["shuffle"])
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            self.epoch, self.step, self.elapsed = checkpoint["epoch"], checkpoint["step"], checkpoint["elapsed"]
+            self.best = dict(checkpoint["best"])
+            self.partial = checkpoint.get("partial")
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise RunError(f"{self.run_dir}/{CHECKPOINT_FILE}: does not fit the configured model ({exc})") from None
+        self.checkpoint_epoch = self.epoch
+
+    def start(self, bar: Any) -> None:
+        """Open the log (dropping rows after the checkpoint), note the weights the run starts
+        from and start the clock."""
+        self.start_epoch = self.epoch
+        self.log = EpochLog(self.run_dir, keep_epochs=self.epoch)
+        self.fallback = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.bar = bar
+        self._clock = (self.elapsed, time.perf_counter())
+
+    def tick(self) -> None:
+        before, since = self._clock
+        self.elapsed = before + time.perf_counter() - since
+
+    def checkpoint(self, within: Optional[Dict[str, Any]] = None) -> None:
+        """Write checkpoint.pt for the current step (``within``: where inside the epoch it is)."""
+        save_checkpoint(
+            self.checkpoint_path,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "model": self.config.model,
+                "model_config": dict(getattr(self.model, "config", {})),
+                "model_state": self.model.state_dict(),
+                "optimizer_state": self.optimizer.state_dict(),
+                "rng": {"shuffle": self.shuffle.get_state(), "torch": torch.get_rng_state()},
+                "epoch": self.epoch,
+                "step": self.step,
+                "elapsed": self.elapsed,
+                "best": self.best,
+                **({"partial": within} if within is not None else {}),
+            },
+        )
+        self.checkpoint_epoch = self.epoch
+
+    def summary(self, stop_reason: str, finished: bool, epochs: int) -> Dict[str, Any]:
+        """The contents of summary.json after ``epochs`` epochs."""
+        d, best = self.data, self.best
+        return {
+            "epochs": epochs,
+            "steps": self.step,
+            "seconds": round(self.elapsed, 3),
+            "stop_reason": stop_reason,
+            "best_epoch": best["epoch"],
+            "best_loss": best["loss"],
+            "finished": finished,
+            "best_epoch_fraction": round(best["epoch"] / epochs, 4) if epochs else None,
+            "selected_by": "validation loss" if d.val is not None else "training loss",
+            "validation": d.validation,
+            "joint_types": d.joint_types,
+            "friction": self.friction,
+            "n_train_samples": d.n_train,
+            "n_validation_samples": d.n_val,
+            "train_trajectories": d.train_names,
+            "validation_trajectories": d.val_names,
+            "test_trajectories": list(self.config.test),
+        }
+
+    def diverged(self, epoch: int, what: str) -> TrainingDiverged:
+        """Stop in (1-based) ``epoch``: model.pt = the best model so far (else the weights the run
+        started from), the checkpoint on disk is left alone, summary.json says why; the error to raise."""
+        good = self.best["state"] is not None
+        self.model.load_state_dict(self.best["state"] if good else self.fallback)
+        self.model.eval()
+        save_model(self.model, os.path.join(self.run_dir, MODEL_FILE))
+        summary = self.summary("diverged", False, epoch - 1)
+        summary["diverged"] = {
+            "epoch": epoch,
+            "step": self.step,
+            "what": what,
+            "checkpoint_epoch": self.checkpoint_epoch,
+        }
+        summary["model_epoch"] = self.best["epoch"] if good else self.start_epoch
+        atomic_write_json(os.path.join(self.run_dir, SUMMARY_FILE), summary)
+        kept = (
+            f"the last good checkpoint (epoch {self.checkpoint_epoch}) is kept"
+            if self.checkpoint_epoch is not None
+            else "no checkpoint had been written yet"
+        )
+        saved = (
+            f"model.pt holds the best model so far (epoch {self.best['epoch']})"
+            if good
+            else f"model.pt holds the weights of epoch {self.start_epoch} (no epoch had finished well)"
+        )
+        return TrainingDiverged(
+            f"{self.run_dir}: training diverged at epoch {epoch} (step {self.step}): {what}; "
+            f"{saved}; {kept}; try a smaller `lr` (now {self.config.lr:g}) or `grad_clip`"
+        )
+
+    def failed(self, exc: BaseException, epoch: int, what: str, message: str) -> RunError:
+        """The error for ``exc`` raised by the loss in (1-based) ``epoch``: divergence (``what``)
+        when the model's numbers went bad, else a one-line RunError (``message``)."""
+        if _numerical_failure(exc, self.model):
+            return self.diverged(epoch, what)
+        return RunError(message)
+
+    def interrupted(self, where: str) -> TrainingInterrupted:
+        """Stop after a signal (the checkpoint is written): summary.json says so; the error to raise."""
+        signum = int(self.signals.received)
+        atomic_write_json(os.path.join(self.run_dir, SUMMARY_FILE), self.summary("interrupted", False, self.epoch))
+        return TrainingInterrupted(
+            f"{signal.Signals(signum).name}: training stopped after {where}; the checkpoint {self.checkpoint_path} "
+            f"holds it; continue with `delan train {self.config.data} -o {self.run_dir} --resume`",
+            exit_code=128 + signum,
+        )
+
+
+def _build(config: TrainConfig, run_dir: str, data: _Data, signals: _StopSignals) -> _Run:
+    """The model (seeded initial weights; friction as the option or the data say), optimiser,
+    loss and minibatch generator of a run at epoch 0."""
     torch.manual_seed(config.seed)  # the initial weights
-    revolute = None if joint_types is None else [x == "revolute" for x in joint_types]
+    revolute = None if data.joint_types is None else [x == "revolute" for x in data.joint_types]
     if config.friction is None and config.model != "mlp":
-        learn, evidence = decide_friction(rest)
-        friction = {"learned": learn, "decided": "from the data", "coulomb_evidence": evidence,
-                    "threshold": FRICTION_EVIDENCE}
+        learn, evidence = decide_friction(data.rest)
+        friction = {
+            "learned": learn,
+            "decided": "from the data",
+            "coulomb_evidence": evidence,
+            "threshold": FRICTION_EVIDENCE,
+        }
     elif config.model == "mlp":
         friction = {"learned": False, "decided": "the mlp has no friction term"}
     else:
         friction = {"learned": bool(config.friction), "decided": "by the friction option"}
-    model = build_model(config, ds.n_dof, revolute, output_scales(train_arrays) if config.scale_outputs else None,
-                        friction["learned"])
+    scales = output_scales(data.train_arrays) if config.scale_outputs else None
+    model = build_model(config, data.n_dof, revolute, scales, friction["learned"])
     optimizer = make_optimizer(config, model)
-    loss_fn = make_loss(config, train, model)
-    shuffle = torch.Generator(device="cpu").manual_seed(config.seed)  # minibatch order
-    start_epoch, step, elapsed = 0, 0, 0.0
-    best = {"loss": math.inf, "epoch": 0, "state": None, "bad_epochs": 0}
-    partial = None  # a checkpoint written inside an epoch: where in the epoch to go on
-    if checkpoint is not None:
-        try:
-            model.load_state_dict(checkpoint["model_state"])
-            optimizer.load_state_dict(checkpoint["optimizer_state"])
-            shuffle.set_state(checkpoint["rng"]["shuffle"])
-            torch.set_rng_state(checkpoint["rng"]["torch"])
-            start_epoch, step, elapsed = checkpoint["epoch"], checkpoint["step"], checkpoint["elapsed"]
-            best = dict(checkpoint["best"])
-            partial = checkpoint.get("partial")
-        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            raise RunError(f"{run_dir}/{CHECKPOINT_FILE}: does not fit the configured model ({exc})") from None
+    loss_fn = make_loss(config, data.train, model)
+    shuffle = torch.Generator(device="cpu").manual_seed(config.seed)
+    return _Run(config, run_dir, data, signals, model, optimizer, loss_fn, shuffle, friction)
+
+
+def _record_new_run(run: _Run, force: bool, stack: ExitStack) -> None:
+    """Create and lock a new run's directory (the data has loaded, so nothing is written for a
+    run that cannot start), and write config.json and data.json."""
+    from delan.fingerprint import data_fingerprint
+
+    config, data = run.config, run.data
+    fingerprint = data_fingerprint(data.path)
+    if run.signals.received is not None:
+        signum = int(run.signals.received)
+        raise TrainingInterrupted(
+            f"{signal.Signals(signum).name}: stopped before training started; nothing was written to {run.run_dir}",
+            128 + signum,
+        )
+    config.data = os.path.abspath(data.path)  # the record must not depend on today's cwd
+    _prepare_run_dir(run.run_dir, force, stack)
+    meta = dict(
+        config.to_dict(),
+        format=DATA_FORMAT,
+        version=DATA_VERSION,
+        data_file=dict(path=config.data, **fingerprint),
+        n_dof=data.n_dof,
+        joint_types=data.joint_types,
+        friction=run.friction,
+        train_trajectories=data.train_names,
+        validation=data.validation,
+        n_train_samples=data.n_train,
+        n_validation_samples=data.n_val,
+    )
+    write_config(run.run_dir, config)
+    atomic_write_json(os.path.join(run.run_dir, DATA_FILE), meta)
+
+
+def _one_epoch(run: _Run) -> Tuple[float, bool, Dict[str, float]]:
+    """Step on the minibatches of one epoch (or of the rest of the epoch a checkpoint was written
+    in); returns its learning rate, whether the rollout loss trained, and the sample-weighted sums
+    of the loss terms. A signal stops it after the current step with a checkpoint of that step."""
+    config, n_train = run.config, run.data.n_train
+    if run.partial is not None:  # resuming inside an epoch: its order, lr and sums so far
+        p, run.partial = run.partial, None
+        lr, perm, first = float(p["lr"]), p["perm"].to(config.device), int(p["pos"])
+        sums: Dict[str, float] = dict(p["sums"])
     else:
-        fingerprint = data_fingerprint(data_path)
-        if signals.received is not None:
-            raise TrainingInterrupted(f"{signal.Signals(signals.received).name}: stopped before training "
-                                      f"started; nothing was written to {run_dir}", 128 + int(signals.received))
-        config.data = os.path.abspath(data_path)  # the record must not depend on today's cwd
-        _prepare_run_dir(run_dir, force, stack)
-        meta = dict(config.to_dict(), format=DATA_FORMAT, version=DATA_VERSION,
-                    data_file=dict(path=config.data, **fingerprint),
-                    n_dof=ds.n_dof, joint_types=joint_types, friction=friction, train_trajectories=train_names,
-                    validation=validation, n_train_samples=n_train, n_validation_samples=n_val)
-        write_config(run_dir, config)
-        atomic_write_json(os.path.join(run_dir, DATA_FILE), meta)
-    log = EpochLog(run_dir, keep_epochs=start_epoch)
-    checkpoint_path = os.path.join(run_dir, CHECKPOINT_FILE)
-    checkpoint_epoch = [start_epoch if checkpoint is not None else None]  # of the checkpoint on disk
-    fallback = {k: v.detach().clone() for k, v in model.state_dict().items()}  # "last good" before any best
+        lr = learning_rate(config, _progress(config, run.epoch, run.elapsed))
+        perm = torch.randperm(n_train, generator=run.shuffle).to(config.device)
+        first, sums = 0, {}
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    rollout_on = _rollout_on(config, run.epoch, run.elapsed)
+    run.loss_fn.rollout_on = rollout_on  # validation scores the rollout part from then on
 
-    def checkpoint_now(epoch: int, within: Optional[Dict[str, Any]] = None) -> None:
-        save_checkpoint(checkpoint_path, {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model": config.model,
-            "model_config": dict(getattr(model, "config", {})),
-            "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
-            "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()},
-            "epoch": epoch, "step": step, "elapsed": elapsed, "best": best,
-            **({"partial": within} if within is not None else {}),
-        })
-        checkpoint_epoch[0] = epoch
-
-    def summarise(stop_reason: str, finished: bool, epoch: int) -> Dict[str, Any]:
-        return {"epochs": epoch, "steps": step, "seconds": round(elapsed, 3), "stop_reason": stop_reason,
-                "best_epoch": best["epoch"], "best_loss": best["loss"], "finished": finished,
-                "best_epoch_fraction": round(best["epoch"] / epoch, 4) if epoch else None,
-                "selected_by": "validation loss" if val is not None else "training loss",
-                "validation": validation, "joint_types": joint_types, "friction": friction,
-                "n_train_samples": n_train, "n_validation_samples": n_val, "train_trajectories": train_names,
-                "validation_trajectories": val_names, "test_trajectories": list(config.test)}
-
-    def diverged(epoch: int, what: str) -> TrainingDiverged:
-        """Stop: model.pt = the best model so far (else the weights the run started from), the
-        checkpoint on disk is left alone, summary.json says why; the error to raise."""
-        bar.close()
-        good = best["state"] is not None
-        model.load_state_dict(best["state"] if good else fallback)
-        model.eval()
-        save_model(model, os.path.join(run_dir, MODEL_FILE))
-        summary = summarise("diverged", False, epoch - 1)
-        summary["diverged"] = {"epoch": epoch, "step": step, "what": what, "checkpoint_epoch": checkpoint_epoch[0]}
-        summary["model_epoch"] = best["epoch"] if good else start_epoch
-        atomic_write_json(os.path.join(run_dir, SUMMARY_FILE), summary)
-        kept = (f"the last good checkpoint (epoch {checkpoint_epoch[0]}) is kept" if checkpoint_epoch[0] is not None
-                else "no checkpoint had been written yet")
-        saved = (f"model.pt holds the best model so far (epoch {best['epoch']})" if good else
-                 f"model.pt holds the weights of epoch {start_epoch} (no epoch had finished well)")
-        return TrainingDiverged(f"{run_dir}: training diverged at epoch {epoch} (step {step}): {what}; {saved}; "
-                                f"{kept}; try a smaller `lr` (now {config.lr:g}) or `grad_clip`")
-
-    def interrupted(epoch: int, signum: int, where: str) -> TrainingInterrupted:
-        """Stop after a signal (the checkpoint is written): summary.json says so; the error to raise."""
-        bar.close()
-        atomic_write_json(os.path.join(run_dir, SUMMARY_FILE), summarise("interrupted", False, epoch))
-        return TrainingInterrupted(
-            f"{signal.Signals(signum).name}: training stopped after {where}; the checkpoint {checkpoint_path} "
-            f"holds it; continue with `delan train {config.data} -o {run_dir} --resume`",
-            exit_code=128 + int(signum))
-
-    show = (not config.quiet and sys.stderr.isatty()) if progress is None else progress
-    bar = _progress_bar(config.epochs, start_epoch, show)
-    stop_reason = "epochs"
-    epoch = start_epoch
-    segment_start = time.perf_counter()
-    elapsed_before = elapsed
-    if signals.received is not None:  # a signal while the data loaded: stop before the first step
-        if checkpoint is None:
-            checkpoint_now(epoch)  # so that the new run can be resumed
-        raise interrupted(epoch, signals.received, "setting up, before its first step")
-
-    # 4. the loop ---------------------------------------------------------------------------
-    while config.epochs is None or epoch < config.epochs:
-        if stop_after is not None and epoch >= stop_after:
-            stop_reason = "stopped"
-            break
-        if partial is not None:  # resuming inside an epoch: its order, lr and sums so far
-            lr, perm, first = float(partial["lr"]), partial["perm"].to(config.device), int(partial["pos"])
-            sums: Dict[str, float] = dict(partial["sums"])
-            partial = None
-        else:
-            progress_frac = 0.0 if config.epochs is None else epoch / config.epochs
-            if config.time_budget is not None:
-                progress_frac = max(progress_frac, elapsed / config.time_budget)
-            lr = learning_rate(config, progress_frac)
-            perm = torch.randperm(n_train, generator=shuffle).to(config.device)
-            first, sums = 0, {}
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        rollout_on = _rollout_on(config, epoch, elapsed)
-        loss_fn.rollout_on = rollout_on  # validation scores the rollout part from then on
-
-        model.train()
-        for i in range(first, n_train, config.batch_size):
-            idx = perm[i:i + config.batch_size]
-            batch = {k: v[idx] for k, v in train.items()}
-            batch["step"] = step  # the rollout loss runs on every rollout_every-th step
-            try:
-                total, parts = loss_fn(model, batch)
-            except (ValueError, RuntimeError) as exc:
-                if _numerical_failure(exc, model):
-                    raise diverged(epoch + 1, _first_line(exc)) from None
-                # not a numerical failure: one line with where it happened
-                bar.close()
-                raise RunError(f"training stopped at epoch {epoch + 1} (step {step}): {_first_line(exc)}") from None
-            if not torch.isfinite(total):
-                raise diverged(epoch + 1, f"the training loss is {float(total.detach())}")
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            step += 1
-            b = idx.shape[0]
-            for k, v in [("loss", total)] + list(parts.items()):
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
-            if signals.received is not None and i + config.batch_size < n_train:
-                # stop inside the epoch: checkpoint this step and where the epoch goes on
-                elapsed = elapsed_before + time.perf_counter() - segment_start
-                checkpoint_now(epoch, {"perm": perm.cpu(), "pos": i + config.batch_size, "sums": sums, "lr": lr})
-                raise interrupted(epoch, signals.received, f"step {step}, inside epoch {epoch + 1}")
-        epoch += 1
-        model.eval()
-
-        # validation and the best model so far; a non-finite score or weights is divergence
-        train_mean = {k: v / n_train for k, v in sums.items()}
+    run.model.train()
+    for i in range(first, n_train, config.batch_size):
+        idx = perm[i : i + config.batch_size]
+        batch = {k: v[idx] for k, v in run.data.train.items()}
+        batch["step"] = run.step  # the rollout loss runs on every rollout_every-th step
         try:
-            val_mean = mean_loss(loss_fn, model, val) if val is not None else None
+            total, parts = run.loss_fn(run.model, batch)
         except (ValueError, RuntimeError) as exc:
-            if _numerical_failure(exc, model):
-                raise diverged(epoch, f"validation failed: {_first_line(exc)}") from None
-            bar.close()
-            raise RunError(f"validation failed after epoch {epoch} (step {step}): {_first_line(exc)}") from None
-        score = val_mean["loss"] if val_mean is not None else train_mean["loss"]
-        if not math.isfinite(score):
-            raise diverged(epoch, f"the {'validation' if val_mean is not None else 'training'} loss is {score}")
-        if not _finite_weights(model):
-            raise diverged(epoch, "the weights are no longer finite")
-        if rollout_on and not best.get("rollout"):  # the score now holds the rollout part: a new criterion
-            best = dict(best, loss=math.inf, bad_epochs=0, rollout=True)
-        if score < best["loss"]:
-            best = {"loss": score, **({"rollout": True} if rollout_on else {}), "epoch": epoch, "bad_epochs": 0,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        else:
-            best["bad_epochs"] += 1
-        elapsed = elapsed_before + time.perf_counter() - segment_start
+            raise run.failed(
+                exc,
+                run.epoch + 1,
+                _first_line(exc),
+                f"training stopped at epoch {run.epoch + 1} (step {run.step}): {_first_line(exc)}",
+            ) from None
+        if not torch.isfinite(total):
+            raise run.diverged(run.epoch + 1, f"the training loss is {float(total.detach())}")
+        run.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+        run.optimizer.step()
+        run.step += 1
+        b = idx.shape[0]
+        for k, v in [("loss", total)] + list(parts.items()):
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
+        if run.signals.received is not None and i + config.batch_size < n_train:
+            # stop inside the epoch: checkpoint this step and where the epoch goes on
+            run.tick()
+            run.checkpoint({"perm": perm.cpu(), "pos": i + config.batch_size, "sums": sums, "lr": lr})
+            raise run.interrupted(f"step {run.step}, inside epoch {run.epoch + 1}")
+    run.epoch += 1
+    run.model.eval()
+    return lr, rollout_on, sums
 
-        row: Dict[str, Any] = {"epoch": epoch, "step": step, "time": round(elapsed, 4), "lr": lr}
-        row.update({f"train_{k}": v for k, v in train_mean.items()})
-        if val_mean is not None:
-            row.update({f"val_{k}": v for k, v in val_mean.items()})
-        row["best_epoch"] = best["epoch"]
-        log.append(row)
-        bar.set_postfix({k: f"{v:.2e}" for k, v in train_mean.items()} |
-                        ({"val": f"{val_mean['loss']:.2e}"} if val_mean else {}), refresh=False)
-        bar.update(1)
 
-        # stopping rules; a checkpoint every N epochs, whenever the run stops, and on a signal
-        if config.patience is not None and best["bad_epochs"] >= config.patience:
-            stop_reason = "early stopping"
-        elif config.time_budget is not None and elapsed >= config.time_budget:
-            stop_reason = "time budget"
-        elif config.epochs is not None and epoch >= config.epochs:
-            stop_reason = "epochs"
-        else:
-            stop_reason = ""
-        if (stop_reason or epoch % config.checkpoint_every == 0 or signals.received is not None
-                or (stop_after is not None and epoch >= stop_after)):
-            checkpoint_now(epoch)
-        if stop_reason:
-            break
-        if signals.received is not None:
-            raise interrupted(epoch, signals.received, f"step {step}, the end of epoch {epoch}")
-    bar.close()
+def _end_epoch(run: _Run, lr: float, rollout_on: bool, sums: Dict[str, float]) -> None:
+    """Score the epoch (validation loss, else training loss), keep the best model so far, and log
+    the epoch; a score or weights that are not finite are divergence."""
+    train_mean = {k: v / run.data.n_train for k, v in sums.items()}
+    try:
+        val_mean = mean_loss(run.loss_fn, run.model, run.data.val) if run.data.val is not None else None
+    except (ValueError, RuntimeError) as exc:
+        raise run.failed(
+            exc,
+            run.epoch,
+            f"validation failed: {_first_line(exc)}",
+            f"validation failed after epoch {run.epoch} (step {run.step}): {_first_line(exc)}",
+        ) from None
+    score = val_mean["loss"] if val_mean is not None else train_mean["loss"]
+    if not math.isfinite(score):
+        raise run.diverged(run.epoch, f"the {'validation' if val_mean is not None else 'training'} loss is {score}")
+    if not _finite_weights(run.model):
+        raise run.diverged(run.epoch, "the weights are no longer finite")
+    best = run.best
+    if rollout_on and not best.get("rollout"):  # the score now holds the rollout part: a new criterion
+        best = dict(best, loss=math.inf, bad_epochs=0, rollout=True)
+    if score < best["loss"]:
+        best = {
+            "loss": score,
+            **({"rollout": True} if rollout_on else {}),
+            "epoch": run.epoch,
+            "bad_epochs": 0,
+            "state": {k: v.detach().clone() for k, v in run.model.state_dict().items()},
+        }
+    else:
+        best["bad_epochs"] += 1
+    run.best = best
+    run.tick()
 
-    # 5. the best model is the result ------------------------------------------------------
+    row: Dict[str, Any] = {"epoch": run.epoch, "step": run.step, "time": round(run.elapsed, 4), "lr": lr}
+    row.update({f"train_{k}": v for k, v in train_mean.items()})
+    if val_mean is not None:
+        row.update({f"val_{k}": v for k, v in val_mean.items()})
+    row["best_epoch"] = best["epoch"]
+    run.log.append(row)
+    run.bar.set_postfix(
+        {k: f"{v:.2e}" for k, v in train_mean.items()} | ({"val": f"{val_mean['loss']:.2e}"} if val_mean else {}),
+        refresh=False,
+    )
+    run.bar.update(1)
+
+
+def _stop_reason(run: _Run, stop_after: Optional[int], epoch_done: bool) -> str:
+    """Why the run stops now ('' = it goes on): the one place for the stopping rules. Asked after
+    every epoch and once before the first, where the rules that judge the last epoch (early
+    stopping, the time budget) wait for one. ``stop_after`` pauses the run (reason "stopped")."""
+    c = run.config
+    if epoch_done and c.patience is not None and run.best["bad_epochs"] >= c.patience:
+        return "early stopping"
+    if epoch_done and c.time_budget is not None and run.elapsed >= c.time_budget:
+        return "time budget"
+    if c.epochs is not None and run.epoch >= c.epochs:
+        return "epochs"
+    if stop_after is not None and run.epoch >= stop_after:
+        return "stopped"
+    return ""
+
+
+def _finish(run: _Run, stop_reason: str) -> TrainResult:
+    """The best model is the result: model.pt (unless the run was only paused) and summary.json."""
     finished = stop_reason != "stopped"
-    if best["state"] is not None and finished:
-        model.load_state_dict(best["state"])
-    summary = summarise(stop_reason, finished, epoch)
+    if run.best["state"] is not None and finished:
+        run.model.load_state_dict(run.best["state"])
+    summary = run.summary(stop_reason, finished, run.epoch)
     if finished:
-        model.eval()
-        save_model(model, os.path.join(run_dir, MODEL_FILE))
-    atomic_write_json(os.path.join(run_dir, SUMMARY_FILE), summary)
-    return TrainResult(run_dir, model, config, list(log.rows), summary)
+        run.model.eval()
+        save_model(run.model, os.path.join(run.run_dir, MODEL_FILE))
+    atomic_write_json(os.path.join(run.run_dir, SUMMARY_FILE), summary)
+    return TrainResult(run.run_dir, run.model, run.config, list(run.log.rows), summary)
 
 
 def check_resume_data(run_dir: str, stored: TrainConfig, given: str, fingerprint_fn=None) -> Optional[Dict[str, Any]]:
@@ -1085,16 +1360,22 @@ def check_resume_data(run_dir: str, stored: TrainConfig, given: str, fingerprint
     recorded = record.get("path") or stored.data
     if not record.get("fingerprint"):
         if not _same_path(given, stored.data):
-            raise RunError(f"{run_dir}: was trained on {stored.data}, not {given} (the run predates content "
-                           f"fingerprints, so only its recorded path is accepted)")
+            raise RunError(
+                f"{run_dir}: was trained on {stored.data}, not {given} (the run predates content "
+                f"fingerprints, so only its recorded path is accepted)"
+            )
         return None
     fp = fingerprint_fn(given)
     if fp["fingerprint"] != record["fingerprint"]:
         if _same_path(given, recorded):
-            raise RunError(f"{run_dir}: its data file {given} has changed since the run started (content "
-                           f"fingerprint differs from data.json's); resume needs the data it was trained on")
-        raise RunError(f"{run_dir}: was trained on {recorded}, but {given} holds other data (content "
-                       f"fingerprint differs); resume with the data the run was trained on")
+            raise RunError(
+                f"{run_dir}: its data file {given} has changed since the run started (content "
+                f"fingerprint differs from data.json's); resume needs the data it was trained on"
+            )
+        raise RunError(
+            f"{run_dir}: was trained on {recorded}, but {given} holds other data (content "
+            f"fingerprint differs); resume with the data the run was trained on"
+        )
     return fp
 
 
@@ -1112,9 +1393,14 @@ def _describe_validation(ds, whole: Sequence[str], blocks: Dict[str, Tuple[int, 
         return {"scheme": "whole trajectories", "trajectories": list(whole), "n_samples": n_val}
     if not blocks:
         return {"scheme": "none", "n_samples": 0}
-    return {"scheme": "time blocks", "n_samples": n_val,
-            "blocks": {name: {"samples": [a, b], "t": [float(ds[name].t[a]), float(ds[name].t[b - 1])]}
-                       for name, (a, b) in blocks.items()}}
+    return {
+        "scheme": "time blocks",
+        "n_samples": n_val,
+        "blocks": {
+            name: {"samples": [a, b], "t": [float(ds[name].t[a]), float(ds[name].t[b - 1])]}
+            for name, (a, b) in blocks.items()
+        },
+    }
 
 
 def _check_run_dir(run_dir: str, force: bool, locked: bool = False) -> None:
@@ -1125,8 +1411,10 @@ def _check_run_dir(run_dir: str, force: bool, locked: bool = False) -> None:
     if not locked:
         check_free(run_dir)
     if os.path.isdir(run_dir) and [x for x in os.listdir(run_dir) if x != LOCK_FILE] and not force:
-        raise RunError(f"{run_dir}: run directory exists and is not empty; use `resume` to continue "
-                       f"it or `force` to start afresh (its run files are replaced)")
+        raise RunError(
+            f"{run_dir}: run directory exists and is not empty; use `resume` to continue "
+            f"it or `force` to start afresh (its run files are replaced)"
+        )
 
 
 def _prepare_run_dir(run_dir: str, force: bool, stack: ExitStack) -> None:
