@@ -14,7 +14,7 @@ first layer, W^T, is the same for every sample and is never copied B times).
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Optional, Tuple
 
 import torch
@@ -26,7 +26,7 @@ def n_pairs(n: int) -> int:
     return n * (n + 1) // 2
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pair_indices_cpu(n: int) -> Tuple[Tensor, Tensor, Tensor]:
     rows, cols = torch.triu_indices(n, n)
     full = torch.empty(n, n, dtype=torch.long)
@@ -76,7 +76,7 @@ class Jet:
         self.stacked = stacked
 
     @classmethod
-    def input(cls, x: Tensor, order: int) -> "Jet":
+    def input(cls, x: Tensor, order: int) -> Jet:
         """The jet of the input x (B, n) itself: identity Jacobian, zero Hessian."""
         return cls(x, None, None, x.shape[-1], order)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Callable, Tuple
 
-import torch
 from torch import Tensor
 from torch.func import hessian, jacfwd, jacrev, vmap
 

@@ -324,7 +324,8 @@ class EnergySwingUp(Controller):
                  torque_limit: Optional[float] = None, rate: Optional[float] = None):
         if not has_energies(model):
             raise ControlError(f"energy-based swing-up needs a model with energies and forward dynamics (a "
-                               f"delan.Dynamics); {type(model).__name__} has none (the mlp baseline predicts torques only)")
+                               f"delan.Dynamics); {type(model).__name__} has none (the mlp baseline predicts "
+                               f"torques only)")
         n = model.n_dof
         if n != 2 or {actuated, pendulum} != {0, 1}:
             raise ControlError(f"EnergySwingUp needs a 2-joint model with one actuated joint and one pendulum, "
@@ -567,7 +568,7 @@ def simulate_closed_loop(system, controller: Callable[[float, Tensor, Tensor], T
         if k == steps:
             break
         held = tau.clone()
-        r = rollout(system, q, qd, lambda _t, _q, _qd: held, dt=h, steps=int(substeps), method=method)
+        r = rollout(system, q, qd, lambda _t, _q, _qd, held=held: held, dt=h, steps=int(substeps), method=method)
         q, qd = r.q[-1], r.qd[-1]
     out = [torch.stack(x) for x in (qs, qds, taus, mqs, mqds)]
     if single:

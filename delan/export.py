@@ -257,7 +257,8 @@ def _prepared(model: nn.Module, dtype: Optional[torch.dtype]) -> nn.Module:
 def _quiet() -> Iterator[None]:
     """Silence what the exporters print about themselves (progress lines, deprecation notes,
     tracer warnings about the model's Python-side input checks, which the verification covers)."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")]
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(name) for name in names]
     levels = [lg.level for lg in loggers]
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -316,8 +317,8 @@ def _onnx_float64_constants(enabled: bool) -> Iterator[None]:
     and :func:`verify_export` refuses an imprecise file.
     """
     try:
-        from torch.onnx._internal.exporter import _building
         from onnxscript import ir
+        from torch.onnx._internal.exporter import _building
     except ImportError:
         enabled = False
     original = getattr(_building, "_determine_input_dtype", None) if enabled else None
@@ -534,7 +535,8 @@ def relative_error(name: str, got: Tensor, ref: Dict[str, Tensor]) -> float:
 def verify_export(model: nn.Module, path: str, fmt: str, batch: int = 64,
                   seed: int = 0) -> Tuple[Dict[str, float], int, List[str]]:
     """Load the artefact at ``path`` and compare it with ``model`` on ``batch`` random states
-    (:func:`random_states`), and on the first :data:`SINGLE_STATES` of them one at a time (B = 1). Returns ({output: max relative error}
+    (:func:`random_states`), and on the first :data:`SINGLE_STATES` of them one at a time (B = 1).
+    Returns ({output: max relative error}
     (:func:`relative_errors`), number of states, the entry points called). ONNX without
     onnxruntime is not checked: ({}, 0, [])."""
     if fmt == "onnx" and not _importable("onnxruntime"):

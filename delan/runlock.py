@@ -118,7 +118,7 @@ class RunLock:
         self.previous: Optional[Dict[str, Any]] = None
         self.locked = True  # False where the file system has no flock (the holder is still recorded)
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         for _ in range(5):
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
@@ -157,7 +157,7 @@ class RunLock:
             return self._hold(fd)
         raise RunError(f"{self.run_dir}: could not take the lock {LOCK_FILE} (it keeps changing hands)")
 
-    def _hold(self, fd: int) -> "RunLock":
+    def _hold(self, fd: int) -> RunLock:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "since": time.strftime("%Y-%m-%d %H:%M:%S"), "started": time.time(),
                 "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}
@@ -179,7 +179,7 @@ class RunLock:
             os.close(self.fd)  # drops the flock
             self.fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire() if self.fd is None else self
 
     def __exit__(self, *exc) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import shutil
+import statistics
 import time
 from typing import Dict, List, Optional, Sequence
 

@@ -129,7 +129,7 @@ def _real_log(spec: dict, seed: int):
     refs = make_trajectories(system, "fourier", spec["n"], spec["duration"], rng)
     n_steps = int(round(spec["duration"] * spec["rate"]))
     trs = []
-    for i, ref in enumerate(refs + [None]):
+    for ref in refs + [None]:
         t = np.arange(n_steps + 1) / spec["rate"]
         late = rng.random(len(t)) < 0.02
         t = t + late * rng.uniform(1e-3, 1.8e-3, len(t))  # a late time stamp, not a late sample
@@ -228,6 +228,7 @@ def old_validation(names: List[str], test: List[str]) -> List[str]:
 def identification(data: str, test: List[str]) -> dict:
     """Least-squares fit of the two-link's true structure on the training runs; held-out errors."""
     import _identification as ident
+
     from delan.data import load_dataset
 
     ds = load_dataset(data)
@@ -292,7 +293,8 @@ def report(rows: List[dict], ident: Dict[str, dict], budget: float) -> str:
             lines.append(f"{head} failed: {r['error']} | | | | | | | |")
             continue
         lines.append(f"{head} {_fmt(r.get('torque_mse'))} | {_fmt(r.get('torque_nmse'))} | "
-                     f"{_fmt(r.get('inertial_nmse'))} | {_fmt(r.get('coriolis_nmse'))} | {_fmt(r.get('gravity_nmse'))} | "
+                     f"{_fmt(r.get('inertial_nmse'))} | {_fmt(r.get('coriolis_nmse'))} | "
+                     f"{_fmt(r.get('gravity_nmse'))} | "
                      f"{_fmt(r.get('vpt'))} | {r.get('epochs')} | {r.get('best_epoch')} |")
     for name, res in ident.items():
         new = med.get((name, "new-defaults"), {})

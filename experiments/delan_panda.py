@@ -16,8 +16,8 @@ import os
 import sys
 
 import torch
-
 from _comparison import compare
+
 from delan.cli import main as delan_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))

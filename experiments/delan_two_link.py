@@ -13,8 +13,8 @@ import os
 import sys
 
 import torch
-
 from _comparison import compare
+
 from delan.cli.demo import TEST_LETTERS, bundled_data
 
 HERE = os.path.dirname(os.path.abspath(__file__))

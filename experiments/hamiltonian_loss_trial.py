@@ -106,7 +106,8 @@ def main() -> None:
 def run_trial(kinds, jobs_n: int, rows: list) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(tmp)
-        jobs = [dict(kind=k, setting=s, seed=seed, data=data, runs=tmp) for k in kinds for s in SETTINGS for seed in SEEDS]
+        jobs = [dict(kind=k, setting=s, seed=seed, data=data, runs=tmp)
+                for k in kinds for s in SETTINGS for seed in SEEDS]
         with ProcessPoolExecutor(jobs_n) as pool:
             for row in pool.map(run_one, jobs):
                 print(row, flush=True)

@@ -30,7 +30,8 @@ def test_generate_simulated_n_link_with_noise_and_friction(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["generate", "robot9000"], "unknown system 'robot9000'; valid systems: pendulum, two-link, cartpole, furuta, n-link, panda"),
+    (["generate", "robot9000"],
+     "unknown system 'robot9000'; valid systems: pendulum, two-link, cartpole, furuta, n-link, panda"),
     (["generate", "cartpole", "--kind", "characters"], "character trajectories need the two-link arm"),
     (["generate", "two-link", "--rate", "-5"], "rate must be a positive number"),
     (["generate", "two-link", "--n-dof", "4"], "has 2 degrees of freedom, not 4"),

@@ -56,5 +56,6 @@ def test_bad_input(trained, tmp_path, cli_fails):
     cli_fails(["simulate", runs["structured"], "--system", "pendulum"], "n_dof")
     cli_fails(["simulate", runs["structured"], "--system", "warp-drive"], "unknown system")
     cli_fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--dt", "-1"], "--dt")
-    cli_fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--steps", "100000"], "past the end")
+    cli_fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--steps", "100000"],
+              "past the end")
     cli_fails(["simulate", str(tmp_path / "none"), "--system", "two-link"], "no such run")

@@ -114,11 +114,13 @@ BACK_T[7] = BACK_T[6]
 CASES = {
     "nan": ({"run": bad(q=NAN_Q)}, r"trajectory 'run': field 'q': 1 non-finite values \(first: NaN at sample 5\)"),
     "inf": ({"run": bad(tau=INF_TAU)}, r"trajectory 'run': field 'tau': 1 non-finite values \(first: inf"),
-    "shape": ({"run": bad(qd=np.zeros((20, 3)))}, r"trajectory 'run': field 'qd': expected shape \(T, n_dof\) = \(20, 2\), got \(20, 3\)"),
+    "shape": ({"run": bad(qd=np.zeros((20, 3)))},
+              r"trajectory 'run': field 'qd': expected shape \(T, n_dof\) = \(20, 2\), got \(20, 3\)"),
     "H shape": ({"run": bad(H=np.zeros((20, 2)))}, r"field 'H': expected shape \(T, n_dof, n_dof\) = \(20, 2, 2\)"),
     "time": ({"run": bad(t=BACK_T)}, r"trajectory 'run': field 't': time must be strictly increasing"),
     "missing": ({"run": bad(tau=None)}, r"trajectory 'run': field 'tau': required field is missing"),
-    "n_dof": ({"a": good(), "b": good(n=3)}, r"trajectory 'b': field 'q': expected shape \(T, n_dof\) = \(20, 2\), got \(20, 3\)"),
+    "n_dof": ({"a": good(), "b": good(n=3)},
+              r"trajectory 'b': field 'q': expected shape \(T, n_dof\) = \(20, 2\), got \(20, 3\)"),
 }
 
 

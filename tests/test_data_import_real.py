@@ -42,7 +42,8 @@ def test_jittered_clock_accuracy():
     qn = q + rng.normal(scale=1e-5, size=q.shape)
     e_qd, e_qdd, info = estimate_derivatives(t, qn)
     assert info["method"] == "local-polynomial" and info["window"] == 51 and not info["clock"]["uniform"]
-    assert info["clock"]["jittered_steps"] > 4000 and 1e-3 < info["clock"]["step_min"] < info["clock"]["step_max"] < 3e-3
+    clock = info["clock"]
+    assert clock["jittered_steps"] > 4000 and 1e-3 < clock["step_min"] < clock["step_max"] < 3e-3
     dt = np.median(np.diff(t))
     u_qd = savgol_filter(qn, 51, 3, deriv=1, delta=dt, axis=0, mode="interp")
     u_qdd = savgol_filter(qn, 51, 3, deriv=2, delta=dt, axis=0, mode="interp")
@@ -127,7 +128,8 @@ def pendulum_log(path, qd_column=False, spikes=12, seed=7):
     for j in range(2):
         measured[idx[j], j] += rng.choice([-1, 1], spikes) * rng.uniform(0.5, 3.0, spikes)
     cols = [t, q[:, 0], q[:, 1]] + ([qd[:, 0], qd[:, 1]] if qd_column else []) + [measured[:, 0], measured[:, 1]]
-    header = ["t", "q_shoulder", "q_elbow"] + (["qd_shoulder", "qd_elbow"] if qd_column else []) + ["tau_shoulder", "tau_elbow"]
+    header = (["t", "q_shoulder", "q_elbow"] + (["qd_shoulder", "qd_elbow"] if qd_column else [])
+              + ["tau_shoulder", "tau_elbow"])
     with open(path, "w") as f:
         f.write(",".join(header) + "\n")
         for r in np.column_stack(cols):
@@ -160,7 +162,8 @@ def test_robot_log_import_cli(tmp_path, capsys):
     assert main(["data", "info", str(out)]) == 0
     info = capsys.readouterr().out
     assert re.search(r"rate: 500 Hz \(jittered: steps 1(\.\d+)?–3 ms\);", info)
-    assert "joint types: revolute, revolute" in info and "tau despiked on import in 1 trajectories: replaced 12, 12" in info
+    assert "joint types: revolute, revolute" in info
+    assert "tau despiked on import in 1 trajectories: replaced 12, 12" in info
 
 
 def test_measured_velocity_kept(tmp_path, capsys):
@@ -209,7 +212,8 @@ def test_time_not_increasing_names_index(tmp_path, cli_fails):
     with pytest.raises(DataError, match=r"back.csv: trajectory 'back': field 't': time must be strictly increasing "
                                         r"\(t\[3\] = 0.003 <= t\[2\] = 0.004\)"):
         load_log(str(src))
-    cli_fails(["data", "import", str(src), "-o", str(tmp_path / "back.h5")], "field 't': time must be strictly increasing")
+    cli_fails(["data", "import", str(src), "-o", str(tmp_path / "back.h5")],
+              "field 't': time must be strictly increasing")
     assert sorted(os.listdir(tmp_path)) == ["back.csv"]
 
 

@@ -49,7 +49,8 @@ def test_csv_named_columns_rate_and_groups(known, tmp_path):
     path = tmp_path / "named.csv"
     labels = np.where(np.arange(len(t)) < 500, "first", "second")
     rows = [[lab] + [f"{x:.17g}" for x in r] for lab, r in zip(labels, np.column_stack([q, qd, tau]))]
-    write_csv(path, ["trajectory", "q_shoulder", "q_elbow", "qd_shoulder", "qd_elbow", "tau_shoulder", "tau_elbow"], rows)
+    columns = ["trajectory", "q_shoulder", "q_elbow", "qd_shoulder", "qd_elbow", "tau_shoulder", "tau_elbow"]
+    write_csv(path, columns, rows)
     ds = load_log(str(path), rate=RATE)
     assert ds.names == ["first", "second"] and ds.joint_names == ["shoulder", "elbow"]
     assert len(ds["first"]) == 500 and len(ds["second"]) == len(t) - 500

@@ -137,7 +137,9 @@ def test_jets_compose_layer_by_layer():
     a, b = run(ddn.Jet.input(x, 2))
     for out, idx in [(a, slice(0, 3)), (b, slice(3, 4))]:
         ref = ddn.reference_derivatives(
-            lambda xi: torch.cat([o.value for o in run(ddn.Jet.input(xi.unsqueeze(0), 0))], -1)[0, idx], x, 2
+            lambda xi, idx=idx: torch.cat([o.value for o in run(ddn.Jet.input(xi.unsqueeze(0), 0))], -1)[0, idx],
+            x,
+            2,
         )
         torch.testing.assert_close(out.value, ref[0])
         torch.testing.assert_close(out.jacobian(), ref[1])

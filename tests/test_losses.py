@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from delan import reference as ref
-from delan.losses import (LossWeights, Normaliser, delan_loss, loss_from_terms, resolve_weights)
+from delan.losses import LossWeights, Normaliser, delan_loss, loss_from_terms, resolve_weights
 from delan.models import BlackBoxLagrangianNetwork, DeepLagrangianNetwork, FeedForwardModel
 
 F64 = torch.float64

@@ -116,7 +116,7 @@ def independent_vpt(model, trajectories):
         out[tr.name] = float(t[-1])
         for k in range(len(t) - 1):
             tau = torch.as_tensor(tr.tau[k])
-            ro = rollout(model, q, qd, lambda *_: tau, (t[k + 1] - t[k]) / VPT_SUBSTEPS, VPT_SUBSTEPS, "rk4")
+            ro = rollout(model, q, qd, lambda *_, tau=tau: tau, (t[k + 1] - t[k]) / VPT_SUBSTEPS, VPT_SUBSTEPS, "rk4")
             q, qd = ro.q[-1], ro.qd[-1]
             if np.sum((q.numpy() - tr.q[k + 1]) ** 2 / var) >= VPT_THRESHOLD:
                 out[tr.name] = float(t[k + 1])

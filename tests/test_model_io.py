@@ -6,8 +6,14 @@ import torch
 
 import delan
 from delan.errors import RunError
-from delan.models import BlackBoxLagrangianNetwork, DeepLagrangianNetwork, FeedForwardModel, load_model, save_model
-from delan.models import serialization
+from delan.models import (
+    BlackBoxLagrangianNetwork,
+    DeepLagrangianNetwork,
+    FeedForwardModel,
+    load_model,
+    save_model,
+    serialization,
+)
 
 F64 = torch.float64
 

@@ -9,8 +9,12 @@ from torch.func import grad, hessian, vmap
 
 from delan import load_model, save_model
 from delan import reference as ref
-from delan.models import (BlackBoxHamiltonianNetwork, DeepHamiltonianNetwork, IndefiniteMassMatrixError,
-                          MomentumSolveError)
+from delan.models import (
+    BlackBoxHamiltonianNetwork,
+    DeepHamiltonianNetwork,
+    IndefiniteMassMatrixError,
+    MomentumSolveError,
+)
 
 F64 = torch.float64
 KINDS = ("structured", "black-box")

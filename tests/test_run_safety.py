@@ -371,7 +371,8 @@ def test_a_failed_cholesky_is_a_divergence(data, tmp_path, monkeypatch, where):
         delan.train(data, run, test=["a"], epochs=5, checkpoint_every=1, **FAST)
     summary = json.load(open(os.path.join(run, "summary.json")))
     ck = load_checkpoint(os.path.join(run, "checkpoint.pt"))  # the last good checkpoint is kept
-    assert len(str(info.value).splitlines()) == 1 and f"the last good checkpoint (epoch {ck['epoch']}) is kept" in str(info.value)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and f"the last good checkpoint (epoch {ck['epoch']}) is kept" in message
     assert summary["stop_reason"] == "diverged" and ck["epoch"] == summary["diverged"]["checkpoint_epoch"] >= 1
     assert "validation failed" in str(info.value) if where == "validation" else "validation" not in str(info.value)
     _, model = load_run(run)  # model.pt: the best model so far

@@ -6,8 +6,14 @@ import pytest
 
 from delan.errors import DataError
 from delan.systems import make_system
-from delan.trajectories import (LETTERS, character_trajectories, fourier_trajectories, letter_path,
-                                make_trajectories, spline_trajectories)
+from delan.trajectories import (
+    LETTERS,
+    character_trajectories,
+    fourier_trajectories,
+    letter_path,
+    make_trajectories,
+    spline_trajectories,
+)
 
 HAS_PIN = importlib.util.find_spec("pinocchio") is not None
 SYSTEMS = ["pendulum", "two-link", "cartpole", "furuta", "n-link"] + (["panda"] if HAS_PIN else [])

@@ -48,8 +48,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of a generated trajectory (default 0)")
     p.add_argument("--bandwidth", type=float, default=10.0, metavar="W",
                    help="track: PD gains for about this closed-loop frequency [rad/s] with each joint's "
-                        "effective inertia m_i = 1 / (H^-1)_ii of the true mass matrix (median along the reference; kp = W^2 m_i, "
-                        "kd = 2 Z W m_i; computed torque: W^2, 2 Z W), default 10")
+                        "effective inertia m_i = 1 / (H^-1)_ii of the true mass matrix (median along the "
+                        "reference; kp = W^2 m_i, kd = 2 Z W m_i; computed torque: W^2, 2 Z W), default 10")
     p.add_argument("--damping", type=float, default=1.0, metavar="Z", help="track: damping ratio (default 1)")
     p.add_argument("--torque-limit", default=None, metavar="VALUES",
                    help="bound on |tau|, one number or one per joint (default: none for tracking, the "
@@ -154,8 +154,15 @@ def _reference(args, system):
 def _track(args, system, model, kind: str, noise):
     import numpy as np
 
-    from delan.control import (ComputedTorque, ControlError, FeedForwardPD, PD, pd_gains, simulate_closed_loop,
-                               tracking_metrics)
+    from delan.control import (
+        PD,
+        ComputedTorque,
+        ControlError,
+        FeedForwardPD,
+        pd_gains,
+        simulate_closed_loop,
+        tracking_metrics,
+    )
 
     controller_name = args.controller or "feedforward"
     if kind == "mlp" and controller_name == "computed-torque":
@@ -186,8 +193,13 @@ def _track(args, system, model, kind: str, noise):
 def _swing_up(args, system, model, kind: str, noise):
     import torch
 
-    from delan.control import SWING_UP_DEFAULTS, ControlError, simulate_closed_loop, swing_up_controller, \
-        swing_up_metrics
+    from delan.control import (
+        SWING_UP_DEFAULTS,
+        ControlError,
+        simulate_closed_loop,
+        swing_up_controller,
+        swing_up_metrics,
+    )
 
     if system.name not in SWING_UP_DEFAULTS:
         raise ControlError(f"--task swing-up needs an under-actuated system with a swing-up "

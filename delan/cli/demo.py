@@ -62,9 +62,8 @@ def _usable(path: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from delan.api import evaluate, simulate, train
-    from delan.evaluation import METRICS, format_table
-
     from delan.cli._checks import finite
+    from delan.evaluation import METRICS, format_table
 
     finite(args.time_budget, "--time-budget")
     if not (args.time_budget > 0):
@@ -114,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
           f"of {ro['t'][-1]:.2f} s, position RMSE {ro['position_rmse']:.2e} rad")
 
     print(f"done in {time.perf_counter() - started:.0f} s. Results in {out}/:")
-    for f in [os.path.join(out, "metrics.json"), os.path.join(out, "rollout.json")] + metrics["figures"] + [ro["figure"]]:
+    written = [os.path.join(out, "metrics.json"), os.path.join(out, "rollout.json")]
+    for f in written + metrics["figures"] + [ro["figure"]]:
         print(f"  {f}")
     return 0

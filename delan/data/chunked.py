@@ -77,7 +77,7 @@ class PieceWriter:
     def close(self) -> None:
         self.f.close()
 
-    def __enter__(self) -> "PieceWriter":
+    def __enter__(self) -> PieceWriter:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -27,8 +27,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from delan.data.derivatives import DESPIKE_THRESHOLD, DESPIKE_WINDOW, fill_derivatives, hampel
-from delan.data.sizes import format_number
 from delan.data.schema import Dataset, Trajectory, parse_joint_types
+from delan.data.sizes import format_number
 from delan.errors import DataError
 
 _FIELDS = ("qdd", "qd", "tau", "q")  # longest prefix first so "qd0" is not read as q
@@ -43,7 +43,9 @@ def _classify(col: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-def _joint_columns(header: List[str], path: str, n_dof: Optional[int], stem: str) -> Tuple[List[str], Dict[str, List[str]]]:
+def _joint_columns(
+    header: List[str], path: str, n_dof: Optional[int], stem: str
+) -> Tuple[List[str], Dict[str, List[str]]]:
     """Joint labels (in order) and, for each present field, its columns in joint order."""
     by_field: Dict[str, Dict[str, str]] = {}
     for col in header:
@@ -51,8 +53,8 @@ def _joint_columns(header: List[str], path: str, n_dof: Optional[int], stem: str
         if c:
             by_field.setdefault(c[0], {})[c[1]] = col
     if "q" not in by_field:
-        raise DataError(f"{path}: trajectory {stem!r}: field 'q': no position columns; expected columns named q0..q{{n-1}} "
-                        f"or q_<joint>, got {header}")
+        raise DataError(f"{path}: trajectory {stem!r}: field 'q': no position columns; expected columns named "
+                        f"q0..q{{n-1}} or q_<joint>, got {header}")
     labels = list(by_field["q"])
     if all(x.isdigit() for x in labels):
         n = max(int(x) for x in labels) + 1
@@ -63,7 +65,8 @@ def _joint_columns(header: List[str], path: str, n_dof: Optional[int], stem: str
     else:
         style = "{f}_{j}"
     if n_dof is not None and len(labels) != int(n_dof):
-        raise DataError(f"{path}: trajectory {stem!r}: field 'q': found {len(labels)} position columns, expected n_dof = {n_dof}")
+        raise DataError(f"{path}: trajectory {stem!r}: field 'q': found {len(labels)} position columns, "
+                        f"expected n_dof = {n_dof}")
     cols = {}
     for f in ("q", "tau", "qd", "qdd"):
         if f not in by_field and f in ("qd", "qdd"):
@@ -72,7 +75,8 @@ def _joint_columns(header: List[str], path: str, n_dof: Optional[int], stem: str
         missing = [style.format(f=f, j=j) for j in labels if j not in have]
         if missing:
             expected = ", ".join(style.format(f=f, j=j) for j in labels)
-            raise DataError(f"{path}: trajectory {stem!r}: field {f!r}: missing column {missing[0]!r} (expected columns {expected})")
+            raise DataError(f"{path}: trajectory {stem!r}: field {f!r}: missing column {missing[0]!r} "
+                            f"(expected columns {expected})")
         cols[f] = [have[j] for j in labels]
     names = [j if style == "{f}_{j}" else f"q{j}" for j in labels]
     return names, cols
@@ -89,7 +93,8 @@ def _time(n_rows: int, t: Optional[np.ndarray], rate: Optional[float], path: str
 
 def _check_rate(rate, path):
     if rate is not None and not (np.isfinite(rate) and rate > 0):
-        raise DataError(f"{path}: the sampling rate (--rate) must be a positive number of Hz, got {format_number(rate)}")
+        raise DataError(f"{path}: the sampling rate (--rate) must be a positive number of Hz, "
+                        f"got {format_number(rate)}")
 
 
 def _make(name, t, q, tau, qd, qdd, path, window, polyorder, n, despike=None, allow_large=False) -> Trajectory:
@@ -140,7 +145,8 @@ def _read_rows(path: str):
     first = next((x for x in lines if x.strip()), "")
     sep = max(_SEP_NAMES, key=lambda d: (len(first.split(d)), d == ","))
     try:
-        rows = [(i, r) for i, r in enumerate(csv.reader(lines, delimiter=sep), start=1) if r and any(c.strip() for c in r)]
+        rows = [(i, r) for i, r in enumerate(csv.reader(lines, delimiter=sep), start=1)
+                if r and any(c.strip() for c in r)]
     except csv.Error as exc:
         raise DataError(f"{path}: cannot read CSV log: {exc}") from None
     if rows and len(rows[0][1]) == 1 and len(first.split()) > 1:
@@ -208,7 +214,7 @@ def load_csv(path: str, rate: Optional[float] = None, window: Optional[int] = No
         [(lab, np.flatnonzero(labels == lab)) for lab in dict.fromkeys(labels.tolist())]
     trs = []
     for name, idx in groups:
-        get = lambda f: None if f not in cols else np.stack([col[c][idx] for c in cols[f]], -1)  # noqa: E731
+        get = lambda f, idx=idx: None if f not in cols else np.stack([col[c][idx] for c in cols[f]], -1)  # noqa: E731
         t = _time(len(idx), col["t"][idx] if "t" in col else None, rate, path, name)
         trs.append(_make(name, t, get("q"), get("tau"), get("qd"), get("qdd"), path, window, polyorder, len(names),
                          spikes, allow_large_values))
@@ -248,7 +254,8 @@ def load_npz(path: str, rate: Optional[float] = None, window: Optional[int] = No
         raise DataError(f"{path}: trajectory {name!r}: field 'q': expected shape (T, n_dof), got {q.shape}")
     n = q.shape[1]
     if n_dof is not None and n != int(n_dof):
-        raise DataError(f"{path}: trajectory {name!r}: field 'q': expected shape ({q.shape[0]}, {n_dof}), got {q.shape}")
+        raise DataError(f"{path}: trajectory {name!r}: field 'q': expected shape ({q.shape[0]}, {n_dof}), "
+                        f"got {q.shape}")
     t = _time(q.shape[0], arrays.get("t"), rate, path, name)
     joint_names = [str(x) for x in np.atleast_1d(arrays["joint_names"])] if "joint_names" in arrays else None
     tr = _make(name, t, q, arrays["tau"], arrays.get("qd"), arrays.get("qdd"), path, window, polyorder, n, spikes,

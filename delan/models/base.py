@@ -35,8 +35,9 @@ def revolute_mask(revolute: Optional[Sequence[bool]], n_dof: int) -> Optional[Tu
     return mask if any(mask) else None
 
 
-def lagrangian_options(n_dof: int, activation: str, revolute: Optional[Sequence[bool]],
-                       dtype: Union[None, str, torch.dtype]) -> Tuple[int, Optional[torch.dtype], Optional[Tuple[bool, ...]]]:
+def lagrangian_options(
+    n_dof: int, activation: str, revolute: Optional[Sequence[bool]], dtype: Union[None, str, torch.dtype]
+) -> Tuple[int, Optional[torch.dtype], Optional[Tuple[bool, ...]]]:
     """Validate the options both Lagrangian models share: (n_dof, torch dtype, revolute mask)."""
     n = int(n_dof)
     if n < 1:
