@@ -114,7 +114,8 @@ DEFAULT_LOSS_WEIGHTS = {
 FRICTION_EVIDENCE = 1.0
 
 # Options that may differ when a run is resumed (they do not change what was computed so far).
-RESUMABLE_OPTIONS = ("epochs", "time_budget", "patience", "checkpoint_every", "quiet", "threads")
+# max_memory: a resumed run keeps the way it held its data (recorded in data.json) whatever the budget now
+RESUMABLE_OPTIONS = ("epochs", "time_budget", "patience", "checkpoint_every", "quiet", "threads", "max_memory")
 
 
 def resume_config(run_dir: str, options: Dict[str, Any]) -> TrainConfig:
@@ -189,6 +190,11 @@ class TrainConfig:
     Budget: ``time_budget`` seconds and/or at most ``epochs`` epochs; with neither,
     :data:`DEFAULT_TIME_BUDGET` seconds (:meth:`validate` fills it in).
 
+    Memory: ``max_memory`` GB for the data (None = :func:`delan.data.sizes.memory_limit`, half of
+    the machine's): a file that would not fit in memory is streamed from disk in chunks
+    (:mod:`delan.training_streaming`; validation still in memory). Under ``torchrun`` every rank
+    trains on its slice of each global minibatch (:mod:`delan.distributed`).
+
     ``threads``: CPU threads torch may use during the run (0 = torch's default). DeLaN's networks
     are small, so one thread is usually fastest: on 2 shared cores a 64-wide model steps about
     20x faster with 1 thread than with 2 competing ones.
@@ -230,6 +236,7 @@ class TrainConfig:
     threads: int = 1
     checkpoint_every: int = 50
     quiet: bool = False
+    max_memory: Optional[float] = None
 
     def validate(self) -> TrainConfig:
         """Check every option; raise RunError with one line naming the option and what is allowed."""
@@ -284,6 +291,10 @@ class TrainConfig:
         need(
             _is_int(self.checkpoint_every) and self.checkpoint_every >= 1,
             f"`checkpoint_every` must be a positive integer, got {self.checkpoint_every!r}",
+        )
+        need(
+            self.max_memory is None or (_is_num(self.max_memory) and self.max_memory > 0),
+            f"`max_memory` must be a positive number of GB, got {self.max_memory!r}",
         )
         if isinstance(self.validation, (list, tuple)):
             self.validation = [str(x) for x in self.validation]
@@ -765,6 +776,23 @@ class EpochLog:
             f.write(self._csv([row], header=header))
 
 
+class _RowLog:
+    """The epoch rows of a rank that writes no files (under torchrun, all but rank 0)."""
+
+    def __init__(self) -> None:
+        self.rows: List[Dict[str, Any]] = []
+
+    def append(self, row: Dict[str, Any]) -> None:
+        self.rows.append(row)
+
+
+def _dist():
+    """This process's place in a torchrun group (:func:`delan.distributed.current`)."""
+    from delan.distributed import current
+
+    return current()
+
+
 # -- evaluation of the loss on a whole set -----------------------------------------------------
 def mean_loss(loss_fn, model: nn.Module, data: Dict[str, Tensor], batch_size: int = 4096) -> Dict[str, float]:
     """Sample-weighted mean of the total loss and of each term over ``data``, without gradients.
@@ -801,11 +829,18 @@ def train_run(
     before = torch.get_num_threads()
     if config.threads and config.threads > 0:
         torch.set_num_threads(int(config.threads))
+    from delan import distributed
+
+    joined = distributed.launched_by_torchrun() and not distributed.current().active
+    if joined:
+        distributed.init_from_env(config.device)
     try:
         with ExitStack() as stack:
             return _train(config, run_dir, resume, force, stop_after, progress, stack)
     finally:
         torch.set_num_threads(before)
+        if joined:
+            distributed.shutdown()
 
 
 class _StopSignals:
@@ -895,13 +930,18 @@ def _train(
     run_dir = os.fspath(run_dir)
     signals = stack.enter_context(_StopSignals())  # from here on a signal stops at the next safe point
     checkpoint = _open_run(config, run_dir, resume, force, stack)
-    data = _load_data(config)
+    data = _load_data(config, _data_mode(config, run_dir, resume))
     run = _build(config, run_dir, data, signals)
     if checkpoint is not None:
         run.restore(checkpoint)
     else:
         _record_new_run(run, force, stack)
     show = (not config.quiet and sys.stderr.isatty()) if progress is None else progress
+    show = show and run.dist.is_main
+    if run.dist.is_main and not config.quiet and (data.source is not None or config.max_memory is not None):
+        from delan.training_streaming import line
+
+        print(line(data.mode, data.source), flush=True)
     run.start(_progress_bar(config.epochs, run.epoch, show))
     stack.callback(run.bar.close)  # however the run ends
     if signals.received is not None:  # a signal while the data loaded: stop before the first step
@@ -931,14 +971,17 @@ def _open_run(
     resumable options changed and that the data is the same, and return its checkpoint. A new
     run's directory is only checked here; :func:`_record_new_run` creates and locks it once
     everything has checked out."""
+    main = _dist().is_main  # under torchrun rank 0 alone owns the run directory
     if not resume:
         config.validate()
-        _check_run_dir(run_dir, force)  # before the data is read
+        if main:
+            _check_run_dir(run_dir, force)  # before the data is read
         return None
     from delan.fingerprint import data_fingerprint
 
     stored = read_config(run_dir)
-    stack.enter_context(RunLock(run_dir))  # no second run may resume (or write) it meanwhile
+    if main:
+        stack.enter_context(RunLock(run_dir))  # no second run may resume (or write) it meanwhile
     config.data = os.fspath(config.data) if config.data else stored.data
     check_resume_changes(run_dir, stored, config)
     check_resume_data(run_dir, stored, config.data, data_fingerprint)
@@ -963,22 +1006,45 @@ class _Data:
     train: Dict[str, Tensor]
     val: Optional[Dict[str, Tensor]]
     validation: Dict[str, Any]  # the scheme, for data.json and summary.json
+    source: Any = None  # a StreamingSource when the training samples are streamed (train: a sample of them)
+    mode: Dict[str, Any] = field(default_factory=dict)  # how the data is held, and why
 
     @property
     def n_train(self) -> int:
-        return self.train["q"].shape[0]
+        return self.source.n_samples if self.source is not None else self.train["q"].shape[0]
 
     @property
     def n_val(self) -> int:
         return 0 if self.val is None else self.val["q"].shape[0]
 
 
-def _load_data(config: TrainConfig) -> _Data:
+def _data_mode(config: TrainConfig, run_dir: str, resume: bool) -> Dict[str, Any]:
+    """How the run holds its data (:mod:`delan.training_streaming`): a resumed run as it began, a
+    new one in memory unless that would exceed ``config.max_memory``. A file the streaming index
+    cannot read goes the in-memory way, whose loader names what is wrong with it."""
+    from delan import training_streaming as ts
+
+    if resume:
+        return dict(read_run_data(run_dir).get("data_mode") or {"mode": "in memory"})
+    try:
+        return ts.decide(config, ts.index_file(config.data))
+    except (DataError, OSError, KeyError, ValueError, TypeError):
+        return {"mode": "in memory"}
+
+
+def _load_data(config: TrainConfig, mode: Optional[Dict[str, Any]] = None) -> _Data:
     """Load ``config.data``: hold out the test trajectories (they never enter training), set
     validation aside (whole trajectories, or a block of time in every training trajectory), and
-    make the tensors (with the rollout windows when trajectory training is on)."""
+    make the tensors (with the rollout windows when trajectory training is on). With ``mode``
+    "streaming" the training samples stay in the file (:mod:`delan.training_streaming`)."""
     from delan.data import load_dataset
 
+    mode = dict(mode or {"mode": "in memory"})
+    if mode["mode"] == "streaming":
+        from delan import training_streaming as ts
+
+        return _Data(**ts.load_streaming(config, ts.index_file(config.data), mode, DTYPES[config.dtype],
+                                         config.device))
     ds = load_dataset(config.data)
     rest = ds.split(config.test)[1] if config.test else ds
     if len(rest) == 0:
@@ -1008,6 +1074,7 @@ def _load_data(config: TrainConfig) -> _Data:
         train=train,
         val=val,
         validation=_describe_validation(rest, val_names, blocks, n_val),
+        mode=mode,
     )
 
 
@@ -1036,6 +1103,8 @@ class _Run:
     start_epoch: int = 0
     checkpoint_epoch: Optional[int] = None  # of the checkpoint on disk
     fallback: Dict[str, Tensor] = field(default_factory=dict)  # "last good" weights before any best
+    dist: Any = None  # delan.distributed.Dist: this process's rank (rank 0 alone writes the run directory)
+    parallel: Any = None  # delan.distributed.ParallelLoss under torchrun
     log: Optional[EpochLog] = None
     bar: Any = None
     _clock: Tuple[float, float] = (0.0, 0.0)  # (elapsed, perf_counter) when this session began
@@ -1062,7 +1131,7 @@ class _Run:
         """Open the log (dropping rows after the checkpoint), note the weights the run starts
         from and start the clock."""
         self.start_epoch = self.epoch
-        self.log = EpochLog(self.run_dir, keep_epochs=self.epoch)
+        self.log = EpochLog(self.run_dir, keep_epochs=self.epoch) if self.dist.is_main else _RowLog()
         self.fallback = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.bar = bar
         self._clock = (self.elapsed, time.perf_counter())
@@ -1073,6 +1142,9 @@ class _Run:
 
     def checkpoint(self, within: Optional[Dict[str, Any]] = None) -> None:
         """Write checkpoint.pt for the current step (``within``: where inside the epoch it is)."""
+        self.checkpoint_epoch = self.epoch
+        if not self.dist.is_main:
+            return
         save_checkpoint(
             self.checkpoint_path,
             {
@@ -1113,6 +1185,8 @@ class _Run:
             "train_trajectories": d.train_names,
             "validation_trajectories": d.val_names,
             "test_trajectories": list(self.config.test),
+            "data_mode": d.mode,
+            **({"world_size": self.dist.world} if self.dist.active else {}),
         }
 
     def diverged(self, epoch: int, what: str) -> TrainingDiverged:
@@ -1121,7 +1195,8 @@ class _Run:
         good = self.best["state"] is not None
         self.model.load_state_dict(self.best["state"] if good else self.fallback)
         self.model.eval()
-        save_model(self.model, os.path.join(self.run_dir, MODEL_FILE))
+        if self.dist.is_main:
+            save_model(self.model, os.path.join(self.run_dir, MODEL_FILE))
         summary = self.summary("diverged", False, epoch - 1)
         summary["diverged"] = {
             "epoch": epoch,
@@ -1130,7 +1205,8 @@ class _Run:
             "checkpoint_epoch": self.checkpoint_epoch,
         }
         summary["model_epoch"] = self.best["epoch"] if good else self.start_epoch
-        atomic_write_json(os.path.join(self.run_dir, SUMMARY_FILE), summary)
+        if self.dist.is_main:
+            atomic_write_json(os.path.join(self.run_dir, SUMMARY_FILE), summary)
         kept = (
             f"the last good checkpoint (epoch {self.checkpoint_epoch}) is kept"
             if self.checkpoint_epoch is not None
@@ -1156,7 +1232,9 @@ class _Run:
     def interrupted(self, where: str) -> TrainingInterrupted:
         """Stop after a signal (the checkpoint is written): summary.json says so; the error to raise."""
         signum = int(self.signals.received)
-        atomic_write_json(os.path.join(self.run_dir, SUMMARY_FILE), self.summary("interrupted", False, self.epoch))
+        if self.dist.is_main:
+            summary = self.summary("interrupted", False, self.epoch)
+            atomic_write_json(os.path.join(self.run_dir, SUMMARY_FILE), summary)
         return TrainingInterrupted(
             f"{signal.Signals(signum).name}: training stopped after {where}; the checkpoint {self.checkpoint_path} "
             f"holds it; continue with `delan train {self.config.data} -o {self.run_dir} --resume`",
@@ -1186,7 +1264,12 @@ def _build(config: TrainConfig, run_dir: str, data: _Data, signals: _StopSignals
     optimizer = make_optimizer(config, model)
     loss_fn = make_loss(config, data.train, model)
     shuffle = torch.Generator(device="cpu").manual_seed(config.seed)
-    return _Run(config, run_dir, data, signals, model, optimizer, loss_fn, shuffle, friction)
+    run = _Run(config, run_dir, data, signals, model, optimizer, loss_fn, shuffle, friction, dist=_dist())
+    if run.dist.active:
+        from delan.distributed import ParallelLoss
+
+        run.parallel = ParallelLoss(model, loss_fn, run.dist)
+    return run
 
 
 def _record_new_run(run: _Run, force: bool, stack: ExitStack) -> None:
@@ -1195,6 +1278,9 @@ def _record_new_run(run: _Run, force: bool, stack: ExitStack) -> None:
     from delan.fingerprint import data_fingerprint
 
     config, data = run.config, run.data
+    if not run.dist.is_main:  # rank 0 writes the run directory
+        config.data = os.path.abspath(data.path)
+        return
     fingerprint = data_fingerprint(data.path)
     if run.signals.received is not None:
         signum = int(run.signals.received)
@@ -1216,6 +1302,7 @@ def _record_new_run(run: _Run, force: bool, stack: ExitStack) -> None:
         validation=data.validation,
         n_train_samples=data.n_train,
         n_validation_samples=data.n_val,
+        data_mode=data.mode,
     )
     write_config(run.run_dir, config)
     atomic_write_json(os.path.join(run.run_dir, DATA_FILE), meta)
@@ -1225,14 +1312,26 @@ def _one_epoch(run: _Run) -> Tuple[float, bool, Dict[str, float]]:
     """Step on the minibatches of one epoch (or of the rest of the epoch a checkpoint was written
     in); returns its learning rate, whether the rollout loss trained, and the sample-weighted sums
     of the loss terms. A signal stops it after the current step with a checkpoint of that step."""
-    config, n_train = run.config, run.data.n_train
+    config, n_train, d = run.config, run.data.n_train, run.dist
+    perm, seed = None, None  # the epoch's order: a permutation in memory, a seed when streaming
     if run.partial is not None:  # resuming inside an epoch: its order, lr and sums so far
         p, run.partial = run.partial, None
-        lr, perm, first = float(p["lr"]), p["perm"].to(config.device), int(p["pos"])
+        lr, first = float(p["lr"]), int(p["pos"])
+        if "perm" in p:
+            perm = p["perm"].to(config.device)
+        else:
+            seed = int(p["seed"])
         sums: Dict[str, float] = dict(p["sums"])
+        if not d.is_main:  # the sums so far are global ones: counted once, on rank 0
+            sums = {k: 0.0 for k in sums}
     else:
         lr = learning_rate(config, _progress(config, run.epoch, run.elapsed))
-        perm = torch.randperm(n_train, generator=run.shuffle).to(config.device)
+        if run.data.source is None:
+            perm = torch.randperm(n_train, generator=run.shuffle).to(config.device)
+        else:
+            from delan.data.streaming import epoch_seed
+
+            seed = epoch_seed(run.shuffle)
         first, sums = 0, {}
     for group in run.optimizer.param_groups:
         group["lr"] = lr
@@ -1240,12 +1339,14 @@ def _one_epoch(run: _Run) -> Tuple[float, bool, Dict[str, float]]:
     run.loss_fn.rollout_on = rollout_on  # validation scores the rollout part from then on
 
     run.model.train()
-    for i in range(first, n_train, config.batch_size):
-        idx = perm[i : i + config.batch_size]
-        batch = {k: v[idx] for k, v in run.data.train.items()}
+    for i, batch in _minibatches(run, perm, seed, first):
         batch["step"] = run.step  # the rollout loss runs on every rollout_every-th step
         try:
-            total, parts = run.loss_fn(run.model, batch)
+            if run.parallel is None:
+                total, parts = run.loss_fn(run.model, batch)
+                weighted, b = total, batch["q"].shape[0]
+            else:  # this rank's slice of the global batch; DDP averages the gradients in backward
+                weighted, total, parts, b = run.parallel(batch, batch["q"].shape[0])
         except (ValueError, RuntimeError) as exc:
             raise run.failed(
                 exc,
@@ -1253,30 +1354,48 @@ def _one_epoch(run: _Run) -> Tuple[float, bool, Dict[str, float]]:
                 _first_line(exc),
                 f"training stopped at epoch {run.epoch + 1} (step {run.step}): {_first_line(exc)}",
             ) from None
-        if not torch.isfinite(total):
+        bad = not torch.isfinite(total)
+        if d.active:  # every rank must take the same branch: any rank's bad loss or signal counts
+            bad_any, signum = d.max_ints([int(bad), int(run.signals.received or 0)])
+            bad = bool(bad_any)
+            if signum:
+                run.signals.received = signum
+        if bad:
             raise run.diverged(run.epoch + 1, f"the training loss is {float(total.detach())}")
         run.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        weighted.backward()
         if config.grad_clip is not None:
             nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
         run.optimizer.step()
         run.step += 1
-        b = idx.shape[0]
         for k, v in [("loss", total)] + list(parts.items()):
             sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
         if run.signals.received is not None and i + config.batch_size < n_train:
             # stop inside the epoch: checkpoint this step and where the epoch goes on
             run.tick()
-            run.checkpoint({"perm": perm.cpu(), "pos": i + config.batch_size, "sums": sums, "lr": lr})
+            order = {"perm": perm.cpu()} if perm is not None else {"seed": seed}
+            run.checkpoint({**order, "pos": i + config.batch_size, "sums": d.sum_floats(sums), "lr": lr})
             raise run.interrupted(f"step {run.step}, inside epoch {run.epoch + 1}")
     run.epoch += 1
     run.model.eval()
     return lr, rollout_on, sums
 
 
+def _minibatches(run: _Run, perm: Optional[Tensor], seed: Optional[int], first: int):
+    """(position in the epoch, global minibatch) from sample ``first`` on: rows ``perm`` of the
+    training tensors, or the stream of epoch ``seed`` (:mod:`delan.data.streaming`)."""
+    if run.data.source is not None:
+        yield from run.data.source.batches(seed, first)
+        return
+    for i in range(first, run.data.n_train, run.config.batch_size):
+        idx = perm[i : i + run.config.batch_size]
+        yield i, {k: v[idx] for k, v in run.data.train.items()}
+
+
 def _end_epoch(run: _Run, lr: float, rollout_on: bool, sums: Dict[str, float]) -> None:
     """Score the epoch (validation loss, else training loss), keep the best model so far, and log
     the epoch; a score or weights that are not finite are divergence."""
+    sums = run.dist.sum_floats(sums)  # under torchrun: the ranks' slices together
     train_mean = {k: v / run.data.n_train for k, v in sums.items()}
     try:
         val_mean = mean_loss(run.loss_fn, run.model, run.data.val) if run.data.val is not None else None
@@ -1307,6 +1426,7 @@ def _end_epoch(run: _Run, lr: float, rollout_on: bool, sums: Dict[str, float]) -
         best["bad_epochs"] += 1
     run.best = best
     run.tick()
+    run.elapsed = run.dist.from_main(run.elapsed)  # the ranks stop on one clock: rank 0's
 
     row: Dict[str, Any] = {"epoch": run.epoch, "step": run.step, "time": round(run.elapsed, 4), "lr": lr}
     row.update({f"train_{k}": v for k, v in train_mean.items()})
@@ -1343,10 +1463,12 @@ def _finish(run: _Run, stop_reason: str) -> TrainResult:
     if run.best["state"] is not None and finished:
         run.model.load_state_dict(run.best["state"])
     summary = run.summary(stop_reason, finished, run.epoch)
-    if finished:
-        run.model.eval()
-        save_model(run.model, os.path.join(run.run_dir, MODEL_FILE))
-    atomic_write_json(os.path.join(run.run_dir, SUMMARY_FILE), summary)
+    run.model.eval()
+    if run.dist.is_main:
+        if finished:
+            save_model(run.model, os.path.join(run.run_dir, MODEL_FILE))
+        atomic_write_json(os.path.join(run.run_dir, SUMMARY_FILE), summary)
+    run.dist.barrier()  # under torchrun no rank returns before rank 0 has written the result
     return TrainResult(run.run_dir, run.model, run.config, list(run.log.rows), summary)
 
 

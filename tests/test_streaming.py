@@ -89,3 +89,38 @@ def test_missing_derivatives_are_refused(tmp_path):
         g["t"], g["q"], g["tau"] = t, np.sin(t)[:, None], np.zeros((20, 1))
     with pytest.raises(DataError, match="field 'qd' is not stored"):
         StreamingSource(str(p), training_segments({"a": 20}, [], {}), 4)
+
+
+def _train(data, run_dir, **kw):
+    from delan.training import TrainConfig, train_run
+
+    cfg = dict(dict(data=data, epochs=12, width=16, batch_size=32, test=["a"], validation=0.2, seed=2, quiet=True,
+                    checkpoint_every=1), **kw)
+    stop = cfg.pop("stop_after", None)
+    resume = cfg.pop("resume", False)
+    return train_run(TrainConfig(**cfg), run_dir, resume=resume, stop_after=stop, progress=False)
+
+
+def test_streamed_training_holds_out_the_same_data_and_learns_alike(character_data, tmp_path):
+    data = character_data(4)
+    mem = _train(data, str(tmp_path / "mem"))
+    st = _train(data, str(tmp_path / "st"), max_memory=1e-5)  # 10 kB: the file (about 70 kB) is streamed
+    assert mem.summary["data_mode"]["mode"] == "in memory" and st.summary["data_mode"]["mode"] == "streaming"
+    for k in ("validation", "n_train_samples", "n_validation_samples", "train_trajectories", "test_trajectories"):
+        assert st.summary[k] == mem.summary[k], k
+    assert st.summary["friction"] == mem.summary["friction"]  # small data: the same statistics
+    first = [mem.history[0]["val_loss"], st.history[0]["val_loss"]]
+    last = [mem.history[-1]["val_loss"], st.history[-1]["val_loss"]]
+    assert last[0] < 0.5 * first[0] and last[1] < 0.5 * first[1]  # both learn ...
+    assert 0.33 < last[1] / last[0] < 3.0  # ... to a similar loss (another order, not the same weights)
+
+
+def test_streamed_run_resumes_bit_for_bit(character_data, tmp_path):
+    data = character_data(4)
+    whole = _train(data, str(tmp_path / "whole"), epochs=4, max_memory=1e-5)
+    _train(data, str(tmp_path / "paused"), epochs=4, max_memory=1e-5, stop_after=2)
+    # the stored decision holds on resume, whatever the budget now
+    again = _train(data, str(tmp_path / "paused"), epochs=4, resume=True)
+    assert again.summary["data_mode"]["mode"] == "streaming"
+    for k, v in whole.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[k], v), k

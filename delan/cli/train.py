@@ -35,6 +35,8 @@ _OPTIONS = [
     ("rollout_every", int, "N", "compute the rollout loss on every N-th minibatch"),
     ("rollout_windows", int, "M", "at most M rollout windows per minibatch (default: all its samples)"),
     ("rollout_start", float, "FRACTION", "train the rollout loss once this fraction of the run is done"),
+    ("max_memory", float, "GB", "memory budget for the data: a file that would not fit is streamed from disk in "
+                                "chunks, shuffled within a window of chunks (default: half of this machine's memory)"),
 ]
 
 
@@ -236,11 +238,13 @@ def run(args: argparse.Namespace) -> int:
 
             raise DataError(f"{args.data}: no such file")
         check_model_size(args, given)
-        if "epochs" not in given and "time_budget" not in given:
+        if "epochs" not in given and "time_budget" not in given and _main_rank():
             print(f"training for {DEFAULT_TIME_BUDGET:g} s (the default; set --time-budget S or --epochs N)")
         result = train(args.data, args.output, test=test, model=model, force=args.force,
                        stop_after=args.stop_after, **given)
     s = result.summary
+    if not _main_rank():
+        return 0  # under torchrun rank 0 reports for the group
     how = {"epochs": "epoch limit", "time budget": "time budget", "early stopping": "early stopping",
            "stopped": f"--stop-after {args.stop_after} (resume with --resume)"}[s["stop_reason"]]
     v = s["validation"]
@@ -260,7 +264,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"friction: {'learned' if fr['learned'] else 'not learned'}, decided from the data (Coulomb "
               f"evidence per joint {ev}; threshold {fr['threshold']:g}; --friction/--no-friction to choose)")
     print(f"validation: {val}; test held out: {', '.join(s['test_trajectories']) or 'none'}")
+    mode = s.get("data_mode") or {}
+    if mode.get("mode") == "streaming" or s.get("world_size"):
+        print(f"data: {mode.get('mode', 'in memory')}" + (f"; data-parallel over {s['world_size']} processes "
+                                                          f"(torchrun)" if s.get("world_size") else ""))
     print(f"{s['epochs']} epochs in {s['seconds']:.1f} s, stopped by {how}; best epoch {s['best_epoch']} of "
           f"{s['epochs']} ({s['selected_by']} {s['best_loss']:.3e})")
     print(f"run directory: {args.output}" + (f" (model: {os.path.join(args.output, 'model.pt')})" if s["finished"] else ""))
     return 0
+
+
+def _main_rank() -> bool:
+    """Not a torchrun worker other than rank 0 (those train silently)."""
+    return os.environ.get("RANK", "0") in ("", "0")

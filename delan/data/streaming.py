@@ -196,7 +196,7 @@ class StreamingSource:
         pending: List[Dict[str, Tensor]] = []  # pieces of the stream not yet handed out
         pos = start
         skip = start - int(begin[first]) if todo else 0
-        for w, data in self._produce(seed, windows, todo):
+        for _w, data in self._produce(seed, windows, todo):
             if skip:
                 data = {k: v[skip:] for k, v in data.items()}
                 skip = 0
@@ -219,7 +219,7 @@ class StreamingSource:
             for w in todo:
                 yield w, self._window_tensors(seed, w, windows[w])
             return
-        q: "queue.Queue" = queue.Queue(maxsize=1)
+        q: queue.Queue = queue.Queue(maxsize=1)
         stop = threading.Event()
 
         def work() -> None:
@@ -272,9 +272,10 @@ class StreamingSource:
         return cat, per
 
     def memory_bytes(self) -> float:
-        """Peak bytes of samples this source holds: two windows (one in use, one read ahead),
-        each as float64 read and its shuffled copy."""
-        return 2.0 * 2 * self.window * self.chunk * len(FIELDS) * self.n_dof * _F64
+        """Peak bytes of samples this source holds: two windows (one in use, one read ahead; at
+        most the whole training data), each as float64 read and its shuffled copy."""
+        held = min(self.n_samples, 2 * self.window * self.chunk)
+        return 2.0 * held * len(FIELDS) * self.n_dof * _F64
 
 
 def shard(batch: Dict[str, Tensor], rank: int, world: int) -> Dict[str, Tensor]:
@@ -317,7 +318,7 @@ class FileIndex:
     def n_samples(self) -> int:
         return sum(self.lengths.values())
 
-    def __getitem__(self, name: str) -> "_LazyTrajectory":
+    def __getitem__(self, name: str) -> _LazyTrajectory:
         """``index[name].t[i]``: one time stamp, read when asked for (as a Dataset answers it)."""
         if name not in self.lengths:
             raise KeyError(name)
@@ -338,7 +339,7 @@ class _LazyTrajectory:
         self.path, self.name = path, name
 
     @property
-    def t(self) -> "_LazyTrajectory":
+    def t(self) -> _LazyTrajectory:
         return self
 
     def __getitem__(self, i: int) -> float:
