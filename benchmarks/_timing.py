@@ -44,6 +44,33 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
+def time_both(fns: Dict[str, Callable[[], object]], repeats: int, min_time: float = 0.2,
+              warmup: int = 3) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """Median seconds per call of each function (CPU), interleaved round-robin, by the wall clock
+    and by this process's CPU time (time.process_time: the time it actually ran, which other jobs
+    on a shared machine do not inflate the way they inflate the wall clock). ``warmup`` calls of
+    each first; each sample runs a function enough times to last ``min_time`` seconds."""
+    inner = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        inner[name] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-9)))
+    wall: Dict[str, List[float]] = {name: [] for name in fns}
+    cpu: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            k = inner[name]
+            w0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(k):
+                fn()
+            c1, w1 = time.process_time(), time.perf_counter()
+            wall[name].append((w1 - w0) / k)
+            cpu[name].append((c1 - c0) / k)
+    return ({n: statistics.median(v) for n, v in wall.items()}, {n: statistics.median(v) for n, v in cpu.items()})
+
+
 _PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
 
 
@@ -86,6 +113,13 @@ def load_average() -> str:
     absolute rates; interleaving keeps the ratios fairer)."""
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} (1/5/15 min) on {os.cpu_count()} CPUs"
+
+
+def conditions(repeats: int, peak: float, start: str) -> str:
+    """The report's words on how it was measured: the repeats, the CPUs, and the load average at
+    its peak (``peak``, sampled while it ran), at the start (``start``: :func:`load_average`) and now."""
+    return (f"medians of {repeats} interleaved repeats; {os.cpu_count()} CPUs, load average up to {peak:.1f} "
+            f"while it ran; at the start {start}, at the end {load_average()}")
 
 
 def environment(device: torch.device) -> str:

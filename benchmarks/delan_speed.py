@@ -36,7 +36,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import single_sample  # noqa: E402
-from _timing import environment, load_average, matmul_replay, sync, time_interleaved, write_report  # noqa: E402
+from _timing import (  # noqa: E402
+    conditions,
+    environment,
+    load_average,
+    matmul_replay,
+    sync,
+    time_interleaved,
+    write_report,
+)
 
 from delan import reference as ref  # noqa: E402
 from delan.losses import LossWeights, Normaliser, delan_loss, inverse_loss, loss_from_terms  # noqa: E402
@@ -199,9 +207,8 @@ def main(argv=None) -> str:
         "# Structured DeLaN vs the autograd reference (delan/reference.py)",
         "",
         f"{environment(device)}; dtype {args.dtype}; width {WIDTH}, depth {DEPTH}, softplus; "
-        f"medians of {args.repeats} interleaved repeats; {os.cpu_count()} CPUs, load average up to {load:.1f} "
-        f"while it ran (other jobs on the machine slow the absolute rates, the ratios much less); at the start "
-        f"{load_start}, at the end {load_average()}",
+        f"{conditions(args.repeats, load, load_start)} (other jobs on the machine slow the absolute rates, the "
+        "ratios much less)",
         "reference for inference rows: parameters frozen (requires_grad False); 'vs trainable' = the speed-up "
         "against the reference with parameters that require grad (the old baseline)",
         "",

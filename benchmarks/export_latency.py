@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import environment, load_average  # noqa: E402
+from _timing import conditions, environment, load_average, time_both  # noqa: E402
 
 from delan.export import export_model  # noqa: E402
 from delan.models import DeepLagrangianNetwork  # noqa: E402
@@ -45,31 +42,6 @@ def make(n: int, dtype: torch.dtype) -> DeepLagrangianNetwork:
     model = DeepLagrangianNetwork(n, width=WIDTH, depth=DEPTH, revolute=[True] * n, friction=True,
                                   mass_scale=[0.05 + 0.5 * i for i in range(n)], potential_scale=3.0)
     return model.to(dtype).eval()
-
-
-def time_both(fns, repeats: int, min_time: float = 0.2, warmup: int = 20):
-    """Median seconds per call of each function, interleaved round-robin, by the wall clock and by
-    this process's CPU time. ``warmup`` calls first (TorchScript optimises a graph after its first
-    calls; onnxruntime allocates on its first)."""
-    inner = {}
-    for name, fn in fns.items():
-        for _ in range(warmup):
-            fn()
-        t0 = time.perf_counter()
-        fn()
-        inner[name] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-9)))
-    wall = {name: [] for name in fns}
-    cpu = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            k = inner[name]
-            w0, c0 = time.perf_counter(), time.process_time()
-            for _ in range(k):
-                fn()
-            c1, w1 = time.process_time(), time.perf_counter()
-            wall[name].append((w1 - w0) / k)
-            cpu[name].append((c1 - c0) / k)
-    return ({n: statistics.median(v) for n, v in wall.items()}, {n: statistics.median(v) for n, v in cpu.items()})
 
 
 def contenders(model, folder: str, n: int, dtype):
@@ -155,7 +127,8 @@ def main(argv=None) -> str:
             for n in (int(v) for v in args.n_dof.split(",")):
                 model = make(n, dtype)
                 calls = contenders(model, folder, n, dtype)
-                wall, cpu = time_both({k: v[0] for k, v in calls.items()}, repeats=args.repeats)
+                # TorchScript optimises a graph after its first calls; onnxruntime allocates on its first
+                wall, cpu = time_both({k: v[0] for k, v in calls.items()}, repeats=args.repeats, warmup=20)
                 load = max(load, os.getloadavg()[0])
                 base = wall["eager `inverse_dynamics`"]
                 for name, (_, torque_fn) in calls.items():
@@ -166,8 +139,7 @@ def main(argv=None) -> str:
         "",
         f"{environment(torch.device('cpu'))}; onnxruntime {ort.__version__} (1 intra-op, 1 inter-op thread); "
         f"structured DeLaN, width {WIDTH}, depth {DEPTH}, softplus, revolute joints, friction, output scales; "
-        f"batch 1 (one state per call); medians of {args.repeats} interleaved repeats; {os.cpu_count()} CPUs, "
-        f"load average up to {load:.1f} while it ran; at the start {load_start}, at the end {load_average()}",
+        f"batch 1 (one state per call); {conditions(args.repeats, load, load_start)}",
         "",
         "Microseconds per call by the wall clock, and by this process's CPU time in brackets (other jobs on a "
         "shared machine inflate the wall clock far more). speed-up: eager time / this time (wall). "

@@ -11,11 +11,16 @@ forward_dynamics(q, qd, inverse_dynamics(q, qd, qdd)) against qdd.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 import torch
 from torch.func import grad, vmap
 
-from delan.models import BlackBoxHamiltonianNetwork, DeepHamiltonianNetwork
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import write_report  # noqa: E402
+
+from delan.models import BlackBoxHamiltonianNetwork, DeepHamiltonianNetwork  # noqa: E402
 
 F64 = torch.float64
 
@@ -54,7 +59,8 @@ def main() -> None:
     lines = ["# Hamiltonian models: exactness in float64", "",
              f"Max relative error over {args.seeds} random models x 64 random states per cell (width 64, depth 2, "
              "softplus; options cycling over revolute joints, friction, eps, separate networks, output scales).", "",
-             "Command: `python benchmarks/hamiltonian_exactness.py --output benchmarks/results/hamiltonian_exactness.md`",
+             "Command: `python benchmarks/hamiltonian_exactness.py "
+             "--output benchmarks/results/hamiltonian_exactness.md`",
              "", "| n_dof | model | qd = dH/dp vs torch.func | pdot vs torch.func | forward(inverse(qdd)) vs qdd |",
              "|---|---|---|---|---|"]
     for n in range(1, 8):
@@ -65,11 +71,7 @@ def main() -> None:
                 worst = [max(a, b) for a, b in zip(worst, e)]
             lines.append(f"| {n} | {kind} | {worst[0]:.1e} | {worst[1]:.1e} | {worst[2]:.1e} |")
             print(lines[-1], flush=True)
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.output:
-        with open(args.output, "w") as fh:
-            fh.write(report)
+    write_report(lines, args.output)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import environment, load_average, time_interleaved  # noqa: E402
+from _timing import environment, load_average, time_interleaved, write_report  # noqa: E402
 
 from delan.hamiltonian_losses import hamiltonian_loss, velocity_variance  # noqa: E402
 from delan.losses import Normaliser, delan_loss  # noqa: E402
@@ -118,11 +118,7 @@ def main() -> None:
     lines += ["", "ratio: the Hamiltonian model's step time over the structured DeLaN's (< 1: faster). Each kind "
               "with its default loss of `delan train`; the black box's Newton passes are those of its momentum "
               "solve at initialisation (float32 tolerance 1e-5 relative)."]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.output:
-        with open(args.output, "w") as fh:
-            fh.write(report)
+    write_report(lines, args.output)
 
 
 if __name__ == "__main__":

@@ -23,15 +23,13 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import environment, load_average, write_report  # noqa: E402
+from _timing import conditions, environment, load_average, time_both, write_report  # noqa: E402
 
 from delan import reference as ref  # noqa: E402
 from delan.models import DeepLagrangianNetwork  # noqa: E402
@@ -42,31 +40,6 @@ CONFIGS = {
     "trained-like": lambda n: dict(revolute=[True] * n, friction=True, mass_scale=[0.05 + 0.5 * i for i in range(n)],
                                    potential_scale=3.0),
 }
-
-
-def time_both(fns, repeats: int, min_time: float = 0.2, warmup: int = 3):
-    """Median seconds per call of each function, interleaved round-robin, by the wall clock and by
-    this process's CPU time (time.process_time: the time it actually ran, which other jobs on a
-    shared machine do not inflate the way they inflate the wall clock)."""
-    inner = {}
-    for name, fn in fns.items():
-        for _ in range(warmup):
-            fn()
-        t0 = time.perf_counter()
-        fn()
-        inner[name] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-9)))
-    wall = {name: [] for name in fns}
-    cpu = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            k = inner[name]
-            w0, c0 = time.perf_counter(), time.process_time()
-            for _ in range(k):
-                fn()
-            c1, w1 = time.process_time(), time.perf_counter()
-            wall[name].append((w1 - w0) / k)
-            cpu[name].append((c1 - c0) / k)
-    return ({n: statistics.median(v) for n, v in wall.items()}, {n: statistics.median(v) for n, v in cpu.items()})
 
 
 def make(n: int, config: str, dtype) -> DeepLagrangianNetwork:
@@ -131,8 +104,7 @@ def main(argv=None) -> str:
         "# Single-sample inverse dynamics: the explicit fast path vs plain torch",
         "",
         f"{environment(torch.device('cpu'))}; width {WIDTH}, depth {DEPTH}, softplus; one state per call; "
-        f"medians of {args.repeats} interleaved repeats; {os.cpu_count()} CPUs, load average up to {load:.1f} while "
-        f"it ran; at the start {load_start}, at the end {load_average()}",
+        f"{conditions(args.repeats, load, load_start)}",
         "",
         "Calls per second of wall-clock time, and per second of this process's CPU time in brackets: other "
         "jobs sharing the machine slow the wall clock (a load average above the CPU count means the "

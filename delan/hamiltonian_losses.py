@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from delan.dynamics import as_batch
-from delan.losses import Batch, Normaliser, _forward_part, _var, power_loss, unpack_batch
+from delan.losses import Batch, Normaliser, _forward_part, _merge_weights, _var, power_loss, unpack_batch
 
 HAMILTONIAN_PARTS = ("pdot", "qd", "power", "forward")
 
@@ -61,18 +61,8 @@ def resolve_hamiltonian_weights(weights: Union[None, HamiltonianLossWeights, Map
                                 default: Optional[HamiltonianLossWeights] = None) -> HamiltonianLossWeights:
     """HamiltonianLossWeights from None (the default), an instance, or a dict overriding some
     parts; ValueError naming unknown parts."""
-    base = default or HamiltonianLossWeights()
-    if weights is None:
-        return base
-    if isinstance(weights, HamiltonianLossWeights):
-        return weights
-    unknown = [k for k in weights if k not in HAMILTONIAN_PARTS]
-    if unknown:
-        raise ValueError(f"unknown Hamiltonian loss weight(s) {', '.join(map(repr, unknown))}; valid: "
-                         f"{', '.join(HAMILTONIAN_PARTS)} (pdot is the torque residual of these models)")
-    merged = base.as_dict()
-    merged.update({k: float(v) for k, v in weights.items()})
-    return HamiltonianLossWeights(**merged)
+    return _merge_weights(weights, default or HamiltonianLossWeights(), HAMILTONIAN_PARTS, "Hamiltonian loss weight",
+                          " (pdot is the torque residual of these models)")
 
 
 def velocity_variance(qd) -> Tensor:

@@ -24,7 +24,7 @@ large torques do not drown the others:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -142,16 +142,25 @@ def resolve_weights(weights: Union[None, LossWeights, Mapping[str, float]],
     ``default`` (a model's ``default_loss_weights``: a plain mapping, so the models need not
     import this module) gives the parts no one names; None = :class:`LossWeights` ()."""
     base = LossWeights(**default) if isinstance(default, Mapping) else (default or LossWeights())
+    return _merge_weights(weights, base, PARTS, "loss weight")
+
+
+def _merge_weights(weights: Any, base: Any, parts: Sequence[str], what: str, note: str = "") -> Any:
+    """``weights`` resolved against ``base`` (a weights dataclass with ``as_dict``): None gives
+    ``base``, an instance of its class is taken as it is, a mapping overrides the parts it names;
+    ValueError naming unknown parts (``what``: how the message calls a part; ``note`` appended).
+    The one merge of :func:`resolve_weights` and the Hamiltonian losses' resolver."""
+    cls = type(base)
     if weights is None:
         return base
-    if isinstance(weights, LossWeights):
+    if isinstance(weights, cls):
         return weights
-    unknown = [k for k in weights if k not in PARTS]
+    unknown = [k for k in weights if k not in parts]
     if unknown:
-        raise ValueError(f"unknown loss weight(s) {', '.join(map(repr, unknown))}; valid: {', '.join(PARTS)}")
+        raise ValueError(f"unknown {what}(s) {', '.join(map(repr, unknown))}; valid: {', '.join(parts)}{note}")
     merged = base.as_dict()
     merged.update({k: float(v) for k, v in weights.items()})
-    return LossWeights(**merged)
+    return cls(**merged)
 
 
 def unpack_batch(batch: Batch) -> Tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -74,7 +74,23 @@ class HamiltonianTerms(NamedTuple):
     velocity: Callable[[], Tensor]
 
 
-class DeepHamiltonianNetwork(DeepLagrangianNetwork):
+class _HamiltonsEquations:
+    """Hamilton's equations from a model's ``hamiltonian_gradients`` (H, dH/dq, dH/dp), the same
+    for both Hamiltonian models."""
+
+    def hamiltonian_vector_field(self, q: Tensor, p: Tensor, tau: Optional[Tensor] = None
+                                 ) -> Tuple[Tensor, Tensor]:
+        """Hamilton's equations: (qd = dH/dp, pdot = -dH/dq + tau - f(qd)), each (B, n);
+        tau None means no applied torque."""
+        _, dH_dq, qd = self.hamiltonian_gradients(q, p)
+        pdot = -dH_dq - self._friction(qd) if self.friction_model is not None else -dH_dq
+        if tau is not None:
+            (tau,) = self._inputs(tau=tau)
+            pdot = pdot + tau
+        return qd, pdot
+
+
+class DeepHamiltonianNetwork(_HamiltonsEquations, DeepLagrangianNetwork):
     """Structured Hamiltonian network: H(q, p) = 1/2 p^T M(q)^-1 p + V(q), M = L L^T + eps I.
 
     Same constructor arguments as :class:`delan.DeepLagrangianNetwork` (width, depth, activation,
@@ -136,17 +152,6 @@ class DeepHamiltonianNetwork(DeepLagrangianNetwork):
         dH_dq = -self._dT_dq(l, dmod, pull, qd)  # d(1/2 p^T M^-1 p)/dq = -dT/dq at qd = M^-1 p
         return 0.5 * (p * qd).sum(-1) + V, dH_dq, qd
 
-    def hamiltonian_vector_field(self, q: Tensor, p: Tensor, tau: Optional[Tensor] = None
-                                 ) -> Tuple[Tensor, Tensor]:
-        """Hamilton's equations: (qd = dH/dp, pdot = -dH/dq + tau - f(qd)), each (B, n);
-        tau None means no applied torque."""
-        _, dH_dq, qd = self.hamiltonian_gradients(q, p)
-        pdot = -dH_dq - self._friction(qd) if self.friction_model is not None else -dH_dq
-        if tau is not None:
-            (tau,) = self._inputs(tau=tau)
-            pdot = pdot + tau
-        return qd, pdot
-
     def hamiltonian_terms(self, q: Tensor, qd: Tensor, qdd: Tensor) -> HamiltonianTerms:
         """The momentum, its rate along the recorded motion and dH/dq there, from one linearised
         pass (see :class:`HamiltonianTerms`): pdot = M qdd + Mdot qd, with Mdot qd = Ldot L^T qd
@@ -163,7 +168,7 @@ class DeepHamiltonianNetwork(DeepLagrangianNetwork):
         return HamiltonianTerms(p, pdot, dH_dq, self._friction(qd), solve, lambda: solve(p))
 
 
-class BlackBoxHamiltonianNetwork(LearnedModel):
+class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
     """A Hamiltonian H(q, p) given by one ``ddn.DifferentialNetwork`` with a scalar output.
 
     H(q, p) = energy_scale * h(q, u) + 1/2 sum_j p_j^2 / mass_scale_j, with u_j = p_j /
@@ -241,7 +246,8 @@ class BlackBoxHamiltonianNetwork(LearnedModel):
             n_dof=n, width=int(width), depth=int(depth), activation=activation,
             revolute=None if revolute is None else [bool(r) for r in revolute], friction=bool(friction),
             mass_scale=mass_scale, energy_scale=self.energy_scale, newton_tol=self.newton_tol,
-            newton_max_iter=self.newton_max_iter, kinetic_prior=self.kinetic_prior, init=init, gain=float(gain), output_gain=float(output_gain),
+            newton_max_iter=self.newton_max_iter, kinetic_prior=self.kinetic_prior, init=init, gain=float(gain),
+            output_gain=float(output_gain),
             activation_options=None if activation_options is None else dict(activation_options),
             dtype=dtype_name(dtype),
         )
@@ -414,16 +420,6 @@ class BlackBoxHamiltonianNetwork(LearnedModel):
         q, p = self._inputs(q=q, p=p)
         Hv, grad = self._derivatives(q, p, 1)
         return Hv, grad[:, : self.n_dof], grad[:, self.n_dof:]
-
-    def hamiltonian_vector_field(self, q: Tensor, p: Tensor, tau: Optional[Tensor] = None
-                                 ) -> Tuple[Tensor, Tensor]:
-        """Hamilton's equations: (qd = dH/dp, pdot = -dH/dq + tau - f(qd)), each (B, n)."""
-        _, dH_dq, qd = self.hamiltonian_gradients(q, p)
-        pdot = -dH_dq - self._friction(qd) if self.friction_model is not None else -dH_dq
-        if tau is not None:
-            (tau,) = self._inputs(tau=tau)
-            pdot = pdot + tau
-        return qd, pdot
 
     def momentum(self, q: Tensor, qd: Tensor) -> Tensor:
         """p (B, n) with dH/dp (q, p) = qd, by Newton's method (class docstring)."""
