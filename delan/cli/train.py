@@ -54,7 +54,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--validation", default=None, metavar="FRACTION|NAMES",
                    help=f"validation: a fraction of every training trajectory, taken as one block of time "
                         f"(default {d.validation}), or comma-separated names of whole trajectories; 0 = none")
-    p.add_argument("--model", choices=MODEL_KINDS, default=None, help=f"model kind (default {d.model}): structured = DeLaN, H = L L^T + eps I and V from "
+    p.add_argument("--model", choices=MODEL_KINDS, default=None,
+                   help=f"model kind (default {d.model}): structured = DeLaN, H = L L^T + eps I and V from "
                         f"networks; black-box = one network for the Lagrangian; mlp = feed-forward torque "
                         f"baseline; hamiltonian = structured Hamiltonian 1/2 p^T M^-1 p + V; "
                         f"black-box-hamiltonian = one network for H(q, p)")
@@ -92,7 +93,8 @@ def add_parser(subparsers) -> None:
                         "momenta and energy) to the data's torques and accelerations "
                         "(default on)")
     p.add_argument("--device", default=None, metavar="cpu|cuda", help=f"device to train on (default {d.device})")
-    p.add_argument("--dtype", choices=["float32", "float64"], default=None, help=f"floating-point precision of the model and data (default {d.dtype})")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help=f"floating-point precision of the model and data (default {d.dtype})")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--force", action="store_true", help="start afresh in an existing RUN_DIR (replaces its run files)")
     p.add_argument("--stop-after", type=int, default=None, metavar="N",
@@ -257,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
         val = "none"
     jt = s.get("joint_types")
     print(f"trained {result.config.model} model on {s['n_train_samples']} samples of "
-          f"{len(s['train_trajectories'])} trajectories; joints: {', '.join(jt) if jt else 'types not given (q used as is)'}")
+          f"{len(s['train_trajectories'])} trajectories; joints: "
+          f"{', '.join(jt) if jt else 'types not given (q used as is)'}")
     fr = s.get("friction") or {}
     if fr.get("decided") == "from the data":
         ev = ", ".join(f"{x:g}" for x in fr["coulomb_evidence"])
@@ -270,7 +273,8 @@ def run(args: argparse.Namespace) -> int:
                                                           f"(torchrun)" if s.get("world_size") else ""))
     print(f"{s['epochs']} epochs in {s['seconds']:.1f} s, stopped by {how}; best epoch {s['best_epoch']} of "
           f"{s['epochs']} ({s['selected_by']} {s['best_loss']:.3e})")
-    print(f"run directory: {args.output}" + (f" (model: {os.path.join(args.output, 'model.pt')})" if s["finished"] else ""))
+    model_file = f" (model: {os.path.join(args.output, 'model.pt')})" if s["finished"] else ""
+    print(f"run directory: {args.output}{model_file}")
     return 0
 
 
