@@ -124,3 +124,13 @@ def test_streamed_run_resumes_bit_for_bit(character_data, tmp_path):
     assert again.summary["data_mode"]["mode"] == "streaming"
     for k, v in whole.model.state_dict().items():
         assert torch.equal(again.model.state_dict()[k], v), k
+
+
+def test_cli_max_memory_streams_and_says_so(character_data, tmp_path, capsys, cli_fails):
+    from delan.cli import main
+
+    data = character_data(4)
+    assert main(["train", data, "-o", str(tmp_path / "r"), "--epochs", "2", "--max-memory", "1e-5"]) == 0
+    out = capsys.readouterr().out
+    assert "data: streaming from the file (loading it whole would take about" in out
+    cli_fails(["train", data, "-o", str(tmp_path / "bad"), "--max-memory", "-1"], "--max-memory must be a positive number of GB")
