@@ -20,7 +20,7 @@ own:
     python benchmarks/scale.py --big /tmp/big7.h5 --medium /tmp/medium7.h5 [--steps 300]
 
 The files are made (in /tmp, not in the repository) when missing:
-``delan generate n-link --n-dof 7 --trajectories 1000 --duration 40 -o BIG`` (10,001,000
+``delan generate n-link --n-dof 7 --trajectories 1000 --duration 40 --piece-samples 262144 -o BIG`` (10,001,000
 samples, about 6.6 GB, written in pieces) and 10 trajectories for the medium file.
 Writes benchmarks/results/scale_cpu.md. The machine is shared: the load average is recorded.
 """
@@ -48,13 +48,17 @@ def _load() -> str:
 def _make(path: str, trajectories: int) -> None:
     if not os.path.exists(path):
         subprocess.run(["delan", "generate", "n-link", "--n-dof", "7", "--trajectories", str(trajectories),
-                        "--duration", "40", "-o", path], check=True, env=ENV)
+                        "--duration", "40", "--piece-samples", "262144", "-o", path], check=True, env=ENV)
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.0f}"
 
 
 def _children_rss_mb() -> float:
@@ -221,9 +225,8 @@ def main() -> None:
         lines += ["", f"## `delan train {args.big} --max-memory 1 --epochs 1`, SIGTERM after {args.cli_seconds:g} s",
                   "", f"exit {r['exit']}; data mode {r['mode']}; printed: {r['printed']}; steps {r['steps']} "
                   f"(batch 512) in {r['train_s']} training s = "
-                  f"{'%.0f' % r['samples_per_s'] if r['samples_per_s'] else 'n/a'} samples/s; peak RSS "
-                  f"{'%.0f MB' % r['peak_rss_mb'] if r['peak_rss_mb'] else 'n/a'} (whole process: python, torch, "
-                  f"fingerprint pass, statistics sample, stream); load {_load()}."]
+                  f"{_num(r['samples_per_s'])} samples/s; peak RSS {_num(r['peak_rss_mb'])} MB (whole process: "
+                  f"python, torch, fingerprint pass, statistics sample, stream); load {_load()}."]
         print(lines[-1])
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "scale_cpu.md"), "w") as f:

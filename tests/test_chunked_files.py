@@ -32,3 +32,14 @@ def test_bad_piece_size(tmp_path):
 
     with pytest.raises(DataError, match="--piece-samples"):
         generate_to_file(str(tmp_path / "x.h5"), "pendulum", piece=0)
+
+
+def test_piece_writing_checks_the_disk_not_the_memory(tmp_path, monkeypatch, capsys):
+    from delan.cli import main
+
+    monkeypatch.setenv("DELAN_MEMORY_LIMIT", "1M")  # a whole-array file of this size is refused ...
+    out = str(tmp_path / "p.h5")
+    assert main(["generate", "pendulum", "--duration", "60", "--piece-samples", "1000", "-o", out]) == 0
+    assert "in pieces of 1000 samples" in capsys.readouterr().out  # ... in pieces it is written
+    assert main(["generate", "pendulum", "--rate", "1e9", "--piece-samples", "1000", "-o", out]) == 2
+    assert "more than its" in capsys.readouterr().err  # but not one larger than the free disk space

@@ -133,4 +133,5 @@ def test_cli_max_memory_streams_and_says_so(character_data, tmp_path, capsys, cl
     assert main(["train", data, "-o", str(tmp_path / "r"), "--epochs", "2", "--max-memory", "1e-5"]) == 0
     out = capsys.readouterr().out
     assert "data: streaming from the file (loading it whole would take about" in out
-    cli_fails(["train", data, "-o", str(tmp_path / "bad"), "--max-memory", "-1"], "--max-memory must be a positive number of GB")
+    cli_fails(["train", data, "-o", str(tmp_path / "bad"), "--max-memory", "-1"],
+              "--max-memory must be a positive number of GB")

@@ -36,8 +36,7 @@ def add_parser(subparsers) -> None:
                    help="record a simulated tracking-controller run instead of the exact reference")
     p.add_argument("--piece-samples", type=int, default=None, metavar="N",
                    help="write the file N samples at a time, never holding it whole (for files larger than "
-                        "memory; same contents). Default: whole when it fits the memory limit, else pieces "
-                        "of 262144 samples")
+                        "memory, e.g. 262144; same contents as a file written whole; not with --simulate)")
     p.set_defaults(func=run)
 
 
@@ -80,22 +79,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _piece_samples(args: argparse.Namespace):
-    """Samples per piece when the file is to be written in pieces (None: whole): as asked, or
-    the default piece when the whole data set would not fit the memory limit."""
-    from delan.data.chunked import DEFAULT_PIECE
-    from delan.data.generate import plan_generation
-    from delan.data.sizes import dataset_bytes, memory_limit
 
-    if args.piece_samples is not None:
-        if args.piece_samples < 1:
-            raise DataError(f"--piece-samples must be a positive integer, got {args.piece_samples}")
-        if args.simulate:
-            raise DataError("--piece-samples: a --simulate run integrates all trajectories together and is "
-                            "written whole; drop --simulate or --piece-samples")
-        return args.piece_samples
+def _piece_samples(args: argparse.Namespace):
+    """Samples per piece when the file is to be written in pieces (--piece-samples), else None."""
+    if args.piece_samples is None:
+        return None
+    if args.piece_samples < 1:
+        raise DataError(f"--piece-samples must be a positive integer, got {args.piece_samples}")
     if args.simulate:
-        return None  # generate_dataset refuses what does not fit
-    system, refs, t, _ = plan_generation(args.system, args.kind, args.trajectories, args.duration, args.rate,
-                                         args.noise, args.friction, args.n_dof, args.seed, check_memory_use=False)
-    return DEFAULT_PIECE if dataset_bytes(system.n_dof, len(t) * len(refs)) > memory_limit() else None
+        raise DataError("--piece-samples: a --simulate run integrates all trajectories together and is "
+                        "written whole; drop --simulate or --piece-samples")
+    return args.piece_samples

@@ -98,18 +98,18 @@ def generate_to_file(path: str, system_name: str, kind: str = "fourier", n_traje
 
     if not (isinstance(piece, (int, np.integer)) and piece >= 1):
         raise DataError(f"--piece-samples must be a positive integer, got {piece!r}")
-    system, refs, t, duration = plan_generation(system_name, kind, n_trajectories, duration, rate, noise, friction,
-                                                n_dof, seed, False, check_memory_use=False, **system_params)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DataError(f"{path}: folder {folder} does not exist")
+    system, refs, T, duration = plan_generation(system_name, kind, n_trajectories, duration, rate, noise, friction,
+                                                n_dof, seed, False, check_memory_use=False, disk_folder=folder,
+                                                **system_params)
     started = time.perf_counter()
     n = system.n_dof
-    T = len(t)
     fields = ["t", "q", "qd", "qdd", "tau"] + list(TRUTH)
     info = {"kind": kind, "n_trajectories": len(refs), "duration": duration, "rate": float(rate),
             "noise": noise, "noise_model": "relative: std = noise * per-joint RMS of q, qd, qdd, tau",
             "friction": bool(friction), "simulate": False, "seed": int(seed), "system_params": system.describe()}
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise DataError(f"{path}: folder {folder} does not exist")
     threads = torch.get_num_threads()
     try:
         with atomic_path(path) as tmp, PieceWriter(tmp, n, system.joint_names, system.name, {"generator": info},
@@ -118,7 +118,7 @@ def generate_to_file(path: str, system_name: str, kind: str = "fourier", n_traje
             for ref in refs:
                 w.create(ref.name, T, fields)
                 for a in range(0, T, piece):
-                    tp = t[a:a + piece]
+                    tp = np.arange(a, min(a + piece, T)) / float(rate)  # as (arange(T) / rate)[a:a + piece]
                     q, qd, qdd = ref(tp)
                     truth = _truth(system, q, qd, qdd)
                     tau = truth.pop("tau")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from delan.data.schema import Dataset, Trajectory
-from delan.data.sizes import check_memory, dataset_bytes, format_number
+from delan.data.sizes import check_memory, dataset_bytes, format_bytes, format_number
 from delan.errors import DataError
 from delan.integrators import rollout
 from delan.systems import make_system
@@ -82,10 +82,12 @@ def _simulate(system, refs, t: np.ndarray, rate: float, rng: np.random.Generator
 def plan_generation(system_name: str, kind: str = "fourier", n_trajectories: Optional[int] = None,
                     duration: Optional[float] = None, rate: float = 250.0, noise: float = 0.0,
                     friction: bool = False, n_dof: Optional[int] = None, seed: int = 0,
-                    simulate: bool = False, check_memory_use: bool = True, **system_params):
-    """Check the options of :func:`generate_dataset` and make its system, references and time
-    grid: (system, refs, t (T,), duration). ``check_memory_use``: refuse sizes beyond the memory
-    limit (off for :mod:`delan.data.chunked`, which writes a file in pieces)."""
+                    simulate: bool = False, check_memory_use: bool = True, disk_folder: Optional[str] = None,
+                    **system_params):
+    """Check the options of :func:`generate_dataset` and make its system and references:
+    (system, refs, samples per trajectory T, duration). ``check_memory_use``: refuse sizes beyond
+    the memory limit (off for :mod:`delan.data.chunked`, which writes a file in pieces);
+    ``disk_folder``: refuse a file larger than the free space there."""
     if kind not in KINDS:
         raise DataError(f"unknown trajectory kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     rate = float(rate)
@@ -119,6 +121,15 @@ def plan_generation(system_name: str, kind: str = "fourier", n_trajectories: Opt
             check_memory(dataset_bytes(system.n_dof, samples * n_traj, sub), what,
                          "lower the rate, the duration or the number of trajectories (or write the file in "
                          "pieces: `delan generate --piece-samples N`)", error=DataError)
+        if disk_folder is not None:
+            import shutil
+
+            need = file_bytes(system.n_dof, samples * n_traj)
+            free = shutil.disk_usage(disk_folder).free
+            if not need <= free:
+                raise DataError(f"{what} would write up to {format_bytes(need)} to {disk_folder}, more than its "
+                                f"{format_bytes(free)} free; lower the rate, the duration or the number of "
+                                f"trajectories")
         if samples < 2:
             raise DataError(f"duration (--duration) {format_number(duration)} s at rate (--rate) "
                             f"{format_number(rate)} Hz gives fewer than 2 samples")
@@ -128,11 +139,17 @@ def plan_generation(system_name: str, kind: str = "fourier", n_trajectories: Opt
     rng = np.random.default_rng(seed)
     refs = make_trajectories(system, kind, n_trajectories, duration, rng)
     check_size(len(refs))
-    t = np.arange(int(round(duration * rate)) + 1) / rate
-    if len(t) < 2:
+    T = int(round(duration * rate)) + 1
+    if T < 2:
         raise DataError(f"duration (--duration) {format_number(duration)} s at rate (--rate) "
                         f"{format_number(rate)} Hz gives fewer than 2 samples")
-    return system, refs, t, duration
+    return system, refs, T, duration
+
+
+def file_bytes(n_dof: int, samples: float) -> float:
+    """Bytes of a generated file at most (uncompressed float64: t, q, qd, qdd, tau, four torque
+    terms, H); gzip usually saves a fifth to a third."""
+    return 8.0 * samples * (1 + 8 * n_dof + n_dof * n_dof)
 
 
 def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Optional[int] = None,
@@ -159,9 +176,10 @@ def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Op
         Dataset with ground truth in every trajectory's ``truth`` and the system's
         ``joint_types``.
     """
-    system, refs, t, duration = plan_generation(system_name, kind, n_trajectories, duration, rate, noise, friction,
+    system, refs, T, duration = plan_generation(system_name, kind, n_trajectories, duration, rate, noise, friction,
                                                 n_dof, seed, simulate, **system_params)
     rate = float(rate)
+    t = np.arange(T) / rate
     started = time.perf_counter()
     if simulate:
         states = _simulate(system, refs, t, rate, np.random.default_rng([seed, 2]))
