@@ -39,16 +39,15 @@ def budget_bytes(max_memory: Optional[float]) -> float:
 
 
 def in_memory_estimate(path: str, index: FileIndex) -> float:
-    """Bytes that loading ``path`` whole and training on it takes at the peak: every stored array
-    at float64 (the loader reads them all), the training arrays split from them (float64) and
-    the training tensors (float32 or 64: counted at 8 bytes)."""
+    """Bytes that loading ``path`` whole takes at the peak, as the loader estimates it
+    (:func:`delan.data.load_dataset` refuses a file above the memory limit by the same rule):
+    three times the stored arrays."""
     import h5py
 
     with h5py.File(path, "r") as f:
-        stored = sum(int(np.prod(d.shape)) * 8 for g in f["trajectories"].values() for d in g.values()
+        stored = sum(d.size * d.dtype.itemsize for g in f["trajectories"].values() for d in g.values()
                      if isinstance(d, h5py.Dataset))
-    split = index.n_samples * len(FIELDS) * index.n_dof * 8
-    return stored + 2.0 * split
+    return 3.0 * stored
 
 
 def decide(config, index: FileIndex) -> Dict[str, Any]:
