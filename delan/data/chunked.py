@@ -95,6 +95,7 @@ def generate_to_file(path: str, system_name: str, kind: str = "fourier", n_traje
     import torch
 
     from delan.data.generate import _truth, plan_generation
+    from delan.data.streaming import keep_heap_flat
 
     if not (isinstance(piece, (int, np.integer)) and piece >= 1):
         raise DataError(f"--piece-samples must be a positive integer, got {piece!r}")
@@ -105,6 +106,7 @@ def generate_to_file(path: str, system_name: str, kind: str = "fourier", n_traje
                                                 n_dof, seed, False, check_memory_use=False, disk_folder=folder,
                                                 **system_params)
     started = time.perf_counter()
+    keep_heap_flat()
     n = system.n_dof
     fields = ["t", "q", "qd", "qdd", "tau"] + list(TRUTH)
     info = {"kind": kind, "n_trajectories": len(refs), "duration": duration, "rate": float(rate),

