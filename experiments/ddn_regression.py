@@ -11,13 +11,15 @@ a ``ddn.DifferentialNetwork`` is trained on noisy samples drawn uniformly from [
 evaluated on a regular test grid: the error of f, of the Jacobian and of the Hessian, each the
 mean over test points of the squared error summed over the entries (the seed's definition; in
 1-d it is the plain mean squared error). The script prints the table against the seed's
-numbers, and writes ``ddn_regression.json``, ``ddn_regression.md`` and the figures
-``figures/ddn_regression_*.png`` under ``--out``.
+numbers, and writes ``ddn_regression.json`` (the errors), ``ddn_regression_run.json`` (settings,
+training losses, times, the command), ``ddn_regression.md`` (written from those files only) and
+the figures ``figures/ddn_regression_*.png`` under ``--out``.
 
-    python experiments/ddn_regression.py            # full run (about 16 minutes on one core)
+    python experiments/ddn_regression.py            # full run (16 to 26 minutes on one shared core)
     python experiments/ddn_regression.py --quick    # smoke run, a few seconds of training
-    python experiments/ddn_regression.py --trials   # the trials behind the settings (minutes),
-                                                    # ddn_regression_trials.json, then the report
+    python experiments/ddn_regression.py --trials   # the trials behind the settings (about 15 minutes),
+                                                    # ddn_regression_trials.json
+    python experiments/ddn_regression.py --report   # rewrite the report from the JSON files
 
 The report's sentences on why the settings are what they are quote the trials' figures from
 ``ddn_regression_trials.json`` (written by ``--trials``); without that file they say so.
@@ -257,6 +259,8 @@ TRIALS = [
      dict(steps=3000, lbfgs_iters=500, lbfgs_dtype="float32")),
     ("relu_type1_smooth_settings", "type1", "relu", dict()),
     ("relu_type1_adam_only", "type1", "relu", dict(RELU)),
+    # appended last: each trial seeds its own data and weights, so the order changes no figure
+    ("cos_type2_adam_lr1e-3_constant", "type2", "cos", dict(batch=1024, lbfgs_iters=0, lr=1e-3, lr_final=1e-3)),
 ]
 
 
@@ -280,28 +284,66 @@ def run_trials(seed: int) -> Dict[str, dict]:
     return out
 
 
+def _compare(ours: float, other: float) -> str:
+    """'N.Nx lower than' / 'N.Nx higher than' / 'the same as': ours against other."""
+    if ours == other:
+        return "the same as"
+    ratio = max(ours, other) / min(ours, other)
+    return f"{ratio:.1f}x {'lower' if ours < other else 'higher'} than"
+
+
 def trial_sentences(trials) -> Dict[str, str]:
-    """The report's trial figures, from ``run_trials``'s output (None: not measured)."""
+    """The report's trial figures and the comparisons drawn from them, from ``run_trials``'s
+    output (None: not measured). No figure or direction is typed here: both come from the file."""
     if not trials:
         missing = "(not measured: run `python experiments/ddn_regression.py --trials`)"
-        return dict(batch=missing, lbfgs=missing, float32=missing, relu=missing)
+        return dict(lr=missing, batch=missing, lbfgs=missing, float32=missing, relu=missing)
+
+    def err(key, q):
+        return trials[key]["errors"][q]
 
     def e(key, q):
-        return f"{trials[key]['errors'][q]:.1e}"
+        return f"{err(key, q):.1e}"
 
+    def secs(key):
+        return f"{trials[key].get('seconds', float('nan')):.0f} s"
+
+    b256, b1024 = "cos_type2_adam_batch256", "cos_type2_adam_batch1024"
+    out = {}
+    if "cos_type2_adam_lr1e-3_constant" in trials:
+        const = "cos_type2_adam_lr1e-3_constant"
+        out["lr"] = (f"1-d type 2 cos, Adam alone at batch 1024: f error {e(b1024, 'f')} with lr 1e-2 annealed, "
+                     f"{e(const, 'f')} with a constant 1e-3 over the same steps; the annealed schedule's error is "
+                     f"{_compare(err(b1024, 'f'), err(const, 'f'))} the constant one's")
+    else:
+        out["lr"] = "(constant learning rate not measured: rerun --trials)"
+    verdict = ("the larger batch lowered the error" if err(b1024, "f") < err(b256, "f")
+               else "the larger batch did not lower the error")
+    out["batch"] = (f"1-d type 2 cos, Adam alone: f error {e(b256, 'f')} at batch 256, {e(b1024, 'f')} at batch "
+                    f"1024 ({secs(b256)} and {secs(b1024)}): batch 1024 is "
+                    f"{_compare(err(b1024, 'f'), err(b256, 'f'))} batch 256 here; {verdict}")
+    adam, polish = "tanh_type1_adam12000", "tanh_type1_adam3000_lbfgs500"
+    won, lost = (("the polish", "Adam alone") if err(polish, "f") < err(adam, "f") else ("Adam alone", "the polish"))
+    faster = trials[adam].get("seconds", 0.0) < trials[polish].get("seconds", 0.0)
+    quicker = {True: "less", False: "more"}[(won == "Adam alone") == faster]
+    out["lbfgs"] = (f"1-d type 1 tanh in our trials: 12000 Adam steps reached an f error of {e(adam, 'f')} "
+                    f"in {secs(adam)}; 3000 Adam steps plus 500 L-BFGS iterations {e(polish, 'f')} in "
+                    f"{secs(polish)}, {_compare(err(polish, 'f'), err(adam, 'f'))} Adam alone: {won} reached "
+                    f"the lower error, in {quicker} time than {lost}")
     it = [trials[k]["lbfgs_iterations"] for k in ("tanh_type1_adam3000_lbfgs500_float32",
                                                   "softplus_type1_adam3000_lbfgs500_float32")]
-    return dict(
-        batch=f"1-d type 2 cos, Adam alone: f error {e('cos_type2_adam_batch256', 'f')} at batch 256, "
-              f"{e('cos_type2_adam_batch1024', 'f')} at batch 1024",
-        lbfgs=f"1-d type 1 tanh in our trials: 12000 Adam steps reached an f error of "
-              f"{e('tanh_type1_adam12000', 'f')}; 3000 Adam steps plus 500 L-BFGS iterations "
-              f"{e('tanh_type1_adam3000_lbfgs500', 'f')}",
-        float32=f"In float32 the line search stopped after {min(it)} to {max(it)} of 500 iterations "
-                f"(1-d type 1 tanh and softplus)",
-        relu=f"the 1-d type 1 ReLU model reached a J error of {e('relu_type1_smooth_settings', 'J')}; Adam alone "
-             f"at lr 1e-3, batch 256, 20000 steps reaches {e('relu_type1_adam_only', 'J')}",
-    )
+    f32 = "tanh_type1_adam3000_lbfgs500_float32"
+    out["float32"] = (f"In float32 the line search stopped after {min(it)} to {max(it)} of 500 iterations "
+                      f"(1-d type 1 tanh and softplus); the tanh model's f error was {e(f32, 'f')} in float32, "
+                      f"{e(polish, 'f')} in float64 ({_compare(err(f32, 'f'), err(polish, 'f'))} in float64)")
+    smooth, alone = "relu_type1_smooth_settings", "relu_type1_adam_only"
+    seed_j = SEED["1d"]["type1"]["relu"][1]
+    out["relu"] = (f"the 1-d type 1 ReLU model (its L-BFGS phase stopped after "
+                   f"{trials[smooth]['lbfgs_iterations']} iterations) reached a J error of {e(smooth, 'J')} "
+                   f"({_compare(err(smooth, 'J'), seed_j)} the seed's {seed_j:.1e}); Adam alone "
+                   f"at lr 1e-3, batch 256, 20000 steps reaches {e(alone, 'J')} "
+                   f"({_compare(err(alone, 'J'), err(smooth, 'J'))} the smooth settings)")
+    return out
 
 
 # --------------------------------------------------------------------------- figures
@@ -441,8 +483,15 @@ def print_table(results) -> None:
     print("('!' = ours worse than the seed; ReLU's H error is the mean squared true Hessian for both)")
 
 
-def write_report(out: Path, results, settings: Dict[str, Settings], quick: bool, command: str,
-                 wall: float, train_losses, times, figures) -> Path:
+def write_report(out: Path) -> Path:
+    """Write ``ddn_regression.md`` from the files the study and the trials wrote under ``out``
+    (``ddn_regression.json``, ``ddn_regression_run.json``, ``ddn_regression_trials.json``):
+    every figure in the report comes from them."""
+    results = json.loads((out / "ddn_regression.json").read_text())
+    run = json.loads((out / "ddn_regression_run.json").read_text())
+    settings = {d: Settings(**v) for d, v in run["settings"].items()}
+    quick, command, wall = run["quick"], run["command"], run["wall"]
+    train_losses, times, figures = run["train_losses"], run["times"], run["figures"]
     trials_path = out / "ddn_regression_trials.json"
     trial = trial_sentences(json.loads(trials_path.read_text()) if trials_path.exists() else None)
     n_worse = sum(
@@ -459,6 +508,8 @@ def write_report(out: Path, results, settings: Dict[str, Settings], quick: bool,
                 if qs:
                     worse.append(f"{d} {l} {a} ({', '.join(qs)})")
     s1, s2 = settings["1d"], settings["2d"]
+    smooth_losses = [train_losses[d][l][a] for d in DIMS for l in LOSSES for a in ACTIVATIONS if a != "relu"]
+    penalty = (l2_penalty("1d", s1), l2_penalty("2d", s2))
     lines = [
         "# Deep Differential Network regression: the seed study",
         "",
@@ -469,7 +520,7 @@ def write_report(out: Path, results, settings: Dict[str, Settings], quick: bool,
         "",
         f"Produced by `{command}` (from the repository root) in {wall / 60:.1f} min wall time "
         f"({'QUICK smoke run: the numbers are not meaningful' if quick else 'full run'}; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.machine()}, "
+        f"torch {run['torch']}, {run['threads']} thread(s), {run['machine']}, "
         "on a CPU shared with other jobs).",
         "",
         "## Error on the test grid",
@@ -530,18 +581,20 @@ def write_report(out: Path, results, settings: Dict[str, Settings], quick: bool,
         "What we changed, and why (trial figures from `ddn_regression_trials.json`, written by "
         "`python experiments/ddn_regression.py --trials`):",
         "",
-        "* **No weight decay.** With errors of 1e-6 and below, the seed's L2 penalty "
-        "(1e-6 x |theta|^2, about 1e-4 for these networks) is as large as the data loss or "
-        "larger, and pulls the fit away from the data.",
-        "* **A larger, annealed learning rate and larger batches**: lr 1e-2 cosine-annealed to "
-        "1e-6 needs far fewer steps than a constant 1e-3, and larger batches lower the gradient "
-        "noise that otherwise sets the error floor of the f-only (type 2) models "
-        f"({trial['batch']}).",
-        "* **An L-BFGS polish in float64** after Adam: full-batch quasi-Newton steps suit these "
-        f"small smooth problems ({trial['lbfgs']}). {trial['float32']}, "
-        "hence float64 for this phase. 2-d gets more iterations than 1-d: it is the harder fit.",
+        "* **No weight decay.** The seed's L2 penalty, 1e-6 x |theta|^2, is "
+        f"{penalty[0]:.1e} (1-d) and {penalty[1]:.1e} (2-d) for these networks at initialisation; the final "
+        f"training losses of the smooth models are {min(smooth_losses):.1e} to {max(smooth_losses):.1e} "
+        "(table above)" + (": the penalty would outweigh the data loss and pull the fit away from the data."
+                           if min(penalty) > max(smooth_losses) else
+                           ", not all below the penalty (a quick run's losses say little here)."),
+        f"* **A larger, annealed learning rate**: lr {s1.lr:g} cosine-annealed to {s1.lr_final:g} "
+        f"instead of the seed's constant 1e-3 ({trial['lr']}).",
+        f"* **Batch size** {s1.batch} in the smooth models' Adam phase, which the L-BFGS polish "
+        f"follows: {trial['batch']}.",
+        f"* **An L-BFGS polish in float64** after Adam ({trial['lbfgs']}). {trial['float32']}; the "
+        "study runs this phase in float64. 2-d gets more iterations than 1-d: it is the harder fit.",
         "* **ReLU models differ**: with the smooth activations' settings (lr 1e-2, batch 1024, "
-        f"L-BFGS, which gains little on a piecewise-linear network) {trial['relu']}.",
+        f"L-BFGS) {trial['relu']}.",
         "* **Noise on the targets only** (f and df/dx), not on the inputs.",
         "",
         "Note on the seed's setup: the seed's public scripts (`1d_example_diff_net.py`, "
@@ -576,6 +629,12 @@ def write_report(out: Path, results, settings: Dict[str, Settings], quick: bool,
     return path
 
 
+def l2_penalty(dim: str, s: Settings) -> float:
+    """The seed's weight-decay term, 1e-6 |theta|^2, of a freshly initialised network of ``dim``."""
+    with torch.no_grad():
+        return 1e-6 * sum(float((p * p).sum()) for p in make_network(dim, "tanh", s, s.seed).parameters())
+
+
 def _atomic_write(path: Path, text: str) -> None:
     atomic_write_bytes(str(path), text.encode())
 
@@ -589,14 +648,19 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
     parser.add_argument("--trials", action="store_true",
                         help="run the trials behind the settings' reasons (ddn_regression_trials.json) and stop")
+    parser.add_argument("--report", action="store_true",
+                        help="rewrite ddn_regression.md from the JSON files under --out, without training")
     args = parser.parse_args(argv)
+    if args.report:
+        print(f"wrote {write_report(Path(args.out))}")
+        return 0
 
     torch.set_num_threads(args.threads)
     if args.trials:
         path = Path(args.out) / "ddn_regression_trials.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(str(path), run_trials(args.seed))
-        print(f"wrote {path}; rerun the study (or the report) to quote the figures")
+        print(f"wrote {path}; `--report` rewrites the report to quote the figures")
         return 0
     import matplotlib
 
@@ -645,8 +709,13 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t0
 
     json_path = out / "ddn_regression.json"
-    _atomic_write(json_path, json.dumps(results, indent=2) + "\n")
-    md_path = write_report(out, results, settings, args.quick, command, wall, train_losses, times, figures)
+    atomic_write_json(str(json_path), results)
+    run = dict(command=command, quick=args.quick, wall=wall, torch=torch.__version__,
+               threads=torch.get_num_threads(), machine=platform.machine(),
+               settings={d: asdict(v) for d, v in settings.items()},
+               train_losses=train_losses, times=times, figures=figures)
+    atomic_write_json(str(out / "ddn_regression_run.json"), run)
+    md_path = write_report(out)
     print()
     print_table(results)
     for dim in DIMS:
