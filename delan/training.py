@@ -1043,8 +1043,7 @@ def _load_data(config: TrainConfig, mode: Optional[Dict[str, Any]] = None) -> _D
     if mode["mode"] == "streaming":
         from delan import training_streaming as ts
 
-        return _Data(**ts.load_streaming(config, ts.index_file(config.data), mode, DTYPES[config.dtype],
-                                         config.device))
+        return _Data(**ts.load_streaming(config, ts.index_file(config.data), mode, DTYPES[config.dtype], config.device))
     ds = load_dataset(config.data)
     rest = ds.split(config.test)[1] if config.test else ds
     if len(rest) == 0:
