@@ -18,6 +18,13 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from delan.data.sizes import format_bytes, memory_limit
+from delan.data.splits import (
+    choose_validation,
+    describe_validation,
+    resolve_joint_types,
+    to_tensors,
+    validation_blocks,
+)
 from delan.data.streaming import (
     DEFAULT_CHUNK,
     DEFAULT_WINDOW,
@@ -80,14 +87,6 @@ def load_streaming(config, index: FileIndex, mode: Dict[str, Any], dtype, device
     the statistics sample's tensors, ``source`` the stream, ``rest`` the pieces for friction
     evidence, ``mode`` :func:`describe`). ``mode``: :func:`decide`'s, or a resumed run's record
     (its chunk and window sizes, which fix the order, are kept)."""
-    from delan.training import (
-        _describe_validation,
-        choose_validation,
-        resolve_joint_types,
-        to_tensors,
-        validation_blocks,
-    )
-
     if config.rollout_horizon:
         raise RunError("--rollout-horizon: trajectory training needs the data in memory; it is streamed here "
                        "(larger than --max-memory): raise --max-memory or train without the rollout loss")
@@ -113,7 +112,7 @@ def load_streaming(config, index: FileIndex, mode: Dict[str, Any], dtype, device
     return dict(path=config.data, n_dof=index.n_dof, rest=[_Piece(p) for p in pieces], joint_types=joint_types,
                 train_names=[n for n in names if n not in val_names], val_names=val_names, train_arrays=stats,
                 train=to_tensors(stats, dtype, device), val=val, source=source,
-                validation=_describe_validation(index, val_names, blocks, n_val), mode=describe(mode, source))
+                validation=describe_validation(index, val_names, blocks, n_val), mode=describe(mode, source))
 
 
 def describe(decision: Dict[str, Any], source: Optional[StreamingSource]) -> Dict[str, Any]:
