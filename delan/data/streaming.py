@@ -372,30 +372,52 @@ def index_file(path: str) -> FileIndex:
     length). DataError (one line, naming the file) otherwise."""
     import h5py
 
-    from delan.data.schema import FORMAT, VERSION, _attr_str, check_joint_types
-
     try:
         f = h5py.File(path, "r")
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
-    with f:
-        if _attr_str(f.attrs.get("format", b"")) != FORMAT or int(f.attrs.get("version", -1)) != VERSION:
-            raise DataError(f"{path}: not a DeLaN data file of version {VERSION}")
-        n = int(f.attrs["n_dof"])
-        jt = f.attrs.get("joint_types")
-        jt = None if jt is None else check_joint_types([_attr_str(x) for x in np.atleast_1d(jt)], n, path)
-        lengths: Dict[str, int] = {}
-        group = f.get("trajectories")
-        if group is None or len(group) == 0:
-            raise DataError(f"{path}: group '/trajectories' is missing or empty")
-        for name, g in group.items():
-            for k in ("t", "q", "tau"):
-                if k not in g:
-                    raise DataError(f"{path}: trajectory {name!r}: field {k!r}: required field is missing")
-            T = g["t"].shape[0]
-            for k in FIELDS:
-                if k in g and tuple(g[k].shape) != (T, n):
-                    raise DataError(f"{path}: trajectory {name!r}: field {k!r}: expected shape (T, n_dof) = "
-                                    f"({T}, {n}), got {tuple(g[k].shape)}")
-            lengths[name] = int(T)
+    try:
+        with f:
+            n, jt, lengths = _index_open_file(f, path)
+    except DataError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+        # libhdf5 reports damaged metadata (bad checksums, broken links) as these while reading
+        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
     return FileIndex(path, n, jt, lengths)
+
+
+def _index_open_file(f, path: str):
+    """(n_dof, joint types, {trajectory: samples}) of an open data file; DataError on a schema
+    violation that needs no arrays to see."""
+    import h5py
+
+    from delan.data.schema import FORMAT, VERSION, _attr_str, check_joint_types
+
+    if _attr_str(f.attrs.get("format", b"")) != FORMAT or int(f.attrs.get("version", -1)) != VERSION:
+        raise DataError(f"{path}: not a DeLaN data file of version {VERSION}")
+    n = int(f.attrs["n_dof"])
+    jt = f.attrs.get("joint_types")
+    jt = None if jt is None else check_joint_types([_attr_str(x) for x in np.atleast_1d(jt)], n, path)
+    lengths: Dict[str, int] = {}
+    group = f.get("trajectories")
+    if not isinstance(group, h5py.Group) or len(group) == 0:
+        raise DataError(f"{path}: group '/trajectories' is missing or empty")
+    for name, g in group.items():
+        if not isinstance(g, h5py.Group):
+            raise DataError(f"{path}: trajectory {name!r}: expected a group, got an array")
+        for k in ("t", "q", "tau"):
+            if k not in g:
+                raise DataError(f"{path}: trajectory {name!r}: field {k!r}: required field is missing")
+        for k in ("t",) + tuple(FIELDS):
+            if k in g and not isinstance(g[k], h5py.Dataset):
+                raise DataError(f"{path}: trajectory {name!r}: field {k!r}: expected an array, got a group")
+        T = g["t"].shape[0] if g["t"].ndim else 0
+        for k in FIELDS:
+            if k in g and tuple(g[k].shape) != (T, n):
+                raise DataError(
+                    f"{path}: trajectory {name!r}: field {k!r}: expected shape (T, n_dof) = "
+                    f"({T}, {n}), got {tuple(g[k].shape)}"
+                )
+        lengths[name] = int(T)
+    return n, jt, lengths
