@@ -1,5 +1,6 @@
 """Shared timing helpers for the benchmarks: interleaved repeats, medians, the matrix products of
 a call (FLOPs, the same count as torch's FlopCounterMode) replayed alone, environment line."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device, repeats: int = 15, warmup: int = 3,
-                     min_time: float = 0.0) -> Dict[str, float]:
+def time_interleaved(
+    fns: Dict[str, Callable[[], object]],
+    device: torch.device,
+    repeats: int = 15,
+    warmup: int = 3,
+    min_time: float = 0.0,
+) -> Dict[str, float]:
     """Median seconds per call of each function, measured round-robin so that a slow spell of
     a shared machine hits every contender alike. Each sample runs a function enough times to
     last ``min_time`` seconds (for sub-millisecond calls)."""
@@ -44,8 +50,9 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def time_both(fns: Dict[str, Callable[[], object]], repeats: int, min_time: float = 0.2,
-              warmup: int = 3) -> Tuple[Dict[str, float], Dict[str, float]]:
+def time_both(
+    fns: Dict[str, Callable[[], object]], repeats: int, min_time: float = 0.2, warmup: int = 3
+) -> Tuple[Dict[str, float], Dict[str, float]]:
     """Median seconds per call of each function (CPU), interleaved round-robin, by the wall clock
     and by this process's CPU time (time.process_time: the time it actually ran, which other jobs
     on a shared machine do not inflate the way they inflate the wall clock). ``warmup`` calls of
@@ -82,8 +89,9 @@ def matrix_products(fn: Callable[[], object]) -> List[Tuple[str, Tuple[tuple, ..
     return [(e.name, tuple(tuple(s) for s in e.input_shapes)) for e in prof.events() if e.name in _PRODUCTS]
 
 
-def matmul_replay(fn: Callable[[], object], dtype: torch.dtype,
-                  device: torch.device) -> Tuple[float, Callable[[], None]]:
+def matmul_replay(
+    fn: Callable[[], object], dtype: torch.dtype, device: torch.device
+) -> Tuple[float, Callable[[], None]]:
     """(FLOPs, replay) for ``fn``'s matrix products: ``replay()`` runs the same products alone, at
     the shapes the call used, on fresh contiguous operands. Time it interleaved with ``fn`` (in
     the same :func:`time_interleaved` call, so a slow spell of a shared machine hits both alike):
@@ -118,8 +126,10 @@ def load_average() -> str:
 def conditions(repeats: int, peak: float, start: str) -> str:
     """The report's words on how it was measured: the repeats, the CPUs, and the load average at
     its peak (``peak``, sampled while it ran), at the start (``start``: :func:`load_average`) and now."""
-    return (f"medians of {repeats} interleaved repeats; {os.cpu_count()} CPUs, load average up to {peak:.1f} "
-            f"while it ran; at the start {start}, at the end {load_average()}")
+    return (
+        f"medians of {repeats} interleaved repeats; {os.cpu_count()} CPUs, load average up to {peak:.1f} "
+        f"while it ran; at the start {start}, at the end {load_average()}"
+    )
 
 
 def environment(device: torch.device) -> str:

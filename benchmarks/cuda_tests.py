@@ -7,6 +7,7 @@ Needs a CUDA device (on a machine without one the tests skip and the report says
 The report holds the device (nvidia-smi), torch's version, the exact pytest command and its
 summary line; nothing in it is typed by hand. ``benchmarks/gpu_check.sh`` calls this.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,11 @@ def main(argv=None) -> int:
         "",
     ]
     if skipped_for_cuda:
-        report += [f"{len(skipped_for_cuda)} skip lines name a missing CUDA device: this run did not exercise the "
-                   "GPU, rerun on a machine with one.", ""]
+        report += [
+            f"{len(skipped_for_cuda)} skip lines name a missing CUDA device: this run did not exercise the "
+            "GPU, rerun on a machine with one.",
+            "",
+        ]
     text = "\n".join(report)
     print(text)
     if args.output:

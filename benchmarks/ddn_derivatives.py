@@ -11,6 +11,7 @@ share of the achievable matmul rate at those shapes.
     python benchmarks/ddn_derivatives.py                       # CPU, 1 thread, float32 + float64
     python benchmarks/ddn_derivatives.py --device cuda --batch 1000 10000 100000
 """
+
 from __future__ import annotations
 
 import argparse

@@ -25,6 +25,7 @@ with the call) over the call's time.
     python benchmarks/delan_speed.py --output benchmarks/results/delan_speed_cpu.md
     python benchmarks/delan_speed.py --device cuda --output benchmarks/results/delan_speed_cuda.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,7 +95,8 @@ def bench_train(n, batch, dtype, device, repeats, weights: LossWeights):
             loss, _ = loss_from_terms(t, batch_t, scales, weights)
         else:
             loss = weights.inverse * inverse_loss(
-                ref.model_inverse_dynamics(model_ref, q, qd, qdd, create_graph=True), tau, scales)
+                ref.model_inverse_dynamics(model_ref, q, qd, qdd, create_graph=True), tau, scales
+            )
         loss.backward()
         opt_ref.step()
 
@@ -131,13 +133,28 @@ def bench_inverse(n, batch, dtype, device, repeats):
 
     flops, mm = matmul_replay(ours, dtype, device)
     flops_terms, mm_terms = matmul_replay(ours_terms, dtype, device)
-    t = time_interleaved({"ours": ours, "ref": theirs, "ref_trainable": theirs_trainable, "mm": mm,
-                          "ours_terms": ours_terms, "ref_terms": theirs_terms,
-                          "ref_terms_trainable": theirs_terms_trainable, "mm_terms": mm_terms},
-                         device, repeats=repeats, min_time=0.05)
+    t = time_interleaved(
+        {
+            "ours": ours,
+            "ref": theirs,
+            "ref_trainable": theirs_trainable,
+            "mm": mm,
+            "ours_terms": ours_terms,
+            "ref_terms": theirs_terms,
+            "ref_terms_trainable": theirs_terms_trainable,
+            "mm_terms": mm_terms,
+        },
+        device,
+        repeats=repeats,
+        min_time=0.05,
+    )
     rows = [row("inverse dynamics", n, batch, t, flops, unit="samples/s")]
-    t2 = {"ours": t["ours_terms"], "ref": t["ref_terms"], "ref_trainable": t["ref_terms_trainable"],
-          "mm": t["mm_terms"]}
+    t2 = {
+        "ours": t["ours_terms"],
+        "ref": t["ref_terms"],
+        "ref_trainable": t["ref_terms_trainable"],
+        "mm": t["mm_terms"],
+    }
     rows.append(row("terms (all of H,c,g,T,V,tau)", n, batch, t2, flops_terms, unit="samples/s"))
     return rows
 
@@ -154,11 +171,18 @@ def bench_single(n, dtype, device, repeats):
         ops = count_ops(plain)
     ref_ops = count_ops(theirs)
     t = time_interleaved({"ours": ours, "ref": theirs, "torch": plain}, device, repeats=repeats, min_time=0.2)
-    return dict(what="single sample inverse dynamics (fast path)", n=n, batch=1,
-                ours=f"{1 / t['ours'] / 1e3:.1f} kHz", ref=f"{1 / t['ref'] / 1e3:.2f} kHz", ratio=t["ref"] / t["ours"],
-                gflops="", note=f"the plain torch call (inverse_dynamics on (1, n), inference_mode) runs at "
-                                f"{1 / t['torch'] / 1e3:.1f} kHz with {ops[0]} top-level torch ops ({ops[1]} incl. "
-                                f"nested); the reference takes {ref_ops[0]} ({ref_ops[1]})")
+    return dict(
+        what="single sample inverse dynamics (fast path)",
+        n=n,
+        batch=1,
+        ours=f"{1 / t['ours'] / 1e3:.1f} kHz",
+        ref=f"{1 / t['ref'] / 1e3:.2f} kHz",
+        ratio=t["ref"] / t["ours"],
+        gflops="",
+        note=f"the plain torch call (inverse_dynamics on (1, n), inference_mode) runs at "
+        f"{1 / t['torch'] / 1e3:.1f} kHz with {ops[0]} top-level torch ops ({ops[1]} incl. "
+        f"nested); the reference takes {ref_ops[0]} ({ref_ops[1]})",
+    )
 
 
 def row(what, n, batch, t, flops, unit):
@@ -171,8 +195,17 @@ def row(what, n, batch, t, flops, unit):
         ours, theirs = f"{batch / t['ours'] / 1e3:.0f}k/s", f"{batch / t['ref'] / 1e3:.0f}k/s"
     mm_time = t["mm"]
     trainable = f"{t['ref_trainable'] / t['ours']:.2f}x" if "ref_trainable" in t else ""
-    return dict(what=what, n=n, batch=batch, ours=ours, ref=theirs, ratio=t["ref"] / t["ours"], trainable=trainable,
-                gflops=f"{flops / t['ours'] / 1e9:.2f} ({mm_time / t['ours']:.0%})", note="")
+    return dict(
+        what=what,
+        n=n,
+        batch=batch,
+        ours=ours,
+        ref=theirs,
+        ratio=t["ref"] / t["ours"],
+        trainable=trainable,
+        gflops=f"{flops / t['ours'] / 1e9:.2f} ({mm_time / t['ours']:.0%})",
+        note="",
+    )
 
 
 def main(argv=None) -> str:
@@ -216,8 +249,10 @@ def main(argv=None) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['what']} | {r['n']} | {r['batch']} | {r['ours']} | {r['ref']} | {r['ratio']:.2f}x | "
-                     f"{r.get('trainable', '')} | {r['gflops']} |")
+        lines.append(
+            f"| {r['what']} | {r['n']} | {r['batch']} | {r['ours']} | {r['ref']} | {r['ratio']:.2f}x | "
+            f"{r.get('trainable', '')} | {r['gflops']} |"
+        )
     notes = [r["note"] for r in rows if r["note"]]
     if notes:
         lines += [""] + [f"* single sample, n_dof {r['n']}: {r['note']}" for r in rows if r["note"]]

@@ -19,6 +19,7 @@ torque. float32 and float64 (every format exports both).
 
     python benchmarks/export_latency.py --output benchmarks/results/export_latency.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,15 @@ WIDTH, DEPTH = 64, 2
 
 def make(n: int, dtype: torch.dtype) -> DeepLagrangianNetwork:
     torch.manual_seed(0)
-    model = DeepLagrangianNetwork(n, width=WIDTH, depth=DEPTH, revolute=[True] * n, friction=True,
-                                  mass_scale=[0.05 + 0.5 * i for i in range(n)], potential_scale=3.0)
+    model = DeepLagrangianNetwork(
+        n,
+        width=WIDTH,
+        depth=DEPTH,
+        revolute=[True] * n,
+        friction=True,
+        mass_scale=[0.05 + 0.5 * i for i in range(n)],
+        potential_scale=3.0,
+    )
     return model.to(dtype).eval()
 
 
@@ -48,8 +56,10 @@ def contenders(model, folder: str, n: int, dtype):
     """{name: (call on one state, torque of a state given as (1, n) tensors)}."""
     import onnxruntime as ort
 
-    paths = {fmt: os.path.join(folder, f"m{n}_{str(dtype)[6:]}{ext}")
-             for fmt, ext in (("torchscript", ".pt"), ("exported", ".pt2"), ("onnx", ".onnx"))}
+    paths = {
+        fmt: os.path.join(folder, f"m{n}_{str(dtype)[6:]}{ext}")
+        for fmt, ext in (("torchscript", ".pt"), ("exported", ".pt2"), ("onnx", ".onnx"))
+    }
     for fmt, path in paths.items():
         export_model(model, path, fmt)
     ts = torch.jit.load(paths["torchscript"])
@@ -84,6 +94,7 @@ def contenders(model, folder: str, n: int, dtype):
     def ort_run(names):
         def call(*s):
             return torch.from_numpy(session.run(names, {k: v.numpy() for k, v in zip(feed, s)})[0])
+
         return call
 
     def fast_torque(*s):
@@ -105,7 +116,7 @@ def max_difference(model, torque_fn, n: int, dtype, samples: int = 200) -> float
     X = [torch.randn(samples, n, dtype=torch.float64, generator=g).to(dtype) for _ in range(4)]
     with torch.inference_mode():
         want = model.inverse_dynamics(*X[:3]).double()
-    got = torch.cat([torque_fn(*(v[k:k + 1] for v in X)).double() for k in range(samples)])
+    got = torch.cat([torque_fn(*(v[k : k + 1] for v in X)).double() for k in range(samples)])
     return float((got - want).abs().max() / want.abs().max())
 
 
@@ -132,8 +143,17 @@ def main(argv=None) -> str:
                 load = max(load, os.getloadavg()[0])
                 base = wall["eager `inverse_dynamics`"]
                 for name, (_, torque_fn) in calls.items():
-                    rows.append((str(dtype)[6:], n, name, wall[name], cpu[name], base / wall[name],
-                                 max_difference(model, torque_fn, n, dtype)))
+                    rows.append(
+                        (
+                            str(dtype)[6:],
+                            n,
+                            name,
+                            wall[name],
+                            cpu[name],
+                            base / wall[name],
+                            max_difference(model, torque_fn, n, dtype),
+                        )
+                    )
     lines = [
         "# Single-state latency of the exported artefacts, from Python",
         "",

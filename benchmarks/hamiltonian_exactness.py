@@ -8,6 +8,7 @@ forward_dynamics(q, qd, inverse_dynamics(q, qd, qdd)) against qdd.
 
     python benchmarks/hamiltonian_exactness.py --output benchmarks/results/hamiltonian_exactness.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,13 +32,27 @@ def rel(a, b) -> float:
 
 def make(kind: str, n: int, seed: int):
     torch.manual_seed(seed)
-    kw = dict(revolute=[i % 2 == 0 for i in range(n)] if seed % 2 else None, friction=seed % 3 != 0,
-              width=64, depth=2, dtype=F64)
+    kw = dict(
+        revolute=[i % 2 == 0 for i in range(n)] if seed % 2 else None,
+        friction=seed % 3 != 0,
+        width=64,
+        depth=2,
+        dtype=F64,
+    )
     if kind == "hamiltonian":
-        return DeepHamiltonianNetwork(n, epsilon=0.0 if seed % 2 else 1e-5, shared_trunk=seed != 2,
-                                      mass_scale=[10.0 ** (-k / 2) for k in range(n)] if seed == 3 else None, **kw)
-    return BlackBoxHamiltonianNetwork(n, mass_scale=[10.0 ** (-k / 2) for k in range(n)] if seed == 3 else None,
-                                      energy_scale=5.0 if seed == 3 else 1.0, **kw)
+        return DeepHamiltonianNetwork(
+            n,
+            epsilon=0.0 if seed % 2 else 1e-5,
+            shared_trunk=seed != 2,
+            mass_scale=[10.0 ** (-k / 2) for k in range(n)] if seed == 3 else None,
+            **kw,
+        )
+    return BlackBoxHamiltonianNetwork(
+        n,
+        mass_scale=[10.0 ** (-k / 2) for k in range(n)] if seed == 3 else None,
+        energy_scale=5.0 if seed == 3 else 1.0,
+        **kw,
+    )
 
 
 def errors(model, n: int, seed: int):
@@ -56,13 +71,17 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--output")
     args = p.parse_args()
-    lines = ["# Hamiltonian models: exactness in float64", "",
-             f"Max relative error over {args.seeds} random models x 64 random states per cell (width 64, depth 2, "
-             "softplus; options cycling over revolute joints, friction, eps, separate networks, output scales).", "",
-             "Command: `python benchmarks/hamiltonian_exactness.py "
-             "--output benchmarks/results/hamiltonian_exactness.md`",
-             "", "| n_dof | model | qd = dH/dp vs torch.func | pdot vs torch.func | forward(inverse(qdd)) vs qdd |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# Hamiltonian models: exactness in float64",
+        "",
+        f"Max relative error over {args.seeds} random models x 64 random states per cell (width 64, depth 2, "
+        "softplus; options cycling over revolute joints, friction, eps, separate networks, output scales).",
+        "",
+        "Command: `python benchmarks/hamiltonian_exactness.py --output benchmarks/results/hamiltonian_exactness.md`",
+        "",
+        "| n_dof | model | qd = dH/dp vs torch.func | pdot vs torch.func | forward(inverse(qdd)) vs qdd |",
+        "|---|---|---|---|---|",
+    ]
     for n in range(1, 8):
         for kind in ("hamiltonian", "black-box-hamiltonian"):
             worst = [0.0, 0.0, 0.0]

@@ -16,6 +16,7 @@ model may need more than an initialised one).
 
     python benchmarks/hamiltonian_speed.py --output benchmarks/results/hamiltonian_speed_cpu.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,11 @@ from delan.models import BlackBoxHamiltonianNetwork, DeepHamiltonianNetwork, Dee
 from delan.training import DEFAULT_LOSS_WEIGHTS  # noqa: E402
 
 WIDTH, DEPTH, BATCH = 64, 2, 512
-KINDS = {"structured": DeepLagrangianNetwork, "hamiltonian": DeepHamiltonianNetwork,
-         "black-box-hamiltonian": BlackBoxHamiltonianNetwork}
+KINDS = {
+    "structured": DeepLagrangianNetwork,
+    "hamiltonian": DeepHamiltonianNetwork,
+    "black-box-hamiltonian": BlackBoxHamiltonianNetwork,
+}
 
 
 def data(n: int, dtype):
@@ -115,9 +119,12 @@ def main() -> None:
         lines.append(f"| {n} | {s:.2f} | {h:.2f} | {h / s:.2f}x | {b:.2f} | {b / s:.2f}x | {steps} |")
         print(lines[-1], flush=True)
     lines[2] = lines[2].replace("{end}", load_average())
-    lines += ["", "ratio: the Hamiltonian model's step time over the structured DeLaN's (< 1: faster). Each kind "
-              "with its default loss of `delan train`; the black box's Newton passes are those of its momentum "
-              "solve at initialisation (float32 tolerance 1e-5 relative)."]
+    lines += [
+        "",
+        "ratio: the Hamiltonian model's step time over the structured DeLaN's (< 1: faster). Each kind "
+        "with its default loss of `delan train`; the black box's Newton passes are those of its momentum "
+        "solve at initialisation (float32 tolerance 1e-5 relative).",
+    ]
     write_report(lines, args.output)
 
 

@@ -13,6 +13,7 @@ machine's load hits both; the load average is recorded.
 
 Writes benchmarks/results/rollout_loss_speed_cpu.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,10 @@ def data_sets(folder: str) -> dict:
     from delan.data.generate import generate_dataset
 
     out = {}
-    for name, kw in {"characters 25 Hz (1.9k training samples)": dict(kind="characters", duration=5.0, rate=25.0),
-                     "Fourier 250 Hz (11k training samples)": dict(kind="fourier", n_trajectories=10, duration=5.0,
-                                                                   rate=250.0)}.items():
+    for name, kw in {
+        "characters 25 Hz (1.9k training samples)": dict(kind="characters", duration=5.0, rate=25.0),
+        "Fourier 250 Hz (11k training samples)": dict(kind="fourier", n_trajectories=10, duration=5.0, rate=250.0),
+    }.items():
         path = os.path.join(folder, f"{len(out)}.h5")
         save_dataset(generate_dataset("two-link", seed=0, **kw), path)
         out[name] = path
@@ -79,12 +81,17 @@ def main() -> int:
                 rows.append((name, setting, statistics.median(times)))
                 print(json.dumps({"data": name, "setting": setting, "s_per_epoch": rows[-1][2]}), flush=True)
             rows.append((name, "one-step losses only", statistics.median(base)))
-    lines = ["# Rollout loss: time per epoch (CPU, 1 thread)", "",
-             f"Made by `python benchmarks/rollout_loss_speed.py --epochs {args.epochs} --repeats {args.repeats}` "
-             f"(see its docstring). torch {torch.__version__}; load average during the runs "
-             f"{min(load):.1f}-{max(load):.1f} on {os.cpu_count()} CPUs (a shared machine: absolute times vary "
-             "with the load, the ratios less so).", "",
-             "| data | setting | s / epoch | ratio to one-step |", "|---|---|---|---|"]
+    lines = [
+        "# Rollout loss: time per epoch (CPU, 1 thread)",
+        "",
+        f"Made by `python benchmarks/rollout_loss_speed.py --epochs {args.epochs} --repeats {args.repeats}` "
+        f"(see its docstring). torch {torch.__version__}; load average during the runs "
+        f"{min(load):.1f}-{max(load):.1f} on {os.cpu_count()} CPUs (a shared machine: absolute times vary "
+        "with the load, the ratios less so).",
+        "",
+        "| data | setting | s / epoch | ratio to one-step |",
+        "|---|---|---|---|",
+    ]
     for name in dict.fromkeys(r[0] for r in rows):
         here = {s: t for n, s, t in rows if n == name}
         b = here["one-step losses only"]

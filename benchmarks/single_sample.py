@@ -18,6 +18,7 @@ clock and per second of the process's CPU time (robust to other jobs on a shared
 
     python benchmarks/single_sample.py --output benchmarks/results/single_sample_cpu.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,9 @@ from delan.models import DeepLagrangianNetwork  # noqa: E402
 WIDTH, DEPTH = 64, 2
 CONFIGS = {
     "plain": lambda n: dict(),
-    "trained-like": lambda n: dict(revolute=[True] * n, friction=True, mass_scale=[0.05 + 0.5 * i for i in range(n)],
-                                   potential_scale=3.0),
+    "trained-like": lambda n: dict(
+        revolute=[True] * n, friction=True, mass_scale=[0.05 + 0.5 * i for i in range(n)], potential_scale=3.0
+    ),
 }
 
 
@@ -83,9 +85,17 @@ def bench(n: int, config: str, dtype, repeats: int) -> dict:
     g = torch.Generator().manual_seed(1)
     q, qd, qdd = (torch.randn(1, n, dtype=torch.float64, generator=g).to(dtype) for _ in range(3))
     t, c = time_both(contenders(model, q, qd, qdd), repeats=repeats)
-    return dict(n=n, config=config, dtype=str(dtype).replace("torch.", ""), fast=1 / t["fast"],
-                torch=1 / t["torch"], ref=1 / t["ref"], fast_cpu=1 / c["fast"], torch_cpu=1 / c["torch"],
-                diff=max_difference(model, fn, n, dtype))
+    return dict(
+        n=n,
+        config=config,
+        dtype=str(dtype).replace("torch.", ""),
+        fast=1 / t["fast"],
+        torch=1 / t["torch"],
+        ref=1 / t["ref"],
+        fast_cpu=1 / c["fast"],
+        torch_cpu=1 / c["torch"],
+        diff=max_difference(model, fn, n, dtype),
+    )
 
 
 def main(argv=None) -> str:
@@ -97,8 +107,12 @@ def main(argv=None) -> str:
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
     load_start = load_average()
-    rows = [bench(n, config, dtype, args.repeats)
-            for dtype in (torch.float64, torch.float32) for config in CONFIGS for n in (2, 7)]
+    rows = [
+        bench(n, config, dtype, args.repeats)
+        for dtype in (torch.float64, torch.float32)
+        for config in CONFIGS
+        for n in (2, 7)
+    ]
     load = max(load, os.getloadavg()[0])
     lines = [
         "# Single-sample inverse dynamics: the explicit fast path vs plain torch",
@@ -116,10 +130,12 @@ def main(argv=None) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['dtype']} | {r['config']} | {r['n']} | "
-                     f"{r['fast'] / 1e3:.1f} kHz ({r['fast_cpu'] / 1e3:.1f}) | "
-                     f"{r['torch'] / 1e3:.1f} kHz ({r['torch_cpu'] / 1e3:.1f}) | {r['ref'] / 1e3:.2f} kHz | "
-                     f"{r['fast'] / r['torch']:.2f}x | {r['diff']:.1e} |")
+        lines.append(
+            f"| {r['dtype']} | {r['config']} | {r['n']} | "
+            f"{r['fast'] / 1e3:.1f} kHz ({r['fast_cpu'] / 1e3:.1f}) | "
+            f"{r['torch'] / 1e3:.1f} kHz ({r['torch_cpu'] / 1e3:.1f}) | {r['ref'] / 1e3:.2f} kHz | "
+            f"{r['fast'] / r['torch']:.2f}x | {r['diff']:.1e} |"
+        )
     return write_report(lines, args.output)
 
 

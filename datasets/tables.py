@@ -14,6 +14,7 @@
 Each table sits between ``<!-- table: NAME (python datasets/tables.py) -->`` and
 ``<!-- end table: NAME -->`` in the README; everything else there is left alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,10 @@ def derivative_rows(name: str, refs, duration: float, rng: np.random.Generator):
             e1.append(np.sqrt(np.mean((est_qd - qd) ** 2)) / np.abs(qd).max())
             e2.append(np.sqrt(np.mean((est_qdd - qdd) ** 2)) / np.abs(qdd).max())
         label = f"{window} ({1000 * window / RATE:.0f} ms)" + (", default" if (window, order) == DEFAULT else "")
-        rows.append(f"| {name} | {label} | {order} | {100 * np.mean(e1):.3f} % | "
-                    f"{100 * np.mean(e2):.2f} % (max {100 * np.max(e2):.2f} %) |")
+        rows.append(
+            f"| {name} | {label} | {order} | {100 * np.mean(e1):.3f} % | "
+            f"{100 * np.mean(e2):.2f} % (max {100 * np.max(e2):.2f} %) |"
+        )
     return rows
 
 
@@ -73,8 +76,11 @@ def _sines(t: np.ndarray, seed: int = 1):
     amp = np.array([[1.0, 0.4, 0.2], [0.8, 0.5, 0.3]])
     freq = np.array([[1.3, 3.1, 5.7], [2.1, 4.3, 6.1]])  # rad/s
     phase = freq * t[:, None, None] + rng.uniform(0, 2 * np.pi, (2, 3))
-    return ((amp * np.sin(phase)).sum(-1), (amp * freq * np.cos(phase)).sum(-1),
-            (-amp * freq ** 2 * np.sin(phase)).sum(-1))
+    return (
+        (amp * np.sin(phase)).sum(-1),
+        (amp * freq * np.cos(phase)).sum(-1),
+        (-amp * freq**2 * np.sin(phase)).sum(-1),
+    )
 
 
 def jitter_table() -> str:
@@ -84,21 +90,23 @@ def jitter_table() -> str:
     qn = q + rng.normal(scale=1e-5, size=q.shape)
 
     def rel(a, b):
-        return float(np.sqrt(np.mean((a - b) ** 2) / np.mean(b ** 2)))
+        return float(np.sqrt(np.mean((a - b) ** 2) / np.mean(b**2)))
 
     e_qd, e_qdd, info = estimate_derivatives(t, qn)
     dt = float(np.median(np.diff(t)))
     w, k = info["window"], info["polyorder"]
     u_qd = savgol_filter(qn, w, k, deriv=1, delta=dt, axis=0, mode="interp")
     u_qdd = savgol_filter(qn, w, k, deriv=2, delta=dt, axis=0, mode="interp")
-    return "\n".join([
-        "| estimator | q̇ relative RMSE | q̈ relative RMSE |",
-        "|---|---|---|",
-        f"| local polynomial on the actual time stamps (used; window {w}, order {k}) | {rel(e_qd, qd):.1e} | "
-        f"{100 * rel(e_qdd, qdd):.2f} % |",
-        f"| Savitzky–Golay as if the clock were uniform ({1000 * dt:.0f} ms median step) | {rel(u_qd, qd):.1e} | "
-        f"{100 * rel(u_qdd, qdd):.2f} % |",
-    ])
+    return "\n".join(
+        [
+            "| estimator | q̇ relative RMSE | q̈ relative RMSE |",
+            "|---|---|---|",
+            f"| local polynomial on the actual time stamps (used; window {w}, order {k}) | {rel(e_qd, qd):.1e} | "
+            f"{100 * rel(e_qdd, qdd):.2f} % |",
+            f"| Savitzky–Golay as if the clock were uniform ({1000 * dt:.0f} ms median step) | {rel(u_qd, qd):.1e} | "
+            f"{100 * rel(u_qdd, qdd):.2f} % |",
+        ]
+    )
 
 
 SPEED_COMMANDS = [
@@ -129,10 +137,14 @@ def speed_table() -> str:
             reported = f"{float(found.group(1)):.2f} s" if found else "?"
             rows.append(f"| `{shown}` | {samples} | {reported} | {wall:.1f} s |")
             os.remove(out)
-    head = [f"{os.cpu_count()} CPUs, load average {min(loads):.1f} to {max(loads):.1f} while it ran "
-            f"(wall: the whole command with Python/torch start-up; reported: what the command prints, "
-            f"generation and writing).", "",
-            "| command | samples | reported | wall |", "|---|---|---|---|"]
+    head = [
+        f"{os.cpu_count()} CPUs, load average {min(loads):.1f} to {max(loads):.1f} while it ran "
+        f"(wall: the whole command with Python/torch start-up; reported: what the command prints, "
+        f"generation and writing).",
+        "",
+        "| command | samples | reported | wall |",
+        "|---|---|---|---|",
+    ]
     return "\n".join(head + rows)
 
 

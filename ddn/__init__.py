@@ -7,6 +7,7 @@
 The public names are those in ``__all__``; the jet algebra's helpers (``ddn.jet``,
 ``ddn.layers.elementwise``, ``ddn.init.init_linear``) are internals of the layers.
 """
+
 from ddn.activations import (
     Activation,
     available_activations,

@@ -4,6 +4,7 @@ An activation is used through ``act(a, order)``, which returns ``(g(a),)``, ``(g
 ``(g, g', g'')`` computed together, so that shared work (``tanh``, ``exp``, ...) is done once.
 Users add their own with :func:`register_activation`.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The one weight-initialisation routine of the project."""
+
 from __future__ import annotations
 
 import torch

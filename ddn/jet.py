@@ -12,6 +12,7 @@ all rows and stacking or selecting rows copies whole contiguous slabs):
 A batch dimension of 1 in ``jac`` or ``hess`` broadcasts over the batch (the Jacobian of the
 first layer, W^T, is the same for every sample and is never copied B times).
 """
+
 from __future__ import annotations
 
 from functools import cache

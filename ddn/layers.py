@@ -9,6 +9,7 @@ heads on one shared trunk. The chain rule per layer (forward mode):
 The Hessian is kept once per pair i <= j (symmetry halves the work), and derivative rows go
 through one matrix product per layer.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union

@@ -12,6 +12,7 @@ Three closed-form ways to the derivatives, chosen per call by their matrix-produ
 All three are plain differentiable torch operations: parameters train by autograd through the
 derivatives, and the network works under torch.func transforms.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple, Union
@@ -66,8 +67,7 @@ class DifferentialNetwork(nn.Module):
         super().__init__()
         if n_input < 1 or n_output < 1 or width < 1 or depth < 0:
             raise ValueError(
-                f"need n_input, n_output, width >= 1 and depth >= 0, got "
-                f"{n_input}, {n_output}, {width}, {depth}"
+                f"need n_input, n_output, width >= 1 and depth >= 0, got {n_input}, {n_output}, {width}, {depth}"
             )
         self.n_input, self.n_output, self.width, self.depth = n_input, n_output, width, depth
         act = get_activation(activation, **(activation_options or {}))

@@ -3,6 +3,7 @@
 These use only the network's plain forward pass (order 0) and let torch.func differentiate it,
 so they share no derivative code with the closed-form paths they check.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Tuple

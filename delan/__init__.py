@@ -4,6 +4,7 @@ The public names are those in ``__all__``: the models, the Dynamics interface, t
 train / evaluate / simulate calls and the errors. Everything else lives in its module
 (``delan.losses``, ``delan.integrators``, ``delan.systems``, ...; see the README's Layout).
 """
+
 from delan.api import evaluate, simulate, train
 from delan.dynamics import Dynamics, DynamicsTerms
 from delan.errors import DataError, DelanError, OptionError, RunError

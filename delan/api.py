@@ -8,6 +8,7 @@
 
 ``run`` is a :class:`~delan.training.TrainResult` (or the path of a run directory).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,9 +30,18 @@ from delan.training import TrainConfig, TrainResult, load_run, read_run_data, re
 RunLike = Union[TrainResult, str, "os.PathLike[str]"]
 
 
-def train(data: Optional[str], run_dir: str, test: Sequence[str] = (), model: str = "structured", *,
-          resume: bool = False, force: bool = False, progress: Optional[bool] = None,
-          stop_after: Optional[int] = None, **options: Any) -> TrainResult:
+def train(
+    data: Optional[str],
+    run_dir: str,
+    test: Sequence[str] = (),
+    model: str = "structured",
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: Optional[bool] = None,
+    stop_after: Optional[int] = None,
+    **options: Any,
+) -> TrainResult:
     """Train a model on ``data`` (a data file), holding out the trajectories ``test``.
 
     ``options`` are the fields of :class:`~delan.training.TrainConfig` (epochs, time_budget,
@@ -50,8 +60,7 @@ def train(data: Optional[str], run_dir: str, test: Sequence[str] = (), model: st
             config = TrainConfig(data=os.fspath(data), test=list(test), model=model, **options)
         except TypeError as exc:
             raise RunError(f"unknown training option: {exc}") from None
-    return train_run(config, os.fspath(run_dir), resume=resume, force=force, stop_after=stop_after,
-                     progress=progress)
+    return train_run(config, os.fspath(run_dir), resume=resume, force=force, stop_after=stop_after, progress=progress)
 
 
 def _model_of(run: Union[RunLike, nn.Module]):
@@ -71,8 +80,14 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def evaluate(run: Union[RunLike, nn.Module], data: Optional[str] = None, test: Optional[Sequence[str]] = None,
-             json_path: Optional[str] = None, plots: Optional[str] = None, rollouts: bool = True) -> Dict[str, Any]:
+def evaluate(
+    run: Union[RunLike, nn.Module],
+    data: Optional[str] = None,
+    test: Optional[Sequence[str]] = None,
+    json_path: Optional[str] = None,
+    plots: Optional[str] = None,
+    rollouts: bool = True,
+) -> Dict[str, Any]:
     """Metrics (see :mod:`delan.evaluation`) of a trained model on trajectories of ``data``.
 
     Args:
@@ -109,15 +124,25 @@ def evaluate(run: Union[RunLike, nn.Module], data: Optional[str] = None, test: O
     out["n_samples"] = res["n_samples"]
     if "vpt_per_trajectory" in res:
         out["vpt_per_trajectory"] = res["vpt_per_trajectory"]
-    out.update({"model": model_kind(model),
-                "run": run_dir, "data": os.fspath(data), "test": list(test),
-                "unavailable": res["unavailable"], "per_trajectory": res["per_trajectory"]})
+    out.update(
+        {
+            "model": model_kind(model),
+            "run": run_dir,
+            "data": os.fspath(data),
+            "test": list(test),
+            "unavailable": res["unavailable"],
+            "per_trajectory": res["per_trajectory"],
+        }
+    )
     if plots is not None:
         from delan import plotting  # matplotlib only when drawing (importing delan must not pick a backend)
 
         os.makedirs(plots, exist_ok=True)
-        figs = [plotting.plot_decomposition(model, [chosen[n] for n in list(test)[:4]],
-                                            os.path.join(plots, "decomposition.png"))]
+        figs = [
+            plotting.plot_decomposition(
+                model, [chosen[n] for n in list(test)[:4]], os.path.join(plots, "decomposition.png")
+            )
+        ]
         if run_dir is not None and os.path.exists(os.path.join(run_dir, "log.jsonl")):
             figs.append(plotting.plot_training(run_dir, os.path.join(plots, "training.png")))
         out["figures"] = figs
@@ -140,8 +165,10 @@ def _default_test(run_dir: Optional[str], config, data: str, ds) -> List[str]:
     record = meta.get("data_file") or {}
     trained_on = record.get("path") or config.data
     hint = "; name the trajectories to evaluate with --test NAMES"
-    no_test = (f"{data}: is the data {run_dir} was trained on, and the run held no trajectory out (no --test "
-               f"when training), so it has no test set there{hint} (training trajectories score optimistically)")
+    no_test = (
+        f"{data}: is the data {run_dir} was trained on, and the run held no trajectory out (no --test "
+        f"when training), so it has no test set there{hint} (training trajectories score optimistically)"
+    )
     if record.get("fingerprint"):
         fp = data_fingerprint(data)
         if fp["fingerprint"] == record["fingerprint"]:
@@ -149,14 +176,17 @@ def _default_test(run_dir: Optional[str], config, data: str, ds) -> List[str]:
                 raise RunError(no_test)
             return list(config.test)
         if _same_file(trained_on, data):
-            raise RunError(f"{data}: has changed since {run_dir} was trained on it (its content fingerprint "
-                           f"differs from the run's data.json), so the run's held-out names may mean other "
-                           f"trajectories now{hint}")
+            raise RunError(
+                f"{data}: has changed since {run_dir} was trained on it (its content fingerprint "
+                f"differs from the run's data.json), so the run's held-out names may mean other "
+                f"trajectories now{hint}"
+            )
         trained = {h for n, h in record.get("trajectories", {}).items() if n not in set(config.test)}
         seen = [n for n, h in fp["trajectories"].items() if h in trained]
         if seen:
-            raise RunError(f"{data}: holds trajectories {run_dir} was trained on ({', '.join(seen)}, from "
-                           f"{trained_on}){hint}")
+            raise RunError(
+                f"{data}: holds trajectories {run_dir} was trained on ({', '.join(seen)}, from {trained_on}){hint}"
+            )
         return ds.names
     # a run made before fingerprints were recorded: only its path to go by
     if _same_file(trained_on, data):
@@ -165,17 +195,28 @@ def _default_test(run_dir: Optional[str], config, data: str, ds) -> List[str]:
         return list(config.test)
     known = set(config.test) | set(meta.get("train_trajectories") or [])
     if known & set(ds.names):
-        raise RunError(f"{data}: cannot tell whether it holds the data {run_dir} was trained on ({trained_on}): "
-                       f"the run records no content fingerprint (an older delan made it) and the file has "
-                       f"trajectories of the run's names{hint}")
+        raise RunError(
+            f"{data}: cannot tell whether it holds the data {run_dir} was trained on ({trained_on}): "
+            f"the run records no content fingerprint (an older delan made it) and the file has "
+            f"trajectories of the run's names{hint}"
+        )
     return ds.names
 
 
-def simulate(run: Union[RunLike, nn.Module], system: Optional[str] = None, data: Optional[str] = None,
-             trajectory: Optional[str] = None, integrator: str = "rk4", dt: Optional[float] = None,
-             steps: Optional[int] = None, q0: Optional[Sequence[float]] = None,
-             qd0: Optional[Sequence[float]] = None, threshold: float = DEFAULT_THRESHOLD,
-             plots: Optional[str] = None, json_path: Optional[str] = None) -> Dict[str, Any]:
+def simulate(
+    run: Union[RunLike, nn.Module],
+    system: Optional[str] = None,
+    data: Optional[str] = None,
+    trajectory: Optional[str] = None,
+    integrator: str = "rk4",
+    dt: Optional[float] = None,
+    steps: Optional[int] = None,
+    q0: Optional[Sequence[float]] = None,
+    qd0: Optional[Sequence[float]] = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    plots: Optional[str] = None,
+    json_path: Optional[str] = None,
+) -> Dict[str, Any]:
     """Roll out a learned model's forward dynamics and compare it with a recording or the true system.
 
     Either ``data`` + ``trajectory``: start at the recording's first state, replay its torques
@@ -202,8 +243,12 @@ def simulate(run: Union[RunLike, nn.Module], system: Optional[str] = None, data:
 
     def check_size(steps: int, given: bool) -> None:
         how = f"`steps` {steps}" if given else f"`dt` {format_number(dt)} s: {steps} steps"
-        check_memory(rollout_bytes(steps, model.n_dof), f"a rollout of {steps:.3g} steps ({how})",
-                     "give fewer `steps` or a larger `dt`", error=RunError)
+        check_memory(
+            rollout_bytes(steps, model.n_dof),
+            f"a rollout of {steps:.3g} steps ({how})",
+            "give fewer `steps` or a larger `dt`",
+            error=RunError,
+        )
 
     n = model.n_dof
     if data is not None:
@@ -219,14 +264,17 @@ def simulate(run: Union[RunLike, nn.Module], system: Optional[str] = None, data:
         given = steps is not None
         steps = max_steps if steps is None else int(steps)
         if steps > max_steps:
-            raise RunError(f"{steps} steps of {dt:g} s run past the end of trajectory {trajectory!r} "
-                           f"({duration:g} s = {max_steps} steps)")
+            raise RunError(
+                f"{steps} steps of {dt:g} s run past the end of trajectory {trajectory!r} "
+                f"({duration:g} s = {max_steps} steps)"
+            )
         if steps < 1:
             raise RunError(f"`dt` {dt:g} s is longer than trajectory {trajectory!r} ({duration:g} s)")
         check_size(steps, given)
         torque = interpolated_torque(tr.t - tr.t[0], tr.tau)
-        res = compare_rollout(model, tr.q[0], tr.qd[0], torque, dt, steps, integrator,
-                              reference=(tr.t, tr.q, tr.qd), threshold=threshold)
+        res = compare_rollout(
+            model, tr.q[0], tr.qd[0], torque, dt, steps, integrator, reference=(tr.t, tr.q, tr.qd), threshold=threshold
+        )
         res["source"] = f"{data}: trajectory {trajectory!r} (recorded torques)"
     else:
         true = make_system(system)

@@ -30,6 +30,7 @@ Conventions of the under-actuated systems (:mod:`delan.systems`): q = (x or arm 
 angle from the downward vertical); joint 0 is actuated, joint 1 is not (its torque is zero);
 upright is pendulum angle pi (mod 2 pi).
 """
+
 from __future__ import annotations
 
 import math
@@ -116,8 +117,9 @@ class SampledReference:
 def reference_at(reference: ReferenceFn, t: float, n: int, like: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """(q_ref, qd_ref, qdd_ref), each (n,) like ``like``, from any reference callable."""
     out = reference(t)
-    return tuple(torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(n), dtype=like.dtype, device=like.device)
-                 for x in out)
+    return tuple(
+        torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(n), dtype=like.dtype, device=like.device) for x in out
+    )
 
 
 # ---------------------------------------------------------------------------- controllers
@@ -134,8 +136,11 @@ class Controller:
     def __init__(self, n_dof: int, torque_limit: Optional[Gain] = None, reference: Optional[ReferenceFn] = None):
         self.n_dof = int(n_dof)
         self.reference = reference
-        limit = None if torque_limit is None else np.broadcast_to(np.asarray(torque_limit, dtype=np.float64),
-                                                                   (self.n_dof,)).copy()
+        limit = (
+            None
+            if torque_limit is None
+            else np.broadcast_to(np.asarray(torque_limit, dtype=np.float64), (self.n_dof,)).copy()
+        )
         if limit is not None and not (np.all(limit > 0) and not np.any(np.isnan(limit))):
             raise ControlError(f"torque_limit must be positive, got {limit.tolist()}")
         self.torque_limit = limit
@@ -263,11 +268,11 @@ def pd_gains(system, q: Gain, bandwidth: float = 10.0, damping: float = 1.0) -> 
     q = torch.as_tensor(np.asarray(q, dtype=np.float64))
     if q.dim() == 1:
         q = q[None]
-    q, = _in_model(system, q)
+    (q,) = _in_model(system, q)
     with torch.no_grad():
         H = system.mass_matrix(q).double().cpu()
     m = (1.0 / torch.linalg.inv(H).diagonal(dim1=-2, dim2=-1)).median(0).values.numpy()
-    return bandwidth ** 2 * m, 2.0 * damping * bandwidth * m
+    return bandwidth**2 * m, 2.0 * damping * bandwidth * m
 
 
 # ---------------------------------------------------------------------------- swing-up
@@ -318,18 +323,35 @@ class EnergySwingUp(Controller):
             time, fine when the rate is far above the closed loop's bandwidth).
     """
 
-    def __init__(self, model, actuated: int = 0, pendulum: int = 1, upright: float = math.pi, k_energy: float = 5.0,
-                 max_accel: float = 5.0, k_position: float = 1.0, k_velocity: float = 1.0, catch_angle: float = 0.3,
-                 release_angle: float = 0.6, lqr_q: Sequence[float] = (1.0, 10.0, 1.0, 1.0), lqr_r: float = 1.0,
-                 torque_limit: Optional[float] = None, rate: Optional[float] = None):
+    def __init__(
+        self,
+        model,
+        actuated: int = 0,
+        pendulum: int = 1,
+        upright: float = math.pi,
+        k_energy: float = 5.0,
+        max_accel: float = 5.0,
+        k_position: float = 1.0,
+        k_velocity: float = 1.0,
+        catch_angle: float = 0.3,
+        release_angle: float = 0.6,
+        lqr_q: Sequence[float] = (1.0, 10.0, 1.0, 1.0),
+        lqr_r: float = 1.0,
+        torque_limit: Optional[float] = None,
+        rate: Optional[float] = None,
+    ):
         if not has_energies(model):
-            raise ControlError(f"energy-based swing-up needs a model with energies and forward dynamics (a "
-                               f"delan.Dynamics); {type(model).__name__} has none (the mlp baseline predicts "
-                               f"torques only)")
+            raise ControlError(
+                f"energy-based swing-up needs a model with energies and forward dynamics (a "
+                f"delan.Dynamics); {type(model).__name__} has none (the mlp baseline predicts "
+                f"torques only)"
+            )
         n = model.n_dof
         if n != 2 or {actuated, pendulum} != {0, 1}:
-            raise ControlError(f"EnergySwingUp needs a 2-joint model with one actuated joint and one pendulum, "
-                             f"got n_dof={n}, actuated={actuated}, pendulum={pendulum}")
+            raise ControlError(
+                f"EnergySwingUp needs a 2-joint model with one actuated joint and one pendulum, "
+                f"got n_dof={n}, actuated={actuated}, pendulum={pendulum}"
+            )
         if not 0 < catch_angle <= release_angle:
             raise ControlError(f"need 0 < catch_angle <= release_angle, got {catch_angle}, {release_angle}")
         limit = None
@@ -351,8 +373,10 @@ class EnergySwingUp(Controller):
             V = model.terms(*_in_model(model, torch.cat([up, down]), torch.zeros(2, 2, dtype=torch.float64))).V
         self.energy_scale = float(V[0] - V[1])
         if not self.energy_scale > 0:
-            raise ControlError(f"the model's potential is not higher upright than hanging (V(up) - V(down) = "
-                             f"{self.energy_scale:.3g}): no energy to swing up to")
+            raise ControlError(
+                f"the model's potential is not higher upright than hanging (V(up) - V(down) = "
+                f"{self.energy_scale:.3g}): no energy to swing up to"
+            )
         self.reset()
 
     def reset(self) -> None:
@@ -392,8 +416,9 @@ class EnergySwingUp(Controller):
         try:
             K = self._lqr_gain(A, B, Q, R)
         except (np.linalg.LinAlgError, ValueError) as exc:
-            raise ControlError(f"no LQR gain for the model's linearisation upright (not stabilisable from the "
-                               f"actuated joint?): {exc}") from None
+            raise ControlError(
+                f"no LQR gain for the model's linearisation upright (not stabilisable from the actuated joint?): {exc}"
+            ) from None
         return K, float(tau0[0, a])
 
     def _lqr_gain(self, A: np.ndarray, B: np.ndarray, Q: np.ndarray, R: np.ndarray) -> np.ndarray:
@@ -458,10 +483,24 @@ class EnergySwingUp(Controller):
 SWING_UP_DEFAULTS: Dict[str, Dict[str, object]] = {
     # tuned on the true systems of delan.systems with their default parameters: from rest, with
     # 0.01 rad (m) and 0.01 rad/s (m/s) sensor noise, up within ~5 s at 200-1000 Hz
-    "cartpole": dict(k_energy=30.0, max_accel=4.0, k_position=2.0, k_velocity=2.0, torque_limit=10.0,
-                     lqr_q=(1.0, 20.0, 1.0, 1.0), lqr_r=0.1),
-    "furuta": dict(k_energy=30.0, max_accel=20.0, k_position=0.0, k_velocity=1.0, torque_limit=0.05,
-                   lqr_q=(1.0, 20.0, 0.1, 0.1), lqr_r=100.0),
+    "cartpole": dict(
+        k_energy=30.0,
+        max_accel=4.0,
+        k_position=2.0,
+        k_velocity=2.0,
+        torque_limit=10.0,
+        lqr_q=(1.0, 20.0, 1.0, 1.0),
+        lqr_r=0.1,
+    ),
+    "furuta": dict(
+        k_energy=30.0,
+        max_accel=20.0,
+        k_position=0.0,
+        k_velocity=1.0,
+        torque_limit=0.05,
+        lqr_q=(1.0, 20.0, 0.1, 0.1),
+        lqr_r=100.0,
+    ),
 }
 
 
@@ -494,10 +533,19 @@ class ClosedLoopResult(NamedTuple):
     measured_qd: Tensor
 
 
-def simulate_closed_loop(system, controller: Callable[[float, Tensor, Tensor], Tensor], q0, qd0=None,
-                         duration: float = 5.0, rate: float = 500.0, substeps: int = 1, method: str = "rk4",
-                         noise: Union[float, Tuple[float, float]] = 0.0, seed: Optional[int] = None,
-                         reference: Optional[ReferenceFn] = None) -> ClosedLoopResult:
+def simulate_closed_loop(
+    system,
+    controller: Callable[[float, Tensor, Tensor], Tensor],
+    q0,
+    qd0=None,
+    duration: float = 5.0,
+    rate: float = 500.0,
+    substeps: int = 1,
+    method: str = "rk4",
+    noise: Union[float, Tuple[float, float]] = 0.0,
+    seed: Optional[int] = None,
+    reference: Optional[ReferenceFn] = None,
+) -> ClosedLoopResult:
     """Run ``controller`` in closed loop with the TRUE dynamics ``system``.
 
     Every 1 / rate seconds the controller gets the measured state (true state + Gaussian noise)
@@ -533,8 +581,11 @@ def simulate_closed_loop(system, controller: Callable[[float, Tensor, Tensor], T
     q = q0 if isinstance(q0, Tensor) else torch.as_tensor(np.asarray(q0, dtype=np.float64))
     single = q.dim() == 1
     q = as_batch(q, system.n_dof, "q0")
-    qd = torch.zeros_like(q) if qd0 is None else as_batch(torch.as_tensor(qd0, dtype=q.dtype, device=q.device),
-                                                          system.n_dof, "qd0")
+    qd = (
+        torch.zeros_like(q)
+        if qd0 is None
+        else as_batch(torch.as_tensor(qd0, dtype=q.dtype, device=q.device), system.n_dof, "qd0")
+    )
     qd = qd.expand_as(q).clone()
     if hasattr(controller, "reset"):
         controller.reset()
@@ -607,8 +658,9 @@ def tracking_metrics(result: ClosedLoopResult) -> Dict[str, object]:
     )
 
 
-def swing_up_metrics(result: ClosedLoopResult, pendulum: int = 1, upright: float = math.pi,
-                     tolerance: float = 0.1, hold: float = 2.0) -> Dict[str, object]:
+def swing_up_metrics(
+    result: ClosedLoopResult, pendulum: int = 1, upright: float = math.pi, tolerance: float = 0.1, hold: float = 2.0
+) -> Dict[str, object]:
     """Whether (and when) the pendulum got upright and stayed: success when its angle stays within
     ``tolerance`` rad of upright for ``hold`` seconds; the time is the start of the first such
     stretch. For a batch, lists with one value per row (time None where it failed).

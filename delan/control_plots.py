@@ -6,6 +6,7 @@ its path.
 * :func:`plot_swing_up` - the pendulum's angle from upright (with the success band), the actuated
   joint's position and its torque/force, for every row of a batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ def _names(n: int, joint_names: Optional[Sequence[str]]):
     return list(joint_names) if joint_names is not None and len(joint_names) == n else [f"joint {j}" for j in range(n)]
 
 
-def plot_tracking(result: ClosedLoopResult, path: str, joint_names: Optional[Sequence[str]] = None,
-                  title: str = "") -> str:
+def plot_tracking(
+    result: ClosedLoopResult, path: str, joint_names: Optional[Sequence[str]] = None, title: str = ""
+) -> str:
     """Rows: position (reference dashed, actual solid), error q - q_ref, torque; one column per
     joint. ``result`` is one trajectory (q (T, n)) with a reference."""
     if result.q_ref is None:
@@ -65,9 +67,16 @@ def plot_tracking(result: ClosedLoopResult, path: str, joint_names: Optional[Seq
     return _save(fig, path)
 
 
-def plot_swing_up(result: ClosedLoopResult, path: str, actuated: int = 0, pendulum: int = 1,
-                  upright: float = math.pi, tolerance: float = 0.1, joint_names: Optional[Sequence[str]] = None,
-                  title: str = "") -> str:
+def plot_swing_up(
+    result: ClosedLoopResult,
+    path: str,
+    actuated: int = 0,
+    pendulum: int = 1,
+    upright: float = math.pi,
+    tolerance: float = 0.1,
+    joint_names: Optional[Sequence[str]] = None,
+    title: str = "",
+) -> str:
     """Rows: |pendulum angle - upright| (log scale, the tolerance band dashed), the actuated
     joint's position, its torque; one line per row of a batch."""
     t = result.t.double().numpy()

@@ -12,6 +12,7 @@ Rank 0 alone holds the run lock and writes the run directory.
 Without torchrun (no WORLD_SIZE, or WORLD_SIZE 1) nothing changes: :func:`current` is the
 single process, and the trainer takes its ordinary path.
 """
+
 from __future__ import annotations
 
 import os

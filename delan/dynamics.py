@@ -10,6 +10,7 @@ Equation of motion (Euler–Lagrange, joint space)::
 with H the mass matrix, c the Coriolis/centrifugal force vector, g the gravity torques and f the
 friction torques (zero where not modelled).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Optional, Tuple

@@ -46,6 +46,7 @@ model; a black-box Lagrangian whose d2L/dqd2 is indefinite has no forward model)
 for it: the key is absent from ``metrics`` and ``unavailable`` says why. Any :class:`delan.Dynamics`
 can be evaluated, a true system from :mod:`delan.systems` included (then every error is zero).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,32 +58,38 @@ from torch import nn
 
 from delan.dynamics import solve_spd
 
-MSE_METRICS = ("torque_mse", "inertial_mse", "coriolis_mse", "gravity_mse", "friction_mse",
-               "power_mse", "forward_mse")
+MSE_METRICS = ("torque_mse", "inertial_mse", "coriolis_mse", "gravity_mse", "friction_mse", "power_mse", "forward_mse")
 NMSE_METRICS = ("torque_nmse", "inertial_nmse", "coriolis_nmse", "gravity_nmse", "friction_nmse")
 # every scalar metric, in the order of the printed table
 METRICS = MSE_METRICS + NMSE_METRICS + ("vpt",)
 # learned term -> the ground-truth field it is compared with
-DECOMPOSITION = {"inertial": "tau_inertial", "coriolis": "tau_coriolis", "gravity": "tau_gravity",
-                 "friction": "tau_friction"}
-VAR_FLOOR = 1e-6      # a joint's variance is at least this fraction of the field's largest one
+DECOMPOSITION = {
+    "inertial": "tau_inertial",
+    "coriolis": "tau_coriolis",
+    "gravity": "tau_gravity",
+    "friction": "tau_friction",
+}
+VAR_FLOOR = 1e-6  # a joint's variance is at least this fraction of the field's largest one
 VPT_THRESHOLD = 1e-2  # normalised squared position error ending the valid prediction
-VPT_SUBSTEPS = 20     # RK4 steps per recording interval in the VPT rollout
+VPT_SUBSTEPS = 20  # RK4 steps per recording interval in the VPT rollout
 VPT_HOLDS = ("zero", "linear")  # how the recorded torque acts between samples
 MLP_REASON = "the mlp baseline predicts torques only (no H, c, g, friction or forward model)"
 INDEFINITE_REASON = "the model's mass matrix is not positive definite on some samples (no forward dynamics)"
 
 
 def model_kind(model: nn.Module) -> str:
-    """"structured", "black-box", "mlp", "hamiltonian" or "black-box-hamiltonian" for the library's
+    """ "structured", "black-box", "mlp", "hamiltonian" or "black-box-hamiltonian" for the library's
     models ("custom" for any other :class:`delan.Dynamics` module)."""
     from delan import models
 
     # the Hamiltonians first: the structured one is a subclass of the DeLaN
-    for kind, name in (("hamiltonian", "DeepHamiltonianNetwork"),
-                       ("black-box-hamiltonian", "BlackBoxHamiltonianNetwork"),
-                       ("structured", "DeepLagrangianNetwork"), ("black-box", "BlackBoxLagrangianNetwork"),
-                       ("mlp", "FeedForwardModel")):
+    for kind, name in (
+        ("hamiltonian", "DeepHamiltonianNetwork"),
+        ("black-box-hamiltonian", "BlackBoxHamiltonianNetwork"),
+        ("structured", "DeepLagrangianNetwork"),
+        ("black-box", "BlackBoxLagrangianNetwork"),
+        ("mlp", "FeedForwardModel"),
+    ):
         cls = getattr(models, name, None)
         if isinstance(cls, type) and isinstance(model, cls):
             return kind
@@ -119,8 +126,9 @@ def inference(model) -> Iterator[None]:
             model.train(was_training)
 
 
-def predict(model: nn.Module, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, tau: np.ndarray,
-            batch_size: int = 4096) -> Dict[str, np.ndarray]:
+def predict(
+    model: nn.Module, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, tau: np.ndarray, batch_size: int = 4096
+) -> Dict[str, np.ndarray]:
     """The model's predictions at recorded states, as float64 numpy arrays.
 
     Args:
@@ -142,10 +150,17 @@ def predict(model: nn.Module, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, ta
             Q, QD, QDD, TAU = to(q[sl]), to(qd[sl]), to(qdd[sl]), to(tau[sl])
             if lagrangian:
                 t = model.terms(Q, QD, QDD)
-                out = {"tau": t.tau, "inertial": t.inertial, "coriolis": t.coriolis, "gravity": t.gravity,
-                       "friction": t.friction, "H": t.H,
-                       "power": (QD * (t.inertial + t.coriolis + t.gravity)).sum(-1),
-                       "T": t.T, "V": t.V}
+                out = {
+                    "tau": t.tau,
+                    "inertial": t.inertial,
+                    "coriolis": t.coriolis,
+                    "gravity": t.gravity,
+                    "friction": t.friction,
+                    "H": t.H,
+                    "power": (QD * (t.inertial + t.coriolis + t.gravity)).sum(-1),
+                    "T": t.T,
+                    "V": t.V,
+                }
                 # forward dynamics from the same terms: no second network evaluation. A
                 # black-box model's d2L/dqd2 need not be positive definite; then there is none.
                 if forward_ok:
@@ -168,14 +183,14 @@ def squared_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-sample squared Euclidean error norm: (T, n) -> (T,), (T,) -> (T,)."""
     d = np.asarray(a, float) - np.asarray(b, float)
     with np.errstate(over="ignore"):  # a wildly wrong model scores inf, not a warning
-        return d ** 2 if d.ndim == 1 else (d ** 2).sum(-1)
+        return d**2 if d.ndim == 1 else (d**2).sum(-1)
 
 
 def normalised_squared_error(a: np.ndarray, b: np.ndarray, var: np.ndarray) -> np.ndarray:
     """Per-sample sum_j (a_j - b_j)^2 / var_j: (T, n), (T, n), (n,) -> (T,)."""
     d = np.asarray(a, float) - np.asarray(b, float)
     with np.errstate(over="ignore"):
-        return (d ** 2 / np.asarray(var, float)).sum(-1)
+        return (d**2 / np.asarray(var, float)).sum(-1)
 
 
 def floored_variance(x: np.ndarray) -> Optional[np.ndarray]:
@@ -200,8 +215,12 @@ def set_variances(trajectories: Sequence) -> Dict[str, Optional[np.ndarray]]:
     return out
 
 
-def trajectory_errors(model: nn.Module, trajectory, prediction: Optional[Dict[str, np.ndarray]] = None,
-                      variances: Optional[Dict[str, Optional[np.ndarray]]] = None) -> Dict[str, np.ndarray]:
+def trajectory_errors(
+    model: nn.Module,
+    trajectory,
+    prediction: Optional[Dict[str, np.ndarray]] = None,
+    variances: Optional[Dict[str, Optional[np.ndarray]]] = None,
+) -> Dict[str, np.ndarray]:
     """Per-sample errors {metric: (T,)} of one :class:`delan.data.Trajectory`: the squared
     errors of the ``*_mse`` metrics and, given ``variances`` (of :func:`set_variances`, over the
     evaluated set), the normalised ones of the ``*_nmse`` metrics."""
@@ -223,8 +242,9 @@ def trajectory_errors(model: nn.Module, trajectory, prediction: Optional[Dict[st
     return err
 
 
-def evaluate_model(model: nn.Module, trajectories: Iterable, per_trajectory: bool = True,
-                   rollouts: bool = True, vpt_hold: str = "zero") -> Dict[str, Any]:
+def evaluate_model(
+    model: nn.Module, trajectories: Iterable, per_trajectory: bool = True, rollouts: bool = True, vpt_hold: str = "zero"
+) -> Dict[str, Any]:
     """All metrics of ``model`` (any :class:`delan.Dynamics` or the mlp baseline) over
     ``trajectories`` (a Dataset or a list of Trajectory); see the module docstring.
 
@@ -292,9 +312,14 @@ def evaluate_model(model: nn.Module, trajectories: Iterable, per_trajectory: boo
     return result
 
 
-def valid_prediction_times(model, trajectories: Sequence, q_var: Optional[np.ndarray] = None,
-                           threshold: float = VPT_THRESHOLD, substeps: int = VPT_SUBSTEPS,
-                           hold: str = "zero") -> Dict[str, Tuple[float, Optional[float]]]:
+def valid_prediction_times(
+    model,
+    trajectories: Sequence,
+    q_var: Optional[np.ndarray] = None,
+    threshold: float = VPT_THRESHOLD,
+    substeps: int = VPT_SUBSTEPS,
+    hold: str = "zero",
+) -> Dict[str, Tuple[float, Optional[float]]]:
     """The valid prediction time of each trajectory (see the module docstring).
 
     Trajectories with the same time grid (relative to their start) are rolled out as one batch;
@@ -342,17 +367,25 @@ def _same_grid(trajectories: Sequence) -> List[Tuple[np.ndarray, List]]:
     return groups
 
 
-def _batch_vpt(model, t_rel: np.ndarray, group: List, inv_var: torch.Tensor, threshold: float, substeps: int,
-               dtype: torch.dtype, device: torch.device, hold: str = "zero"
-               ) -> Dict[str, Tuple[float, Optional[float]]]:
+def _batch_vpt(
+    model,
+    t_rel: np.ndarray,
+    group: List,
+    inv_var: torch.Tensor,
+    threshold: float,
+    substeps: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    hold: str = "zero",
+) -> Dict[str, Tuple[float, Optional[float]]]:
     """VPTs of trajectories sharing the time grid ``t_rel`` (T,), in one batched rollout."""
     from delan.integrators import rollout
 
     to = lambda x: torch.as_tensor(np.asarray(x), dtype=dtype, device=device)  # noqa: E731
-    q_rec = to(np.stack([tr.q for tr in group], 1))    # (T, B, n)
+    q_rec = to(np.stack([tr.q for tr in group], 1))  # (T, B, n)
     tau_rec = to(np.stack([tr.tau for tr in group], 1))
     q, qd = q_rec[0], to(np.stack([tr.qd[0] for tr in group]))
-    live = torch.arange(len(group), device=device)     # batch row -> index into group
+    live = torch.arange(len(group), device=device)  # batch row -> index into group
     result: Dict[str, Tuple[float, Optional[float]]] = {}
     for k in range(len(t_rel) - 1):
         span = t_rel[k + 1] - t_rel[k]
@@ -426,9 +459,18 @@ def _energy(dynamics, q, qd) -> np.ndarray:
     return (T + V).detach().to("cpu", torch.float64).numpy()
 
 
-def compare_rollout(model, q0: np.ndarray, qd0: np.ndarray, tau_fn, dt: float, steps: int,
-                    method: str = "rk4", reference=None, true_system=None,
-                    threshold: float = DEFAULT_THRESHOLD) -> Dict[str, Any]:
+def compare_rollout(
+    model,
+    q0: np.ndarray,
+    qd0: np.ndarray,
+    tau_fn,
+    dt: float,
+    steps: int,
+    method: str = "rk4",
+    reference=None,
+    true_system=None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Dict[str, Any]:
     """Roll out ``model``'s forward dynamics from (q0, qd0) under ``tau_fn`` and compare.
 
     The reference is either a recording ``reference = (t, q, qd)`` (numpy; interpolated to the
@@ -451,8 +493,7 @@ def compare_rollout(model, q0: np.ndarray, qd0: np.ndarray, tau_fn, dt: float, s
     if not is_lagrangian(model):
         from delan.errors import RunError
 
-        raise RunError("the mlp baseline has no forward dynamics to simulate; train a structured "
-                       "or black-box model")
+        raise RunError("the mlp baseline has no forward dynamics to simulate; train a structured or black-box model")
     dtype, device = dtype_device(model)
     q0t = torch.as_tensor(np.asarray(q0, float), dtype=dtype, device=device)
     qd0t = torch.as_tensor(np.asarray(qd0, float), dtype=dtype, device=device)
@@ -462,20 +503,37 @@ def compare_rollout(model, q0: np.ndarray, qd0: np.ndarray, tau_fn, dt: float, s
     except (RuntimeError, ValueError) as exc:  # not a divergence (those stop the rollout): a bad torque, ...
         from delan.errors import RunError
 
-        raise RunError(f"the {method} rollout of the learned forward dynamics failed "
-                       f"(dt {dt:g} s): {str(exc).splitlines()[0]}") from None
+        raise RunError(
+            f"the {method} rollout of the learned forward dynamics failed (dt {dt:g} s): {str(exc).splitlines()[0]}"
+        ) from None
     t = ro.t.to("cpu", torch.float64).numpy()
     q, qd = (x.to("cpu", torch.float64).numpy() for x in (ro.q, ro.qd))
-    out: Dict[str, Any] = {"t": t, "q": q, "qd": qd, "method": method, "dt": dt, "steps": int(steps),
-                           "steps_done": len(t) - 1, "diverged": ro.diverged_at is not None,
-                           "diverged_at": None if ro.diverged_at is None else float(ro.diverged_at),
-                           "last_q": q[-1].tolist(), "last_qd": qd[-1].tolist()}
+    out: Dict[str, Any] = {
+        "t": t,
+        "q": q,
+        "qd": qd,
+        "method": method,
+        "dt": dt,
+        "steps": int(steps),
+        "steps_done": len(t) - 1,
+        "diverged": ro.diverged_at is not None,
+        "diverged_at": None if ro.diverged_at is None else float(ro.diverged_at),
+        "last_q": q[-1].tolist(),
+        "last_qd": qd[-1].tolist(),
+    }
     with inference(model):
         out["energy"] = _energy(model, ro.q, ro.qd)
     if true_system is not None:
         with torch.no_grad():
-            tr = rollout(true_system, torch.as_tensor(np.asarray(q0, float)), torch.as_tensor(np.asarray(qd0, float)),
-                         _float64_torque(tau_fn), dt, len(t) - 1, method)
+            tr = rollout(
+                true_system,
+                torch.as_tensor(np.asarray(q0, float)),
+                torch.as_tensor(np.asarray(qd0, float)),
+                _float64_torque(tau_fn),
+                dt,
+                len(t) - 1,
+                method,
+            )
         out["q_ref"], out["qd_ref"] = tr.q.numpy(), tr.qd.numpy()
         out["energy_ref"] = _energy(true_system, tr.q, tr.qd)
     elif reference is not None:
@@ -486,12 +544,18 @@ def compare_rollout(model, q0: np.ndarray, qd0: np.ndarray, tau_fn, dt: float, s
         raise ValueError("compare_rollout needs a reference recording or a true system")
     pos = np.sqrt(squared_error(q, out["q_ref"]))
     vel = np.sqrt(squared_error(qd, out["qd_ref"]))
-    out.update({"position_error": pos, "velocity_error": vel, "threshold": float(threshold),
-                "valid_time": valid_prediction_time(t, pos, threshold),
-                "position_rmse": float(np.sqrt(np.mean(pos ** 2))),
-                "velocity_rmse": float(np.sqrt(np.mean(vel ** 2))),
-                "final_position_error": float(pos[-1]),
-                "energy_drift": float(np.max(np.abs(out["energy"] - out["energy"][0])))})
+    out.update(
+        {
+            "position_error": pos,
+            "velocity_error": vel,
+            "threshold": float(threshold),
+            "valid_time": valid_prediction_time(t, pos, threshold),
+            "position_rmse": float(np.sqrt(np.mean(pos**2))),
+            "velocity_rmse": float(np.sqrt(np.mean(vel**2))),
+            "final_position_error": float(pos[-1]),
+            "energy_drift": float(np.max(np.abs(out["energy"] - out["energy"][0]))),
+        }
+    )
     if "energy_ref" in out:
         out["energy_ref_drift"] = float(np.max(np.abs(out["energy_ref"] - out["energy_ref"][0])))
     return out

@@ -51,6 +51,7 @@ Metadata (model kind, n_dof, dtype, input and output names, revolute joints, del
 stored as JSON under the key ``delan_export``: a TorchScript extra file ``delan_export.json``, a
 ``torch.export.save`` extra file of that name, an ONNX ``metadata_props`` entry.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -102,23 +103,23 @@ def solve_spd_unrolled(H: Tensor, rhs: Tensor) -> Tensor:
         v = H[:, :, j]
         if j:
             prev = torch.stack(cols, -1)  # (B, n, j)
-            v = v - (prev * prev[:, j:j + 1, :]).sum(-1)  # H_ij - sum_k<j L_ik L_jk
-        pivot = v[:, j:j + 1]
+            v = v - (prev * prev[:, j : j + 1, :]).sum(-1)  # H_ij - sum_k<j L_ik L_jk
+        pivot = v[:, j : j + 1]
         d = torch.sqrt(torch.where(pivot > 0, pivot, nan))
         cols.append(v / d * (rows >= j).to(H.dtype))
     L = torch.stack(cols, -1)  # (B, n, n) lower triangular
     y: List[Tensor] = []  # L y = rhs
     for j in range(n):
-        s = rhs[:, j:j + 1]
+        s = rhs[:, j : j + 1]
         if j:
             s = s - (L[:, j, :j] * torch.cat(y, -1)).sum(-1, keepdim=True)
-        y.append(s / L[:, j, j:j + 1])
+        y.append(s / L[:, j, j : j + 1])
     x: List[Tensor] = [rhs[:, :1]] * n  # L^T x = y, from the last row up
     for j in reversed(range(n)):
         s = y[j]
         if j < n - 1:
-            s = s - (L[:, j + 1:, j] * torch.cat(x[j + 1:], -1)).sum(-1, keepdim=True)
-        x[j] = s / L[:, j, j:j + 1]
+            s = s - (L[:, j + 1 :, j] * torch.cat(x[j + 1 :], -1)).sum(-1, keepdim=True)
+        x[j] = s / L[:, j, j : j + 1]
     return torch.cat(x, -1)
 
 
@@ -180,13 +181,16 @@ def _kind(model: nn.Module) -> str:
 
     kind = model_kind(model)
     if kind == "black-box-hamiltonian":
-        raise ExportError("cannot export a black-box-hamiltonian model: it finds the momentum of a velocity by "
-                          "Newton's method run until it converges, a loop whose length depends on the state, which "
-                          "a traced graph (TorchScript, ONNX, torch.export) cannot hold; export a structured, "
-                          "hamiltonian, black-box or mlp model")
+        raise ExportError(
+            "cannot export a black-box-hamiltonian model: it finds the momentum of a velocity by "
+            "Newton's method run until it converges, a loop whose length depends on the state, which "
+            "a traced graph (TorchScript, ONNX, torch.export) cannot hold; export a structured, "
+            "hamiltonian, black-box or mlp model"
+        )
     if kind not in KINDS:
-        raise ExportError(f"cannot export a {type(model).__name__}: the kinds `delan train` makes that export are "
-                          f"{', '.join(KINDS)}")
+        raise ExportError(
+            f"cannot export a {type(model).__name__}: the kinds `delan train` makes that export are {', '.join(KINDS)}"
+        )
     return kind
 
 
@@ -204,21 +208,31 @@ def metadata(model: nn.Module, fmt: str, dtype: torch.dtype) -> Dict[str, Any]:
     ins, outs = names(model)
     config = getattr(model, "config", {}) or {}
     meta: Dict[str, Any] = {
-        "format": METADATA_FORMAT, "version": 1, "artefact": fmt, "model": _kind(model),
-        "n_dof": int(model.n_dof), "dtype": str(dtype).replace("torch.", ""),
-        "inputs": list(ins), "outputs": list(outs), "entry": "forward",
-        "revolute": config.get("revolute"), "friction": bool(config.get("friction", False)),
+        "format": METADATA_FORMAT,
+        "version": 1,
+        "artefact": fmt,
+        "model": _kind(model),
+        "n_dof": int(model.n_dof),
+        "dtype": str(dtype).replace("torch.", ""),
+        "inputs": list(ins),
+        "outputs": list(outs),
+        "entry": "forward",
+        "revolute": config.get("revolute"),
+        "friction": bool(config.get("friction", False)),
         "delan": version(),
     }
     if fmt == "torchscript":
-        meta["methods"] = ({"inverse_dynamics": ["q", "qd", "qdd"]} if outs == INVERSE_OUTPUTS else
-                           {"inverse_dynamics": ["q", "qd", "qdd"], "forward_dynamics": ["q", "qd", "tau"],
-                            "terms": ["q", "qd"]})
+        meta["methods"] = (
+            {"inverse_dynamics": ["q", "qd", "qdd"]}
+            if outs == INVERSE_OUTPUTS
+            else {"inverse_dynamics": ["q", "qd", "qdd"], "forward_dynamics": ["q", "qd", "tau"], "terms": ["q", "qd"]}
+        )
     return meta
 
 
-def random_states(model: nn.Module, batch: int = 64, seed: int = 0,
-                  dtype: Optional[torch.dtype] = None) -> Tuple[Tensor, ...]:
+def random_states(
+    model: nn.Module, batch: int = 64, seed: int = 0, dtype: Optional[torch.dtype] = None
+) -> Tuple[Tensor, ...]:
     """Random (q, qd, qdd, tau), each (batch, n), in the model's dtype (or ``dtype``): q uniform in
     [-pi, pi], qd and qdd standard normal, tau the model's torque at another standard-normal
     acceleration (so forward dynamics meets torques of the model's own scale). The mlp: (q, qd, qdd)."""
@@ -282,8 +296,7 @@ def _torchscript(model: nn.Module, path: str, meta: Dict[str, Any]) -> None:
         methods = {"forward": x, "inverse_dynamics": x}
     else:
         q, qd, qdd, tau = x
-        methods = {"forward": x, "inverse_dynamics": (q, qd, qdd), "forward_dynamics": (q, qd, tau),
-                   "terms": (q, qd)}
+        methods = {"forward": x, "inverse_dynamics": (q, qd, qdd), "forward_dynamics": (q, qd, tau), "terms": (q, qd)}
     with _quiet(), torch.no_grad():
         traced = torch.jit.trace_module(wrapper, methods, check_trace=False)
         torch.jit.save(traced, path, _extra_files={f"{METADATA_KEY}.json": json.dumps(meta)})
@@ -301,8 +314,10 @@ def _exported(model: nn.Module, path: str, meta: Dict[str, Any]) -> None:
         try:
             program = torch.export.export(wrapper, x, dynamic_shapes=_dynamic(len(x)))
         except Exception as exc:  # noqa: BLE001 - the exporter's many error types, as one line
-            raise ExportError(f"torch.export cannot trace this {meta['model']} model "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+            raise ExportError(
+                f"torch.export cannot trace this {meta['model']} model "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            ) from None
         torch.export.save(program, path, extra_files={f"{METADATA_KEY}.json": json.dumps(meta)})
 
 
@@ -346,8 +361,9 @@ def _onnx_softplus_plain():
 
     def softplus(self, beta: float = 1.0, threshold: float = 20.0):
         ax = op.Mul(self, op.CastLike(beta, self)) if beta != 1.0 else self
-        y = op.Add(op.Max(ax, op.CastLike(0.0, self)),
-                   op.Log(op.Add(op.CastLike(1.0, self), op.Exp(op.Neg(op.Abs(ax))))))
+        y = op.Add(
+            op.Max(ax, op.CastLike(0.0, self)), op.Log(op.Add(op.CastLike(1.0, self), op.Exp(op.Neg(op.Abs(ax)))))
+        )
         if beta != 1.0:
             y = op.Div(y, op.CastLike(beta, self))
         return op.Where(op.Greater(ax, op.CastLike(threshold, self)), self, y)
@@ -358,8 +374,10 @@ def _onnx_softplus_plain():
 def _onnx(model: nn.Module, path: str, meta: Dict[str, Any]) -> None:
     missing = [m for m in ("onnx", "onnxscript") if not _importable(m)]
     if missing:
-        raise ExportError(f"--format onnx needs the package{'s' if len(missing) > 1 else ''} {' and '.join(missing)}: "
-                          f"pip install 'delan[export]'")
+        raise ExportError(
+            f"--format onnx needs the package{'s' if len(missing) > 1 else ''} {' and '.join(missing)}: "
+            f"pip install 'delan[export]'"
+        )
     wrapper = ExportedDynamics(model, unrolled_solve=True)
     x = _example(model)
     ins, outs = names(model)
@@ -367,12 +385,22 @@ def _onnx(model: nn.Module, path: str, meta: Dict[str, Any]) -> None:
     table = {torch.ops.aten.softplus.default: _onnx_softplus_plain()} if double else None
     with _quiet(), torch.no_grad(), _onnx_float64_constants(double):
         try:
-            program = torch.onnx.export(wrapper, x, dynamo=True, dynamic_shapes=_dynamic(len(x)),
-                                        input_names=list(ins), output_names=list(outs),
-                                        custom_translation_table=table, optimize=True, verbose=False)
+            program = torch.onnx.export(
+                wrapper,
+                x,
+                dynamo=True,
+                dynamic_shapes=_dynamic(len(x)),
+                input_names=list(ins),
+                output_names=list(outs),
+                custom_translation_table=table,
+                optimize=True,
+                verbose=False,
+            )
         except Exception as exc:  # noqa: BLE001 - the exporter's many error types, as one line
-            raise ExportError(f"the ONNX exporter cannot translate this {meta['model']} model "
-                              f"({type(exc).__name__}: {str(exc).strip().splitlines()[0]})") from None
+            raise ExportError(
+                f"the ONNX exporter cannot translate this {meta['model']} model "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
+            ) from None
         program.model.metadata_props[METADATA_KEY] = json.dumps(meta)
         program.save(path, external_data=False)
 
@@ -386,8 +414,9 @@ def _importable(name: str) -> bool:
 _WRITERS = {"torchscript": _torchscript, "onnx": _onnx, "exported": _exported}
 
 
-def export_model(model: nn.Module, path: str, fmt: str, dtype: Union[None, str, torch.dtype] = None,
-                 verify: bool = True) -> Dict[str, Any]:
+def export_model(
+    model: nn.Module, path: str, fmt: str, dtype: Union[None, str, torch.dtype] = None, verify: bool = True
+) -> Dict[str, Any]:
     """Write ``model`` as a ``fmt`` artefact (see the module docstring) to ``path``, atomically.
 
     Args:
@@ -428,8 +457,10 @@ def export_model(model: nn.Module, path: str, fmt: str, dtype: Union[None, str, 
             tol = VERIFY_TOLERANCE[dtype]
             if not worst <= tol:
                 bad = ", ".join(f"{k} {v:.2g}" for k, v in errors.items() if not v <= tol)
-                raise ExportError(f"the {fmt} artefact does not reproduce the model on random states "
-                                  f"(relative error {bad} > {tol:g}); nothing written")
+                raise ExportError(
+                    f"the {fmt} artefact does not reproduce the model on random states "
+                    f"(relative error {bad} > {tol:g}); nothing written"
+                )
     out["path"] = path
     return out
 
@@ -453,8 +484,10 @@ def load_artefact(path: str, fmt: str) -> Callable[..., Tuple[Tensor, ...]]:
         options.intra_op_num_threads = 1
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         in_names = [i.name for i in session.get_inputs()]
-        return lambda *x: tuple(torch.from_numpy(np.asarray(y)) for y in session.run(
-            None, {k: v.detach().cpu().numpy() for k, v in zip(in_names, x)}))
+        return lambda *x: tuple(
+            torch.from_numpy(np.asarray(y))
+            for y in session.run(None, {k: v.detach().cpu().numpy() for k, v in zip(in_names, x)})
+        )
     raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
 
 
@@ -474,8 +507,9 @@ def reference_outputs(model: nn.Module, states: Sequence[Tensor]) -> Tuple[Tenso
         try:
             acc = model.forward_dynamics(q, qd, tau)
         except ValueError:  # IndefiniteMassMatrixError: per sample, like the artefact
-            acc = torch.stack([_forward_or_nan(model, q[i:i + 1], qd[i:i + 1], tau[i:i + 1])[0]
-                               for i in range(q.shape[0])])
+            acc = torch.stack(
+                [_forward_or_nan(model, q[i : i + 1], qd[i : i + 1], tau[i : i + 1])[0] for i in range(q.shape[0])]
+            )
         return model.inverse_dynamics(q, qd, qdd), acc, t.H, t.coriolis, t.gravity, t.friction
 
 
@@ -486,8 +520,9 @@ def _forward_or_nan(model, q, qd, tau):
         return torch.full_like(q, float("nan"))
 
 
-def relative_errors(model: nn.Module, states: Sequence[Tensor], got: Sequence[Tensor],
-                    want: Optional[Sequence[Tensor]] = None) -> Dict[str, float]:
+def relative_errors(
+    model: nn.Module, states: Sequence[Tensor], got: Sequence[Tensor], want: Optional[Sequence[Tensor]] = None
+) -> Dict[str, float]:
     """{output name: max |got - want| / scale} over the batch, NaN in the same places counting as
     equal (a NaN where the other has none: inf).
 
@@ -532,8 +567,9 @@ def relative_error(name: str, got: Tensor, ref: Dict[str, Tensor]) -> float:
     return diff / scale if scale > 0 else diff
 
 
-def verify_export(model: nn.Module, path: str, fmt: str, batch: int = 64,
-                  seed: int = 0) -> Tuple[Dict[str, float], int, List[str]]:
+def verify_export(
+    model: nn.Module, path: str, fmt: str, batch: int = 64, seed: int = 0
+) -> Tuple[Dict[str, float], int, List[str]]:
     """Load the artefact at ``path`` and compare it with ``model`` on ``batch`` random states
     (:func:`random_states`), and on the first :data:`SINGLE_STATES` of them one at a time (B = 1).
     Returns ({output: max relative error}
@@ -546,7 +582,7 @@ def verify_export(model: nn.Module, path: str, fmt: str, batch: int = 64,
     errors = relative_errors(model, states, run(*states))
     # one state at a time (B = 1, a control loop's call), compared over the first few together
     part = tuple(x[:SINGLE_STATES] for x in states)
-    singles = [run(*(x[i:i + 1] for x in part)) for i in range(SINGLE_STATES)]
+    singles = [run(*(x[i : i + 1] for x in part)) for i in range(SINGLE_STATES)]
     for k, v in relative_errors(model, part, [torch.cat(ys) for ys in zip(*singles)]).items():
         errors[k] = max(errors[k], v)
     checked = ["forward"]
@@ -577,7 +613,7 @@ def read_metadata(path: str) -> Optional[Dict[str, Any]]:
                         meta = json.loads(z.read(name).decode("utf-8"))
                         return meta if isinstance(meta, dict) and meta.get("format") == METADATA_FORMAT else None
             return None
-        if os.path.getsize(path) > 2 ** 31:
+        if os.path.getsize(path) > 2**31:
             return None
         with open(path, "rb") as f:
             data = f.read()

@@ -6,6 +6,7 @@ reader (or a killed writer) never sees a half-written file.
 temporary name but wrong for the result: a data file, checkpoint or JSON written by DeLaN should
 get the permissions any other file the user creates gets (0666 masked by the umask).
 """
+
 from __future__ import annotations
 
 import contextlib

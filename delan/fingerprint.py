@@ -7,6 +7,7 @@ SHA-256, straight from the HDF5 file (so it does not depend on how missing deriv
 estimated). Each trajectory also gets a hash of its arrays alone (not its name), so a trajectory a
 run trained on is recognised in another file under another name. About 0.5 s per 100 MB.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,7 @@ import numpy as np
 from delan.errors import DataError
 
 ALGORITHM = "sha256"
-_ROWS = 2 ** 16  # rows of an array hashed at a time
+_ROWS = 2**16  # rows of an array hashed at a time
 
 
 def _hash_arrays(group) -> str:
@@ -37,7 +38,7 @@ def _hash_arrays(group) -> str:
         # a long array in pieces of rows (files larger than memory): the same bytes in the same order
         h.update(f"{key}|{item[0:0].dtype.str}|{item.shape}|".encode())
         for i in range(0, item.shape[0], _ROWS):
-            h.update(np.ascontiguousarray(item[i:i + _ROWS]).tobytes())
+            h.update(np.ascontiguousarray(item[i : i + _ROWS]).tobytes())
     return f"{ALGORITHM}:{h.hexdigest()}"
 
 

@@ -6,6 +6,7 @@ The tanh replaces sign(qd) so the torque stays differentiable and forward simula
 well-posed near zero velocity; ``smoothing`` (rad/s or m/s) is the velocity at which Coulomb
 friction reaches ~76% of its full value.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Union
@@ -64,7 +65,7 @@ def coulomb_evidence(qd: Sequence[np.ndarray], tau: Sequence[np.ndarray]) -> np.
         steps, kinks, step_size, kink_size = [], [], [], []
         for v, t in zip(qd, tau):
             v, t = np.asarray(v, float)[:, i], np.asarray(t, float)[:, i]
-            d = np.diff(t)                      # d[k]: tau_k -> tau_k+1
+            d = np.diff(t)  # d[k]: tau_k -> tau_k+1
             kink = d[1:-1] - (d[:-2] + d[2:]) / 2  # kink[k - 1]: step k, less its neighbours'
             step_size.append(np.abs(t[2:] - t[:-2]))
             kink_size.append(np.abs(kink))

@@ -30,6 +30,7 @@ one-step data (it is a consistency check; its default weight is 0). What differs
 Lagrangian models is the model (the black box's H(q, p) is not a Lagrangian) and, in the
 trajectory losses, the state (q, p) that is integrated.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -57,12 +58,18 @@ class HamiltonianLossWeights:
         return asdict(self)
 
 
-def resolve_hamiltonian_weights(weights: Union[None, HamiltonianLossWeights, Mapping[str, float]],
-                                default: Optional[HamiltonianLossWeights] = None) -> HamiltonianLossWeights:
+def resolve_hamiltonian_weights(
+    weights: Union[None, HamiltonianLossWeights, Mapping[str, float]], default: Optional[HamiltonianLossWeights] = None
+) -> HamiltonianLossWeights:
     """HamiltonianLossWeights from None (the default), an instance, or a dict overriding some
     parts; ValueError naming unknown parts."""
-    return _merge_weights(weights, default or HamiltonianLossWeights(), HAMILTONIAN_PARTS, "Hamiltonian loss weight",
-                          " (pdot is the torque residual of these models)")
+    return _merge_weights(
+        weights,
+        default or HamiltonianLossWeights(),
+        HAMILTONIAN_PARTS,
+        "Hamiltonian loss weight",
+        " (pdot is the torque residual of these models)",
+    )
 
 
 def velocity_variance(qd) -> Tensor:
@@ -70,9 +77,14 @@ def velocity_variance(qd) -> Tensor:
     return _var(torch.as_tensor(qd).detach().double())
 
 
-def hamiltonian_loss(model, batch: Batch, scales: Normaliser, qd_var: Tensor,
-                     weights: Union[None, HamiltonianLossWeights, Mapping[str, float]] = None,
-                     forward_norm: str = "mass") -> Tuple[Tensor, Dict[str, Tensor]]:
+def hamiltonian_loss(
+    model,
+    batch: Batch,
+    scales: Normaliser,
+    qd_var: Tensor,
+    weights: Union[None, HamiltonianLossWeights, Mapping[str, float]] = None,
+    forward_norm: str = "mass",
+) -> Tuple[Tensor, Dict[str, Tensor]]:
     """The training loss of a Hamiltonian model on a batch (module docstring), from ONE
     ``model.hamiltonian_terms(q, qd, qdd)`` call.
 

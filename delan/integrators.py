@@ -19,6 +19,7 @@ positive definite, and the Cholesky solve raises. By default that error propagat
 behaviour); ``rollout(..., stop_on_divergence=True)`` instead stops the diverged trajectory at
 the last finite state and records when it happened in ``Rollout.diverged_at``.
 """
+
 from __future__ import annotations
 
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -107,9 +108,19 @@ class _Field:
             raise _SolveFailed(str(exc)) from exc
 
 
-def rollout(dynamics: Dynamics, q0: Tensor, qd0: Tensor, tau_fn: Optional[TorqueFn] = None,
-            dt: float = 1e-3, steps: int = 1000, method: str = "rk4", differentiable: bool = False,
-            rtol: float = 1e-9, atol: float = 1e-10, stop_on_divergence: bool = False) -> Rollout:
+def rollout(
+    dynamics: Dynamics,
+    q0: Tensor,
+    qd0: Tensor,
+    tau_fn: Optional[TorqueFn] = None,
+    dt: float = 1e-3,
+    steps: int = 1000,
+    method: str = "rk4",
+    differentiable: bool = False,
+    rtol: float = 1e-9,
+    atol: float = 1e-10,
+    stop_on_divergence: bool = False,
+) -> Rollout:
     """Integrate qdd = forward_dynamics(q, qd, tau_fn(t, q, qd)) from (q0, qd0) at t = 0.
 
     Args:
@@ -139,14 +150,16 @@ def rollout(dynamics: Dynamics, q0: Tensor, qd0: Tensor, tau_fn: Optional[Torque
     single = q0.dim() == 1
     q, qd = (q0.unsqueeze(0), qd0.unsqueeze(0)) if single else (q0, qd0)
     if q.shape != qd.shape or q.shape[-1] != dynamics.n_dof:
-        raise ValueError(f"q0 and qd0 must both be ({dynamics.n_dof},) or (B, {dynamics.n_dof}), "
-                         f"got {tuple(q0.shape)} and {tuple(qd0.shape)}")
+        raise ValueError(
+            f"q0 and qd0 must both be ({dynamics.n_dof},) or (B, {dynamics.n_dof}), "
+            f"got {tuple(q0.shape)} and {tuple(qd0.shape)}"
+        )
     tau_fn = zero_torque if tau_fn is None else tau_fn
     steps = int(steps)
     ts = [k * dt for k in range(steps + 1)]
     if stop_on_divergence:
         Q, QD, QDD, diverged = _guarded_rollout(dynamics, tau_fn, q, qd, ts, dt, method, differentiable, rtol, atol)
-        t_col = torch.as_tensor(ts[:Q.shape[0]], dtype=Q.dtype, device=Q.device)
+        t_col = torch.as_tensor(ts[: Q.shape[0]], dtype=Q.dtype, device=Q.device)
         if single:
             return Rollout(t_col, Q[:, 0], QD[:, 0], QDD[:, 0], diverged[0])
         return Rollout(t_col, Q, QD, QDD, None if all(d is None for d in diverged) else diverged)
@@ -168,8 +181,9 @@ def rollout(dynamics: Dynamics, q0: Tensor, qd0: Tensor, tau_fn: Optional[Torque
     # accelerations at the recorded states, in one batched call
     T_, B, n = Q.shape
     t_col = torch.as_tensor(ts, dtype=Q.dtype, device=Q.device)
-    taus = torch.stack([torch.as_tensor(tau_fn(ts[k], Q[k], QD[k]), dtype=Q.dtype, device=Q.device).expand(B, n)
-                        for k in range(T_)])
+    taus = torch.stack(
+        [torch.as_tensor(tau_fn(ts[k], Q[k], QD[k]), dtype=Q.dtype, device=Q.device).expand(B, n) for k in range(T_)]
+    )
     QDD = dynamics.forward_dynamics(Q.reshape(-1, n), QD.reshape(-1, n), taus.reshape(-1, n)).reshape(T_, B, n)
     if not differentiable:
         QDD = QDD.detach()
@@ -204,8 +218,9 @@ def _step(method: str, acc: Accel, t: float, dt: float, q: Tensor, qd: Tensor) -
 MIDPOINT_MAX_ITER = 100  # fixed-point iterations of one implicit midpoint step
 
 
-def implicit_midpoint_step(acc: _Field, t: float, dt: float, q: Tensor, qd: Tensor,
-                           a0: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+def implicit_midpoint_step(
+    acc: _Field, t: float, dt: float, q: Tensor, qd: Tensor, a0: Optional[Tensor] = None
+) -> Tuple[Tensor, Tensor]:
     """One implicit midpoint step in (q, p), p = H(q) qd: (q_new, qd_new), each (B, n).
 
     Why this method: a mechanical system's Hamiltonian E(q, p) = 1/2 p^T H(q)^-1 p + V(q) does
@@ -241,8 +256,10 @@ def implicit_midpoint_step(acc: _Field, t: float, dt: float, q: Tensor, qd: Tens
             from delan.systems.panda import PinocchioSystem
 
             if isinstance(dyn, PinocchioSystem):
-                raise ValueError(f"the symplectic integrator needs the mass matrix of {type(dyn).__name__} to be "
-                                 f"differentiable in torch (Pinocchio's is not); use rk4 or dopri5")
+                raise ValueError(
+                    f"the symplectic integrator needs the mass matrix of {type(dyn).__name__} to be "
+                    f"differentiable in torch (Pinocchio's is not); use rk4 or dopri5"
+                )
             # no graph from q to H in a closed-form system: H is constant (a pendulum), dT/dq = 0
         return t0.H, t0.gravity.detach()
 
@@ -280,8 +297,10 @@ def implicit_midpoint_step(acc: _Field, t: float, dt: float, q: Tensor, qd: Tens
             break
         if done:
             return q1, acc.call(lambda a, b: solve(dyn.mass_matrix(a).detach(), b), q1, p1)
-    msg = (f"the symplectic (implicit midpoint) step at t = {t:g} s did not converge in {MIDPOINT_MAX_ITER} "
-           f"iterations; use a smaller dt (now {dt:g} s)")
+    msg = (
+        f"the symplectic (implicit midpoint) step at t = {t:g} s did not converge in {MIDPOINT_MAX_ITER} "
+        f"iterations; use a smaller dt (now {dt:g} s)"
+    )
     if acc.guard:
         raise _SolveFailed(msg)
     raise RuntimeError(msg)
@@ -336,7 +355,7 @@ def _guarded_accel(dynamics: Dynamics, tau_fn: TorqueFn, t: float, q: Tensor, qd
             return torch.full_like(q, float("nan"))
     out = torch.full_like(q, float("nan"))
     for r in range(B):
-        one = rows[r:r + 1]
+        one = rows[r : r + 1]
         try:
             out[r] = _row_accel(dynamics, tau_fn, q, qd, one)(t, q[one], qd[one])[0]
         except _SolveFailed:
@@ -344,9 +363,18 @@ def _guarded_accel(dynamics: Dynamics, tau_fn: TorqueFn, t: float, q: Tensor, qd
     return out
 
 
-def _guarded_rollout(dynamics: Dynamics, tau_fn: TorqueFn, q: Tensor, qd: Tensor, ts: Sequence[float],
-                     dt: float, method: str, differentiable: bool, rtol: float, atol: float
-                     ) -> Tuple[Tensor, Tensor, Tensor, List[Optional[float]]]:
+def _guarded_rollout(
+    dynamics: Dynamics,
+    tau_fn: TorqueFn,
+    q: Tensor,
+    qd: Tensor,
+    ts: Sequence[float],
+    dt: float,
+    method: str,
+    differentiable: bool,
+    rtol: float,
+    atol: float,
+) -> Tuple[Tensor, Tensor, Tensor, List[Optional[float]]]:
     """The rollout of ``stop_on_divergence=True``: (Q, QD, QDD (T, B, n), diverged_at per row)."""
     B, n = q.shape
     nan = torch.full_like(q, float("nan"))

@@ -21,6 +21,7 @@ large torques do not drown the others:
 
 :func:`delan_loss` gets all parts from ONE ``model.terms(q, qd, qdd)`` call.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -60,8 +61,9 @@ def typical_inertia(q, qd, qdd, tau) -> np.ndarray:
     fit of tau_i on (qdd, qd, sin q, cos q, q, 1) (gravity, Coriolis and friction are soaked up by
     the other columns); where that is not positive, std(tau_i) / std(qdd_i). Only its order of
     magnitude is relied on (loss and output scales)."""
-    q, qd, qdd, tau = (np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=float)
-                       for x in (q, qd, qdd, tau))
+    q, qd, qdd, tau = (
+        np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=float) for x in (q, qd, qdd, tau)
+    )
     n = q.shape[1]
     X = np.concatenate([qdd, qd, np.sin(q), np.cos(q), q, np.ones((len(q), 1))], 1)
     X = X / np.maximum(X.std(0), 1e-12)  # conditioning; the qdd columns are rescaled back below
@@ -85,11 +87,16 @@ class Normaliser:
         self.tau_var = torch.as_tensor(tau_var, dtype=torch.float64)
         self.qdd_var = torch.as_tensor(qdd_var, dtype=torch.float64)
         self.power_var = torch.as_tensor(power_var, dtype=torch.float64).reshape(())
-        self.inertia = (self.tau_var.sqrt() / self.qdd_var.sqrt() if inertia is None
-                        else torch.as_tensor(inertia, dtype=torch.float64))
+        self.inertia = (
+            self.tau_var.sqrt() / self.qdd_var.sqrt()
+            if inertia is None
+            else torch.as_tensor(inertia, dtype=torch.float64)
+        )
         if self.tau_var.dim() != 1 or self.qdd_var.shape != self.tau_var.shape:
-            raise ValueError(f"tau_var and qdd_var must both be (n,), got {tuple(self.tau_var.shape)} "
-                             f"and {tuple(self.qdd_var.shape)}")
+            raise ValueError(
+                f"tau_var and qdd_var must both be (n,), got {tuple(self.tau_var.shape)} "
+                f"and {tuple(self.qdd_var.shape)}"
+            )
         if not (self.tau_var > 0).all() or not (self.qdd_var > 0).all() or not self.power_var > 0:
             raise ValueError("normaliser variances must be positive")
         if self.inertia.shape != self.tau_var.shape or not (self.inertia > 0).all():
@@ -101,11 +108,14 @@ class Normaliser:
     def from_data(cls, q, qd, qdd, tau) -> Normaliser:
         """From the training arrays q, qd, qdd, tau (N, n) (numpy or torch); q only for symmetry
         with a batch (no target depends on it)."""
-        qd, qdd, tau = (torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).double()
-                        for x in (qd, qdd, tau))
+        qd, qdd, tau = (
+            torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).double() for x in (qd, qdd, tau)
+        )
         if qd.dim() != 2 or qd.shape != qdd.shape or qd.shape != tau.shape or qd.shape[0] < 2:
-            raise ValueError(f"qd, qdd, tau must be (N, n) with N >= 2, got {tuple(qd.shape)}, "
-                             f"{tuple(qdd.shape)}, {tuple(tau.shape)}")
+            raise ValueError(
+                f"qd, qdd, tau must be (N, n) with N >= 2, got {tuple(qd.shape)}, "
+                f"{tuple(qdd.shape)}, {tuple(tau.shape)}"
+            )
         return cls(_var(tau), _var(qdd), _var((qd * tau).sum(-1), None), typical_inertia(q, qd, qdd, tau))
 
     @property
@@ -119,12 +129,17 @@ class Normaliser:
         if key not in self._cache:
             self._cache[key] = tuple(
                 (1.0 / v).to(dtype=like.dtype, device=like.device)
-                for v in (self.tau_var, self.qdd_var, self.power_var, self.kinetic_var))
+                for v in (self.tau_var, self.qdd_var, self.power_var, self.kinetic_var)
+            )
         return self._cache[key]
 
     def to_dict(self) -> Dict[str, list]:
-        return {"tau_var": self.tau_var.tolist(), "qdd_var": self.qdd_var.tolist(),
-                "power_var": float(self.power_var), "inertia": self.inertia.tolist()}
+        return {
+            "tau_var": self.tau_var.tolist(),
+            "qdd_var": self.qdd_var.tolist(),
+            "power_var": float(self.power_var),
+            "inertia": self.inertia.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Normaliser:
@@ -134,9 +149,10 @@ class Normaliser:
         return f"Normaliser(n_dof={self.n_dof})"
 
 
-
-def resolve_weights(weights: Union[None, LossWeights, Mapping[str, float]],
-                    default: Union[None, LossWeights, Mapping[str, float]] = None) -> LossWeights:
+def resolve_weights(
+    weights: Union[None, LossWeights, Mapping[str, float]],
+    default: Union[None, LossWeights, Mapping[str, float]] = None,
+) -> LossWeights:
     """LossWeights from None (the default), LossWeights, or a dict overriding some parts.
 
     ``default`` (a model's ``default_loss_weights``: a plain mapping, so the models need not
@@ -208,9 +224,14 @@ def power_loss(energy_rate: Tensor, qd: Tensor, tau: Tensor, friction: Tensor, s
     return ((energy_rate - (qd * (tau - friction)).sum(-1)).square() * inv_var).mean()
 
 
-def loss_from_terms(terms: DynamicsTerms, batch: Batch, scales: Normaliser,
-                    weights: Union[None, LossWeights, Mapping[str, float]] = None,
-                    solve=solve_spd, forward_norm: str = "mass") -> Tuple[Tensor, Dict[str, Tensor]]:
+def loss_from_terms(
+    terms: DynamicsTerms,
+    batch: Batch,
+    scales: Normaliser,
+    weights: Union[None, LossWeights, Mapping[str, float]] = None,
+    solve=solve_spd,
+    forward_norm: str = "mass",
+) -> Tuple[Tensor, Dict[str, Tensor]]:
     """Weighted loss from precomputed terms at the batch's (q, qd, qdd) (see module docstring).
 
     ``solve(H, rhs)`` is the SPD solve used for the forward part; ``forward_norm`` one of
@@ -236,9 +257,15 @@ def loss_from_terms(terms: DynamicsTerms, batch: Batch, scales: Normaliser,
     return total, {k: v.detach() for k, v in parts.items()}
 
 
-def loss_from_prediction(tau_pred: Tensor, H: Tensor, batch: Batch, scales: Normaliser,
-                         weights: Union[None, LossWeights, Mapping[str, float]] = None,
-                         solve=solve_spd, forward_norm: str = "mass") -> Tuple[Tensor, Dict[str, Tensor]]:
+def loss_from_prediction(
+    tau_pred: Tensor,
+    H: Tensor,
+    batch: Batch,
+    scales: Normaliser,
+    weights: Union[None, LossWeights, Mapping[str, float]] = None,
+    solve=solve_spd,
+    forward_norm: str = "mass",
+) -> Tuple[Tensor, Dict[str, Tensor]]:
     """The same weighted loss as :func:`loss_from_terms`, from the predicted torque and H alone.
 
     Any Euler-Lagrange model has tau_pred = H qdd + c + g + f at the batch's qdd, so
@@ -262,9 +289,13 @@ def loss_from_prediction(tau_pred: Tensor, H: Tensor, batch: Batch, scales: Norm
     return total, {k: v.detach() for k, v in parts.items()}
 
 
-def delan_loss(model, batch: Batch, scales: Normaliser,
-               weights: Union[None, LossWeights, Mapping[str, float]] = None,
-               forward_norm: str = "mass") -> Tuple[Tensor, Dict[str, Tensor]]:
+def delan_loss(
+    model,
+    batch: Batch,
+    scales: Normaliser,
+    weights: Union[None, LossWeights, Mapping[str, float]] = None,
+    forward_norm: str = "mass",
+) -> Tuple[Tensor, Dict[str, Tensor]]:
     """The training loss of ``model`` on a batch, from ONE ``model.terms(q, qd, qdd)`` call
     (or ``model.inverse_dynamics`` when only the torque residual is weighted).
 
@@ -283,8 +314,9 @@ def delan_loss(model, batch: Batch, scales: Normaliser,
     weights = resolve_weights(weights, getattr(model, "default_loss_weights", None))
     q, qd, qdd, tau = unpack_batch(batch)
     if getattr(model, "inverse_only", False) and (weights.forward or weights.power):
-        raise ValueError(f"{type(model).__name__} has only an inverse model: set the forward and "
-                         f"power loss weights to 0")
+        raise ValueError(
+            f"{type(model).__name__} has only an inverse model: set the forward and power loss weights to 0"
+        )
     if not (weights.forward or weights.power):
         # the torque residual alone needs neither H nor the split of c and g: the models'
         # inverse_dynamics is their leanest path (one cotangent row for the structured DeLaN)

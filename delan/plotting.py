@@ -6,6 +6,7 @@ returns its path.
 * :func:`plot_training`      - training (and validation) loss per epoch from a run's log;
 * :func:`plot_rollout`       - a rollout against its reference: positions, errors, energy.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,12 @@ import numpy as np  # noqa: E402
 from delan.evaluation import is_lagrangian, predict  # noqa: E402
 from delan.fileio import atomic_path  # noqa: E402
 
-ROWS = [("tau", "tau", "torque $\\tau$"), ("inertial", "tau_inertial", "inertial $H\\ddot q$"),
-        ("coriolis", "tau_coriolis", "Coriolis $c$"), ("gravity", "tau_gravity", "gravity $g$")]
+ROWS = [
+    ("tau", "tau", "torque $\\tau$"),
+    ("inertial", "tau_inertial", "inertial $H\\ddot q$"),
+    ("coriolis", "tau_coriolis", "Coriolis $c$"),
+    ("gravity", "tau_gravity", "gravity $g$"),
+]
 
 
 def plot_decomposition(model, trajectories: Sequence, path: str) -> str:
@@ -45,8 +50,14 @@ def plot_decomposition(model, trajectories: Sequence, path: str) -> str:
                 if truth is not None:
                     ax.plot(t, truth[:, j], color="k", lw=1.6, label="truth" if offset == 0 else None)
                 if key in pred:
-                    ax.plot(t, pred[key][:, j], color="tab:orange", lw=1.0, ls="--",
-                            label="learned" if offset == 0 else None)
+                    ax.plot(
+                        t,
+                        pred[key][:, j],
+                        color="tab:orange",
+                        lw=1.0,
+                        ls="--",
+                        label="learned" if offset == 0 else None,
+                    )
         if offset > 0:
             for ax in axes.ravel():
                 ax.axvline(offset, color="0.7", lw=0.6)
@@ -121,8 +132,16 @@ def plot_rollout(result: Dict[str, Any], path: str) -> str:
         td = result["diverged_at"]
         for ax in axes:
             ax.axvline(td, color="k", lw=1.0, ls="--")
-            ax.text(td, 0.97, f" diverged at {td:.3g} s", transform=ax.get_xaxis_transform(),
-                    ha="right", va="top", rotation=90, fontsize=7)
+            ax.text(
+                td,
+                0.97,
+                f" diverged at {td:.3g} s",
+                transform=ax.get_xaxis_transform(),
+                ha="right",
+                va="top",
+                rotation=90,
+                fontsize=7,
+            )
     fig.suptitle(f"{result.get('source', 'rollout')} - {result['method']}, dt {result['dt']:g} s", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

@@ -20,6 +20,7 @@ them. It is batched and strong, the way one would write it by hand:
 All functions take batches (B, n) and use no per-sample loop: samples are independent, so the
 gradient of the batch sum is the per-sample gradient.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Tuple
@@ -46,8 +47,14 @@ def _with_grad(q: Tensor) -> Tensor:
     return q if q.requires_grad else q.detach().requires_grad_(True)
 
 
-def euler_lagrange(mass_potential: MassPotential, q: Tensor, qd: Tensor, qdd: Tensor,
-                   friction: Optional[Tensor] = None, create_graph: Optional[bool] = None) -> Tensor:
+def euler_lagrange(
+    mass_potential: MassPotential,
+    q: Tensor,
+    qd: Tensor,
+    qdd: Tensor,
+    friction: Optional[Tensor] = None,
+    create_graph: Optional[bool] = None,
+) -> Tensor:
     """tau (B, n) by autograd from ``(H (B, n, n), V (B,)) = mass_potential(q)``.
 
     Args:
@@ -72,9 +79,15 @@ def _jvp(y: Tensor, x: Tensor, v: Tensor, create_graph: bool) -> Tensor:
     return out
 
 
-def reference_terms(mass_potential: MassPotential, q: Tensor, qd: Tensor, qdd: Optional[Tensor] = None,
-                    friction: Optional[Tensor] = None, create_graph: Optional[bool] = None,
-                    split: bool = True) -> DynamicsTerms:
+def reference_terms(
+    mass_potential: MassPotential,
+    q: Tensor,
+    qd: Tensor,
+    qdd: Optional[Tensor] = None,
+    friction: Optional[Tensor] = None,
+    create_graph: Optional[bool] = None,
+    split: bool = True,
+) -> DynamicsTerms:
     """All terms by autograd: c = Hdot qd - dT/dq and g = dV/dq (two reverse passes).
 
     With ``split=False`` it does the one reverse pass of :func:`euler_lagrange` instead and
@@ -108,6 +121,7 @@ def euler_lagrange_from_lagrangian(lagrangian: Lagrangian, q: Tensor, qd: Tensor
     d/dt dL/dqd = (d2L/dqd dq) qd + (d2L/dqd2) qdd is one forward-mode product along (qd, qdd).
     Differentiable w.r.t. the parameters inside ``lagrangian`` (torch.func composes with autograd).
     """
+
     def gradients(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
         return torch.func.grad(lambda x, y: lagrangian(x, y).sum(), argnums=(0, 1))(a, b)
 
@@ -117,6 +131,7 @@ def euler_lagrange_from_lagrangian(lagrangian: Lagrangian, q: Tensor, qd: Tensor
 
 def euler_lagrange_from_energy(energy: Energy, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
     """tau (B, n) from ``(T, V) = energy(q, qd)`` through the Lagrangian T - V."""
+
     def lagrangian(a: Tensor, b: Tensor) -> Tensor:
         T, V = energy(a, b)
         return T - V
@@ -126,6 +141,7 @@ def euler_lagrange_from_energy(energy: Energy, q: Tensor, qd: Tensor, qdd: Tenso
 
 def energy_rate(energy: Energy, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
     """dE/dt (B,) of E = T + V along the motion (q, qd, qdd), by one forward-mode product."""
+
     def total(a: Tensor, b: Tensor) -> Tensor:
         T, V = energy(a, b)
         return T + V
@@ -133,13 +149,15 @@ def energy_rate(energy: Energy, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
     return torch.func.jvp(total, (q, qd), (qd, qdd))[1]
 
 
-def lagrangian_terms(lagrangian: Lagrangian, q: Tensor, qd: Tensor, qdd: Optional[Tensor] = None,
-                     friction: Optional[Tensor] = None) -> DynamicsTerms:
+def lagrangian_terms(
+    lagrangian: Lagrangian, q: Tensor, qd: Tensor, qdd: Optional[Tensor] = None, friction: Optional[Tensor] = None
+) -> DynamicsTerms:
     """Terms of a general Lagrangian by autograd, split as the black-box model defines them.
 
     H = d2L/dqd2; g = -dL/dq at qd = 0; c = (d2L/dqd dq) qd - dL/dq - g;
     E = qd^T dL/dqd - L, V = -L(q, 0), T = E - V.
     """
+
     def grad_qd(a: Tensor, b: Tensor) -> Tensor:
         return torch.func.grad(lambda x, y: lagrangian(x, y).sum(), argnums=1)(a, b)
 
@@ -169,8 +187,9 @@ def lagrangian_terms(lagrangian: Lagrangian, q: Tensor, qd: Tensor, qdd: Optiona
     return DynamicsTerms(H, c, g, f, E - V, V, inertial, inertial + c + g + f)
 
 
-def model_terms(model, q: Tensor, qd: Tensor, qdd: Optional[Tensor] = None,
-                create_graph: Optional[bool] = None, split: bool = True) -> DynamicsTerms:
+def model_terms(
+    model, q: Tensor, qd: Tensor, qdd: Optional[Tensor] = None, create_graph: Optional[bool] = None, split: bool = True
+) -> DynamicsTerms:
     """Reference terms of a learned model: through ``mass_matrix_and_potential`` (structured,
     see :func:`reference_terms` for ``split``) or ``lagrangian`` (black-box), plus the model's
     own friction."""
@@ -186,8 +205,7 @@ def model_terms(model, q: Tensor, qd: Tensor, qdd: Optional[Tensor] = None,
     raise TypeError(f"{type(model).__name__} has neither mass_matrix_and_potential nor lagrangian")
 
 
-def model_inverse_dynamics(model, q: Tensor, qd: Tensor, qdd: Tensor,
-                           create_graph: Optional[bool] = None) -> Tensor:
+def model_inverse_dynamics(model, q: Tensor, qd: Tensor, qdd: Tensor, create_graph: Optional[bool] = None) -> Tensor:
     """tau (B, n) of a learned model by the strongest reference path (one jvp + one grad)."""
     f = model.friction(q, qd)
     if hasattr(model, "mass_matrix_and_potential"):

@@ -22,6 +22,7 @@ arrays of :func:`delan.training.split_samples` are concatenations of contiguous 
 segment follow it (:func:`window_arrays` marks it in ``win_ok``). Samples closer to a segment's end
 still enter the one-step losses.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -34,8 +35,9 @@ from torch import Tensor
 WINDOW_KEYS = ("win_q", "win_qd", "win_tau", "win_dt", "win_ok")
 
 
-def split_segments(ds, whole: Sequence[str], blocks: Mapping[str, Tuple[int, int]]
-                   ) -> Tuple[List[Dict[str, np.ndarray]], List[Dict[str, np.ndarray]]]:
+def split_segments(
+    ds, whole: Sequence[str], blocks: Mapping[str, Tuple[int, int]]
+) -> Tuple[List[Dict[str, np.ndarray]], List[Dict[str, np.ndarray]]]:
     """(training, validation) contiguous segments {"t", "q", "qd", "tau"} of a Dataset, in the
     order :func:`delan.training.split_samples` concatenates them: per trajectory, the part before
     its validation block, the part after it (training) and the block (validation); trajectories
@@ -71,8 +73,8 @@ def window_arrays(segments: Sequence[Mapping[str, np.ndarray]], horizon: int) ->
         m = len(t)
         i = np.arange(m)[:, None]
         k = np.arange(K)[None, :]
-        src = np.minimum(i + k, m - 1)          # (m, K) the sample each step starts from
-        dst = np.minimum(i + k + 1, m - 1)      # (m, K) the sample it must reach
+        src = np.minimum(i + k, m - 1)  # (m, K) the sample each step starts from
+        dst = np.minimum(i + k + 1, m - 1)  # (m, K) the sample it must reach
         parts["win_q"].append(q[dst])
         parts["win_qd"].append(qd[dst])
         parts["win_tau"].append(tau[src])
@@ -84,12 +86,15 @@ def window_arrays(segments: Sequence[Mapping[str, np.ndarray]], horizon: int) ->
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def window_tensors(segments: Sequence[Mapping[str, np.ndarray]], horizon: int, dtype: torch.dtype,
-                   device) -> Dict[str, Tensor]:
+def window_tensors(
+    segments: Sequence[Mapping[str, np.ndarray]], horizon: int, dtype: torch.dtype, device
+) -> Dict[str, Tensor]:
     """:func:`window_arrays` as tensors (win_ok stays bool)."""
     arrays = window_arrays(segments, horizon)
-    return {k: torch.as_tensor(v, device=device) if k == "win_ok" else torch.as_tensor(v, dtype=dtype, device=device)
-            for k, v in arrays.items()}
+    return {
+        k: torch.as_tensor(v, device=device) if k == "win_ok" else torch.as_tensor(v, dtype=dtype, device=device)
+        for k, v in arrays.items()
+    }
 
 
 def rk4_zoh_step(model, q: Tensor, qd: Tensor, tau: Tensor, h: Tensor) -> Tuple[Tensor, Tensor]:
@@ -106,8 +111,9 @@ def rk4_zoh_step(model, q: Tensor, qd: Tensor, tau: Tensor, h: Tensor) -> Tuple[
     return (q + h / 6 * (qd + 2 * v2 + 2 * v3 + v4), qd + h / 6 * (a1 + 2 * a2 + 2 * a3 + a4))
 
 
-def rollout_windows(model, q0: Tensor, qd0: Tensor, win_tau: Tensor, win_dt: Tensor,
-                    substeps: int = 1) -> Tuple[Tensor, Tensor]:
+def rollout_windows(
+    model, q0: Tensor, qd0: Tensor, win_tau: Tensor, win_dt: Tensor, substeps: int = 1
+) -> Tuple[Tensor, Tensor]:
     """Integrate every window from (q0, qd0) (B, n) over its K intervals: (q, qd) each (B, K, n),
     the state at the end of each interval. win_tau (B, K, n) held per interval, win_dt (B, K)."""
     q, qd = q0, qd0
@@ -134,8 +140,9 @@ class RolloutLoss:
         self.q_var = torch.as_tensor(np.asarray(q_var, float), dtype=torch.float64)
         self.qd_var = torch.as_tensor(np.asarray(qd_var, float), dtype=torch.float64)
         if self.q_var.dim() != 1 or self.q_var.shape != self.qd_var.shape:
-            raise ValueError(f"q_var and qd_var must both be (n,), got {tuple(self.q_var.shape)} and "
-                             f"{tuple(self.qd_var.shape)}")
+            raise ValueError(
+                f"q_var and qd_var must both be (n,), got {tuple(self.q_var.shape)} and {tuple(self.qd_var.shape)}"
+            )
         if not (self.q_var > 0).all() or not (self.qd_var > 0).all():
             raise ValueError("rollout-loss variances must be positive")
         if not isinstance(substeps, (int, np.integer)) or isinstance(substeps, bool) or substeps < 1:
@@ -146,10 +153,12 @@ class RolloutLoss:
     def from_data(cls, q, qd, substeps: int = 1) -> RolloutLoss:
         """From training arrays q, qd (N, n); a constant joint's variance is floored at 1e-12 of
         the largest (as the one-step losses do)."""
+
         def var(x):
             x = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, float)
             v = x.var(0)
             return np.maximum(v, 1e-12 * max(float(v.max()), 1e-30))
+
         return cls(var(q), var(qd), substeps)
 
     def __call__(self, model, batch: Mapping[str, Tensor]) -> Tuple[Optional[Tensor], int]:
@@ -177,8 +186,14 @@ class RolloutLoss:
         return {"q_var": self.q_var.tolist(), "qd_var": self.qd_var.tolist(), "substeps": self.substeps}
 
 
-def add_windows(train: Dict[str, Tensor], val: Optional[Dict[str, Tensor]], ds, whole: Sequence[str],
-                blocks: Mapping[str, Tuple[int, int]], horizon: int) -> None:
+def add_windows(
+    train: Dict[str, Tensor],
+    val: Optional[Dict[str, Tensor]],
+    ds,
+    whole: Sequence[str],
+    blocks: Mapping[str, Tuple[int, int]],
+    horizon: int,
+) -> None:
     """Add the :data:`WINDOW_KEYS` of ``horizon`` intervals to the training (and validation)
     tensors made by :func:`delan.training.split_samples` from ``ds``, ``whole``, ``blocks``, in
     their dtype and device. Checks that the segments give exactly those samples, in that order."""
@@ -193,9 +208,16 @@ def add_windows(train: Dict[str, Tensor], val: Optional[Dict[str, Tensor]], ds, 
         data.update(window_tensors(parts, horizon, data["q"].dtype, data["q"].device))
 
 
-def add_rollout_part(total: Tensor, parts: Dict[str, Tensor], rollout: RolloutLoss, model,
-                     batch: Mapping[str, Tensor], weight: float, every: int = 1,
-                     windows: Optional[int] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
+def add_rollout_part(
+    total: Tensor,
+    parts: Dict[str, Tensor],
+    rollout: RolloutLoss,
+    model,
+    batch: Mapping[str, Tensor],
+    weight: float,
+    every: int = 1,
+    windows: Optional[int] = None,
+) -> Tuple[Tensor, Dict[str, Tensor]]:
     """``total + weight * rollout(model, batch)`` and the parts with "rollout" added.
 
     A training batch carries its optimiser ``step`` (and may carry ``rollout_on``, False to skip

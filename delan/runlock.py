@@ -8,6 +8,7 @@ file left behind by a killed run is simply taken over; a lock still held (e.g. b
 whose recorded process is gone on this host is stale, and is taken over too. The lock file is
 removed when the lock is released.
 """
+
 from __future__ import annotations
 
 import errno
@@ -158,9 +159,13 @@ class RunLock:
         raise RunError(f"{self.run_dir}: could not take the lock {LOCK_FILE} (it keeps changing hands)")
 
     def _hold(self, fd: int) -> RunLock:
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%d %H:%M:%S"), "started": time.time(),
-                "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "started": time.time(),
+            "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         self.fd = fd

@@ -507,16 +507,6 @@ def output_scales(arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:
     return {"mass_scale": [float(x) for x in mass], "potential_scale": float(np.sqrt(np.mean(tau.std(0) ** 2)))}
 
 
-
-
-
-
-
-
-
-
-
-
 def learning_rate(config: TrainConfig, progress: float) -> float:
     """The learning rate at ``progress`` in [0, 1] of the run under ``config.schedule``."""
     p = min(max(progress, 0.0), 1.0)
@@ -1447,8 +1437,6 @@ def _same_path(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.abspath(a) == os.path.abspath(b)
-
-
 
 
 def _check_run_dir(run_dir: str, force: bool, locked: bool = False) -> None:

@@ -11,6 +11,7 @@ from the training data (loss scales, output scales, friction evidence), which co
 sample of at most :data:`STATS_SAMPLES` training samples in whole chunks - all of them, in file
 order, for smaller data, so those equal the in-memory ones.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -37,7 +38,7 @@ from delan.data.streaming import (
 )
 from delan.errors import RunError
 
-STATS_SAMPLES = 2 ** 18
+STATS_SAMPLES = 2**18
 
 
 def budget_bytes(max_memory: Optional[float]) -> float:
@@ -52,8 +53,12 @@ def in_memory_estimate(path: str, index: FileIndex) -> float:
     import h5py
 
     with h5py.File(path, "r") as f:
-        stored = sum(d.size * d.dtype.itemsize for g in f["trajectories"].values() for d in g.values()
-                     if isinstance(d, h5py.Dataset))
+        stored = sum(
+            d.size * d.dtype.itemsize
+            for g in f["trajectories"].values()
+            for d in g.values()
+            if isinstance(d, h5py.Dataset)
+        )
     return 3.0 * stored
 
 
@@ -62,10 +67,17 @@ def decide(config, index: FileIndex) -> Dict[str, Any]:
     budget = budget_bytes(getattr(config, "max_memory", None))
     estimate = in_memory_estimate(config.data, index)
     mode = "streaming" if estimate > budget else "in memory"
-    return {"mode": mode, "budget": budget, "in_memory_estimate": estimate,
-            "why": (f"loading it whole would take about {format_bytes(estimate)}, more than the budget of "
-                    f"{format_bytes(budget)}" if mode == "streaming" else
-                    f"about {format_bytes(estimate)} fits the budget of {format_bytes(budget)}")}
+    return {
+        "mode": mode,
+        "budget": budget,
+        "in_memory_estimate": estimate,
+        "why": (
+            f"loading it whole would take about {format_bytes(estimate)}, more than the budget of "
+            f"{format_bytes(budget)}"
+            if mode == "streaming"
+            else f"about {format_bytes(estimate)} fits the budget of {format_bytes(budget)}"
+        ),
+    }
 
 
 def window_for(budget: float, n_dof: int, chunk: int = DEFAULT_CHUNK) -> int:
@@ -88,8 +100,10 @@ def load_streaming(config, index: FileIndex, mode: Dict[str, Any], dtype, device
     evidence, ``mode`` :func:`describe`). ``mode``: :func:`decide`'s, or a resumed run's record
     (its chunk and window sizes, which fix the order, are kept)."""
     if config.rollout_horizon:
-        raise RunError("--rollout-horizon: trajectory training needs the data in memory; it is streamed here "
-                       "(larger than --max-memory): raise --max-memory or train without the rollout loss")
+        raise RunError(
+            "--rollout-horizon: trajectory training needs the data in memory; it is streamed here "
+            "(larger than --max-memory): raise --max-memory or train without the rollout loss"
+        )
     names = [n for n in index.names if n not in set(config.test)]
     if not names:
         raise RunError(f"{config.data}: every trajectory is held out by `test`; nothing left to train on")
@@ -99,9 +113,15 @@ def load_streaming(config, index: FileIndex, mode: Dict[str, Any], dtype, device
     blocks = {} if val_names else validation_blocks(lengths, float(config.validation), config.seed)
     segments = training_segments(lengths, val_names, blocks)
     budget = float(mode.get("budget") or budget_bytes(getattr(config, "max_memory", None)))
-    source = StreamingSource(config.data, segments, config.batch_size, dtype, device,
-                             chunk=int(mode.get("chunk_samples") or DEFAULT_CHUNK),
-                             window=int(mode.get("window_chunks") or window_for(budget, index.n_dof)))
+    source = StreamingSource(
+        config.data,
+        segments,
+        config.batch_size,
+        dtype,
+        device,
+        chunk=int(mode.get("chunk_samples") or DEFAULT_CHUNK),
+        window=int(mode.get("window_chunks") or window_for(budget, index.n_dof)),
+    )
     val_segments = [Segment(n, 0, lengths[n]) for n in val_names] + [Segment(n, a, b) for n, (a, b) in blocks.items()]
     val_segments.sort(key=lambda s: names.index(s.name))  # file order, as split_samples concatenates
     val = to_tensors(index.read(val_segments), dtype, device) if val_segments else None
@@ -109,19 +129,34 @@ def load_streaming(config, index: FileIndex, mode: Dict[str, Any], dtype, device
     if sum(lengths.values()) <= STATS_SAMPLES:  # friction evidence on whole trajectories, as in memory
         pieces = [index.read([Segment(n, 0, lengths[n])]) for n in names]
     n_val = 0 if val is None else int(val["q"].shape[0])
-    return dict(path=config.data, n_dof=index.n_dof, rest=[_Piece(p) for p in pieces], joint_types=joint_types,
-                train_names=[n for n in names if n not in val_names], val_names=val_names, train_arrays=stats,
-                train=to_tensors(stats, dtype, device), val=val, source=source,
-                validation=describe_validation(index, val_names, blocks, n_val), mode=describe(mode, source))
+    return dict(
+        path=config.data,
+        n_dof=index.n_dof,
+        rest=[_Piece(p) for p in pieces],
+        joint_types=joint_types,
+        train_names=[n for n in names if n not in val_names],
+        val_names=val_names,
+        train_arrays=stats,
+        train=to_tensors(stats, dtype, device),
+        val=val,
+        source=source,
+        validation=describe_validation(index, val_names, blocks, n_val),
+        mode=describe(mode, source),
+    )
 
 
 def describe(decision: Dict[str, Any], source: Optional[StreamingSource]) -> Dict[str, Any]:
     """What summary.json and data.json say about how the data was held."""
     out = dict(decision)
     if source is not None:
-        out.update(chunk_samples=source.chunk, window_chunks=source.window, chunks=len(source.chunks),
-                   stream_bytes=source.memory_bytes(), statistics_samples=min(STATS_SAMPLES, source.n_samples),
-                   validation="read into memory")
+        out.update(
+            chunk_samples=source.chunk,
+            window_chunks=source.window,
+            chunks=len(source.chunks),
+            stream_bytes=source.memory_bytes(),
+            statistics_samples=min(STATS_SAMPLES, source.n_samples),
+            validation="read into memory",
+        )
     return out
 
 
@@ -129,9 +164,11 @@ def line(decision: Dict[str, Any], source: Optional[StreamingSource]) -> str:
     """One printed line: how the data is held and why."""
     if source is None:
         return f"data: in memory ({decision['why']})"
-    return (f"data: streaming from the file ({decision['why']}): chunks of {source.chunk} samples, "
-            f"{source.window} per shuffling window, about {format_bytes(source.memory_bytes())} held; "
-            f"validation read into memory")
+    return (
+        f"data: streaming from the file ({decision['why']}): chunks of {source.chunk} samples, "
+        f"{source.window} per shuffling window, about {format_bytes(source.memory_bytes())} held; "
+        f"validation read into memory"
+    )
 
 
 __all__ = ["decide", "load_streaming", "describe", "line", "budget_bytes", "index_file"]

@@ -13,6 +13,7 @@ Three kinds, each a list of :class:`Reference` objects (callables t -> (q, qd, q
 Fourier and spline trajectories are scaled per joint to stay inside the system's position
 limits and velocity limits (with a margin). A seed (numpy Generator) reproduces them exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,9 @@ def _limits(system) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return 0.5 * (qmin + qmax), 0.5 * (qmax - qmin), np.asarray(system.qd_max, float)
 
 
-def fourier_trajectories(system, n: int, duration: float, rng: np.random.Generator,
-                         harmonics: Optional[int] = None, margin: float = 0.9) -> List[Reference]:
+def fourier_trajectories(
+    system, n: int, duration: float, rng: np.random.Generator, harmonics: Optional[int] = None, margin: float = 0.9
+) -> List[Reference]:
     """n Fourier-series trajectories q_i(t) = c_i + s_i sum_k (a_ik sin k w t + b_ik cos k w t).
 
     w = 2 pi / duration (periodic); ``harmonics`` defaults to reaching ~1 Hz (at least 3);
@@ -89,8 +91,9 @@ def fourier_trajectories(system, n: int, duration: float, rng: np.random.Generat
     return out
 
 
-def spline_trajectories(system, n: int, duration: float, rng: np.random.Generator,
-                        via_spacing: float = 0.5, margin: float = 0.9) -> List[Reference]:
+def spline_trajectories(
+    system, n: int, duration: float, rng: np.random.Generator, via_spacing: float = 0.5, margin: float = 0.9
+) -> List[Reference]:
     """n random clamped cubic splines through via points every ``via_spacing`` seconds."""
     center, half, qd_max = _limits(system)
     m = max(4, int(round(duration / via_spacing)) + 1)
@@ -131,8 +134,13 @@ LETTERS: Dict[str, List[List[Tuple[float, float]]]] = {
     "h": [_line((0.15, 1.0), (0.15, 0.0), (0.15, 0.3)), _arc(0.4, 0.3, 0.25, 180, 0), _line((0.65, 0.0))],
     "k": [_line((0.15, 1.0), (0.15, 0.0)), _line((0.6, 0.5), (0.15, 0.2), (0.6, 0.0))],
     "l": [_line((0.3, 1.0), (0.3, 0.1)), _arc(0.45, 0.1, 0.15, 180, 300)],
-    "m": [_line((0.1, 0.5), (0.1, 0.0), (0.1, 0.3)), _arc(0.25, 0.3, 0.15, 180, 0), _line((0.4, 0.0), (0.4, 0.3)),
-          _arc(0.55, 0.3, 0.15, 180, 0), _line((0.7, 0.0))],
+    "m": [
+        _line((0.1, 0.5), (0.1, 0.0), (0.1, 0.3)),
+        _arc(0.25, 0.3, 0.15, 180, 0),
+        _line((0.4, 0.0), (0.4, 0.3)),
+        _arc(0.55, 0.3, 0.15, 180, 0),
+        _line((0.7, 0.0)),
+    ],
     "n": [_line((0.15, 0.5), (0.15, 0.0), (0.15, 0.3)), _arc(0.4, 0.3, 0.25, 180, 0), _line((0.65, 0.0))],
     "o": [_arc(0.4, 0.25, 0.25, 90, 450)],
     "p": [_line((0.15, 0.5), (0.15, -0.45)), _arc(0.4, 0.25, 0.25, 180, -180)],
@@ -156,8 +164,8 @@ def letter_path(letter: str) -> np.ndarray:
 
 def _min_jerk(tau: np.ndarray) -> Arrays:
     """s(tau) = 10 tau^3 - 15 tau^4 + 6 tau^5 and its first two derivatives (rest to rest)."""
-    s = tau ** 3 * (10 - 15 * tau + 6 * tau ** 2)
-    ds = 30 * tau ** 2 * (1 - tau) ** 2
+    s = tau**3 * (10 - 15 * tau + 6 * tau**2)
+    ds = 30 * tau**2 * (1 - tau) ** 2
     dds = 60 * tau * (1 - tau) * (1 - 2 * tau)
     return s, ds, dds
 
@@ -179,16 +187,19 @@ class CharacterTrajectory(Reference):
         t = np.asarray(t, float)
         T = self.duration
         s, ds, dds = _min_jerk(np.clip(t / T, 0.0, 1.0))
-        ds, dds = ds / T, dds / T ** 2
+        ds, dds = ds / T, dds / T**2
         p = self.path(s)
         pu, puu = self.path(s, 1), self.path(s, 2)
         pd = pu * ds[:, None]
-        pdd = puu * (ds ** 2)[:, None] + pu * dds[:, None]
+        pdd = puu * (ds**2)[:, None] + pu * dds[:, None]
         return self.system.inverse_kinematics(p, pd, pdd)
 
 
-def character_trajectories(system, letters: Optional[Sequence[str]] = None, duration: float = 2.0,
-                           ) -> List[Reference]:
+def character_trajectories(
+    system,
+    letters: Optional[Sequence[str]] = None,
+    duration: float = 2.0,
+) -> List[Reference]:
     """One trajectory per letter (default: all of :data:`LETTERS`, alphabetical), for a two-link arm.
 
     The letters are written in a box of 0.3 reach across, centred 0.64 reach from the shoulder,
@@ -206,8 +217,9 @@ def character_trajectories(system, letters: Optional[Sequence[str]] = None, dura
     return [CharacterTrajectory(x, system, duration, center, 0.3 * reach) for x in letters]
 
 
-def make_trajectories(system, kind: str, n: Optional[int], duration: float,
-                      rng: np.random.Generator) -> List[Reference]:
+def make_trajectories(
+    system, kind: str, n: Optional[int], duration: float, rng: np.random.Generator
+) -> List[Reference]:
     """References of one ``kind`` (see :data:`KINDS`); for characters n picks the first n letters."""
     if kind == "fourier":
         return fourier_trajectories(system, n or 10, duration, rng)

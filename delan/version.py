@@ -1,5 +1,6 @@
 """The installed version of the package, for files that record what wrote them (lowest layer:
 the command line, exports and run directories all ask here)."""
+
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError

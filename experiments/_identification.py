@@ -14,6 +14,7 @@ armature of the shoulder merge into one):
 least-squares fit of theta on the training runs is the best any physics model of this arm can
 do on the same data: the reference the defaults study compares the learned models with.
 """
+
 from __future__ import annotations
 
 from typing import Dict
@@ -32,10 +33,24 @@ def regressor(q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, smoothing: float =
     s1, s12 = np.sin(q[:, 0]), np.sin(q[:, 0] + q2)
     zero = np.zeros_like(q2)
     Y = np.zeros((len(q), 2, N_PARAMETERS))
-    Y[:, 0] = np.stack([a1, c2 * (2 * a1 + a2) - s2 * (2 * qd1 * qd2 + qd2 ** 2), a2, zero, s1, s12,
-                        qd1, zero, np.tanh(qd1 / smoothing), zero], -1)
-    Y[:, 1] = np.stack([zero, c2 * a1 + s2 * qd1 ** 2, a1 + a2, a2, zero, s12,
-                        zero, qd2, zero, np.tanh(qd2 / smoothing)], -1)
+    Y[:, 0] = np.stack(
+        [
+            a1,
+            c2 * (2 * a1 + a2) - s2 * (2 * qd1 * qd2 + qd2**2),
+            a2,
+            zero,
+            s1,
+            s12,
+            qd1,
+            zero,
+            np.tanh(qd1 / smoothing),
+            zero,
+        ],
+        -1,
+    )
+    Y[:, 1] = np.stack(
+        [zero, c2 * a1 + s2 * qd1**2, a1 + a2, a2, zero, s12, zero, qd2, zero, np.tanh(qd2 / smoothing)], -1
+    )
     return Y
 
 
@@ -49,9 +64,20 @@ def true_parameters(describe: Dict) -> np.ndarray:
     arm = describe.get("armature") or [0.0, 0.0]
     fv = describe.get("viscous", [0.0, 0.0]) if describe.get("friction") else [0.0, 0.0]
     fc = describe.get("coulomb", [0.0, 0.0]) if describe.get("friction") else [0.0, 0.0]
-    return np.array([I1 + I2 + m1 * lc1 ** 2 + m2 * (l1 ** 2 + lc2 ** 2) + arm[0], m2 * l1 * lc2,
-                     I2 + m2 * lc2 ** 2, arm[1], g0 * (m1 * lc1 + m2 * l1), g0 * m2 * lc2,
-                     fv[0], fv[1], fc[0], fc[1]])
+    return np.array(
+        [
+            I1 + I2 + m1 * lc1**2 + m2 * (l1**2 + lc2**2) + arm[0],
+            m2 * l1 * lc2,
+            I2 + m2 * lc2**2,
+            arm[1],
+            g0 * (m1 * lc1 + m2 * l1),
+            g0 * m2 * lc2,
+            fv[0],
+            fv[1],
+            fc[0],
+            fc[1],
+        ]
+    )
 
 
 def fit(q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, tau: np.ndarray, smoothing: float = 0.01) -> np.ndarray:

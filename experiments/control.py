@@ -38,11 +38,11 @@ per seed): seed s draws the initial perturbation (the state at rest, positions m
 pendulum within 0.1 rad of upright and held there for 2 s. The true model's energies run the same
 seeds for reference.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -94,8 +94,22 @@ def ensure_data(system: str, recipe: dict) -> str:
     path = data_path(system)
     if not os.path.exists(path):
         os.makedirs(RUNS, exist_ok=True)
-        code = delan_main(["generate", system, "-o", path, "--trajectories", str(recipe["trajectories"]),
-                           "--duration", f"{recipe['duration']:g}", "--rate", f"{recipe['rate']:g}", "--seed", "0"])
+        code = delan_main(
+            [
+                "generate",
+                system,
+                "-o",
+                path,
+                "--trajectories",
+                str(recipe["trajectories"]),
+                "--duration",
+                f"{recipe['duration']:g}",
+                "--rate",
+                f"{recipe['rate']:g}",
+                "--seed",
+                "0",
+            ]
+        )
         if code:
             raise SystemExit(f"delan generate {system} failed")
     return path
@@ -120,8 +134,10 @@ def hamiltonian_note(kind: Optional[str]) -> str:
     if kind:
         return f"included (model kind {kind!r}, the same data and budget as the structured DeLaN)"
     if hasattr(delan, "DeepHamiltonianNetwork"):
-        return ("absent: delan.DeepHamiltonianNetwork exists but `delan train` has no Hamiltonian model kind in this "
-                "checkout, so no Hamiltonian rows")
+        return (
+            "absent: delan.DeepHamiltonianNetwork exists but `delan train` has no Hamiltonian model kind in this "
+            "checkout, so no Hamiltonian rows"
+        )
     return "absent: delan.DeepHamiltonianNetwork does not exist in this checkout (issue 10), so no Hamiltonian rows"
 
 
@@ -129,9 +145,11 @@ def train_jobs(jobs: Sequence[tuple], retrain: bool, parallel: int) -> Dict[str,
     """Train (system, kind, data, test, budget) jobs, ``parallel`` at a time, each `delan train`
     on one thread; a finished run directory is reused unless ``retrain``. Returns each run's
     summary by run directory."""
+
     def finished(run_dir: str) -> bool:
-        return os.path.exists(os.path.join(run_dir, "model.pt")) and os.path.exists(os.path.join(run_dir,
-                                                                                                  "summary.json"))
+        return os.path.exists(os.path.join(run_dir, "model.pt")) and os.path.exists(
+            os.path.join(run_dir, "summary.json")
+        )
 
     def one(job) -> None:
         system, kind, data, test, budget = job
@@ -139,8 +157,26 @@ def train_jobs(jobs: Sequence[tuple], retrain: bool, parallel: int) -> Dict[str,
         if finished(run_dir) and not retrain:
             return
         shutil.rmtree(run_dir, ignore_errors=True)
-        cmd = [sys.executable, "-m", "delan", "train", data, "-o", run_dir, "--model", kind, "--test", ",".join(test),
-               "--time-budget", f"{budget:g}", "--threads", "1", "--seed", "0", "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "delan",
+            "train",
+            data,
+            "-o",
+            run_dir,
+            "--model",
+            kind,
+            "--test",
+            ",".join(test),
+            "--time-budget",
+            f"{budget:g}",
+            "--threads",
+            "1",
+            "--seed",
+            "0",
+            "--quiet",
+        ]
         print("training:", " ".join(cmd[2:]), flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
@@ -156,8 +192,9 @@ def train_jobs(jobs: Sequence[tuple], retrain: bool, parallel: int) -> Dict[str,
             continue
         with open(os.path.join(run_path(system, kind), "summary.json")) as f:
             s = json.load(f)
-        out[f"{system}_{kind}"] = dict(epochs=s.get("epochs"), best_epoch=s.get("best_epoch"),
-                                       seconds=s.get("seconds"), friction=s.get("friction"))
+        out[f"{system}_{kind}"] = dict(
+            epochs=s.get("epochs"), best_epoch=s.get("best_epoch"), seconds=s.get("seconds"), friction=s.get("friction")
+        )
     return out
 
 
@@ -170,8 +207,12 @@ def references(system_name: str, recipe: dict, data: str):
     from delan.trajectories import make_trajectories
 
     system = make_system(system_name)
-    refs = {r.name: r for r in make_trajectories(system, "fourier", recipe["trajectories"], recipe["duration"],
-                                                 np.random.default_rng(0))}
+    refs = {
+        r.name: r
+        for r in make_trajectories(
+            system, "fourier", recipe["trajectories"], recipe["duration"], np.random.default_rng(0)
+        )
+    }
     ds = load_dataset(data)
     out = []
     for name in held_out(recipe):
@@ -183,12 +224,21 @@ def references(system_name: str, recipe: dict, data: str):
     return out
 
 
-def track(system_name: str, recipe: dict, models: Dict[str, object], rate: float, noise, duration: Optional[float],
-          figures: bool, bandwidth: float = 10.0, computed_torque: bool = True) -> dict:
+def track(
+    system_name: str,
+    recipe: dict,
+    models: Dict[str, object],
+    rate: float,
+    noise,
+    duration: Optional[float],
+    figures: bool,
+    bandwidth: float = 10.0,
+    computed_torque: bool = True,
+) -> dict:
     """Track every held-out reference with every controller (PD gains for ``bandwidth`` rad/s);
     pooled metrics per controller."""
     from delan import control_plots
-    from delan.control import ComputedTorque, FeedForwardPD, PD, pd_gains, simulate_closed_loop, tracking_metrics
+    from delan.control import PD, ComputedTorque, FeedForwardPD, pd_gains, simulate_closed_loop, tracking_metrics
     from delan.systems import make_system
 
     system = make_system(system_name)
@@ -206,8 +256,12 @@ def track(system_name: str, recipe: dict, models: Dict[str, object], rate: float
         started = time.perf_counter()
         for i, ref in enumerate(refs):
             q0, qd0, _ = (np.asarray(x, dtype=np.float64).reshape(-1) for x in ref(0.0))
-            along = np.stack([np.asarray(ref(t)[0], dtype=np.float64).reshape(-1)
-                              for t in np.linspace(0.0, duration or ref.duration, 50)])
+            along = np.stack(
+                [
+                    np.asarray(ref(t)[0], dtype=np.float64).reshape(-1)
+                    for t in np.linspace(0.0, duration or ref.duration, 50)
+                ]
+            )
             kp, kd = pd_gains(system, along, bandwidth=w, damping=zeta)
             if spec is None:
                 ctl = PD(ref, kp, kd, system.n_dof)
@@ -215,27 +269,43 @@ def track(system_name: str, recipe: dict, models: Dict[str, object], rate: float
                 ctl = FeedForwardPD(spec[1], ref, kp, kd)
             else:
                 ctl = ComputedTorque(spec[1], ref, w * w, 2 * zeta * w)
-            res = simulate_closed_loop(system, ctl, q0, qd0, duration=duration or ref.duration, rate=rate,
-                                       noise=noise, seed=i)
+            res = simulate_closed_loop(
+                system, ctl, q0, qd0, duration=duration or ref.duration, rate=rate, noise=noise, seed=i
+            )
             results.append(res)
             if figures and i == 0:
                 slug = cname.lower().replace(" + ", "_").replace(" ", "_").replace("(", "").replace(")", "")
-                control_plots.plot_tracking(res, os.path.join(FIGS, f"{system_name}_{slug}.png"),
-                                            joint_names=system.joint_names,
-                                            title=f"{system_name}, {ref.name}: {cname}, {rate:g} Hz")
+                control_plots.plot_tracking(
+                    res,
+                    os.path.join(FIGS, f"{system_name}_{slug}.png"),
+                    joint_names=system.joint_names,
+                    title=f"{system_name}, {ref.name}: {cname}, {rate:g} Hz",
+                )
         # pool the references: one long run's metrics
-        pooled = results[0]._replace(**{f: torch.cat([getattr(r, f) for r in results])
-                                        for f in ("t", "q", "qd", "tau", "q_ref", "qd_ref", "measured_q",
-                                                  "measured_qd")})
+        pooled = results[0]._replace(
+            **{
+                f: torch.cat([getattr(r, f) for r in results])
+                for f in ("t", "q", "qd", "tau", "q_ref", "qd_ref", "measured_q", "measured_qd")
+            }
+        )
         m = tracking_metrics(pooled)
         if spec is not None and spec[0] == "ff":
             m["ff_torque_error"] = feedforward_error(system, spec[1], refs, duration)
         m["seconds"] = round(time.perf_counter() - started, 1)
         rows[cname] = m
-        print(f"  {system_name} w={w:g} {cname}: RMS error norm {m['rms_error_norm']:.3g} rad, effort {m['effort']:.3g} "
-              f"({m['seconds']:g} s)", flush=True)
-    return dict(references=[r.name for r in refs], seconds_per_reference=duration or refs[0].duration,
-                bandwidth=w, damping=zeta, rows=rows, torque_rms=feedforward_error(system, None, refs, duration))
+        print(
+            f"  {system_name} w={w:g} {cname}: RMS error norm {m['rms_error_norm']:.3g} rad, effort {m['effort']:.3g} "
+            f"({m['seconds']:g} s)",
+            flush=True,
+        )
+    return dict(
+        references=[r.name for r in refs],
+        seconds_per_reference=duration or refs[0].duration,
+        bandwidth=w,
+        damping=zeta,
+        rows=rows,
+        torque_rms=feedforward_error(system, None, refs, duration),
+    )
 
 
 def feedforward_error(system, model, refs, duration: Optional[float]) -> List[float]:
@@ -257,6 +327,7 @@ def feedforward_error(system, model, refs, duration: Optional[float]) -> List[fl
 
 def ratios(rows: Dict[str, dict]) -> Dict[str, float]:
     """The issue's ratios on the RMS of the error norm (and per joint, the worst joint)."""
+
     def rms(name):
         return rows[name]["rms_error_norm"] if name in rows else None
 
@@ -265,8 +336,12 @@ def ratios(rows: Dict[str, dict]) -> Dict[str, float]:
             return None
         return float(min(x / y for x, y in zip(rows[a]["rms_error"], rows[b]["rms_error"])))
 
-    pd, ff, ffm, fft = (rms("PD only"), rms("feed-forward + PD (structured DeLaN)"), rms("feed-forward + PD (mlp)"),
-                        rms("feed-forward + PD (true model)"))
+    pd, ff, ffm, fft = (
+        rms("PD only"),
+        rms("feed-forward + PD (structured DeLaN)"),
+        rms("feed-forward + PD (mlp)"),
+        rms("feed-forward + PD (true model)"),
+    )
     out = {}
     if pd and ff:
         out["pd_over_learned_ff"] = pd / ff
@@ -283,8 +358,9 @@ def ratios(rows: Dict[str, dict]) -> Dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------ swing-up
-def swing_up(system_name: str, models: Dict[str, object], rate: float, noise, seeds: int, duration: float,
-             figures: bool) -> dict:
+def swing_up(
+    system_name: str, models: Dict[str, object], rate: float, noise, seeds: int, duration: float, figures: bool
+) -> dict:
     """Swing-up from rest with each model's energies, one batch row per seed."""
     from delan import control_plots
     from delan.control import simulate_closed_loop, swing_up_controller, swing_up_metrics
@@ -292,8 +368,10 @@ def swing_up(system_name: str, models: Dict[str, object], rate: float, noise, se
 
     system = make_system(system_name)
     # seed s: positions moved by up to 0.05 (rad or m) from hanging at rest, drawn from rng(s)
-    q0 = torch.tensor(np.stack([np.random.default_rng(s).uniform(-0.05, 0.05, system.n_dof)
-                                for s in range(seeds)]), dtype=torch.float64)
+    q0 = torch.tensor(
+        np.stack([np.random.default_rng(s).uniform(-0.05, 0.05, system.n_dof) for s in range(seeds)]),
+        dtype=torch.float64,
+    )
     rows = {}
     for label, model in models.items():
         started = time.perf_counter()
@@ -305,21 +383,38 @@ def swing_up(system_name: str, models: Dict[str, object], rate: float, noise, se
             continue
         res = simulate_closed_loop(system, ctl, q0, duration=duration, rate=rate, noise=noise, seed=0)
         m = swing_up_metrics(res, tolerance=0.1, hold=2.0)
-        m.update(successes=int(sum(m["success"])), seeds=seeds, K=list(map(float, ctl.K)),
-                 energy_scale=ctl.energy_scale, seconds=round(time.perf_counter() - started, 1))
+        m.update(
+            successes=int(sum(m["success"])),
+            seeds=seeds,
+            K=list(map(float, ctl.K)),
+            energy_scale=ctl.energy_scale,
+            seconds=round(time.perf_counter() - started, 1),
+        )
         rows[label] = m
-        print(f"  {system_name} {label}: {m['successes']}/{seeds} up, times {m['time']} ({m['seconds']:g} s)",
-              flush=True)
+        print(
+            f"  {system_name} {label}: {m['successes']}/{seeds} up, times {m['time']} ({m['seconds']:g} s)", flush=True
+        )
         if figures:
-            one = res._replace(q=res.q[:, 0], qd=res.qd[:, 0], tau=res.tau[:, 0], measured_q=res.measured_q[:, 0],
-                               measured_qd=res.measured_qd[:, 0])
+            one = res._replace(
+                q=res.q[:, 0],
+                qd=res.qd[:, 0],
+                tau=res.tau[:, 0],
+                measured_q=res.measured_q[:, 0],
+                measured_qd=res.measured_qd[:, 0],
+            )
             slug = label.lower().replace(" ", "_")
-            control_plots.plot_swing_up(one, os.path.join(FIGS, f"{system_name}_swing_up_{slug}.png"),
-                                        joint_names=system.joint_names,
-                                        title=f"{system_name} swing-up, {label} energies, seed 0, {rate:g} Hz")
-    return dict(initial="at rest hanging down, positions uniform in +-0.05 (rad or m) from numpy rng(seed)",
-                noise_seed="one generator seeded 0 for the batch: each seed (row) its own noise realisation",
-                duration=duration, rows=rows)
+            control_plots.plot_swing_up(
+                one,
+                os.path.join(FIGS, f"{system_name}_swing_up_{slug}.png"),
+                joint_names=system.joint_names,
+                title=f"{system_name} swing-up, {label} energies, seed 0, {rate:g} Hz",
+            )
+    return dict(
+        initial="at rest hanging down, positions uniform in +-0.05 (rad or m) from numpy rng(seed)",
+        noise_seed="one generator seeded 0 for the batch: each seed (row) its own noise realisation",
+        duration=duration,
+        rows=rows,
+    )
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -335,72 +430,107 @@ def write_report(result: dict) -> None:
     with open(os.path.join(OUT, "control.json"), "w") as f:
         json.dump(result, f, indent=2)
     s = result["settings"]
-    lines = [f"# Closing the loop with learned models (issue 11)", "",
-             f"Written by `{COMMAND}` (trained runs cached in experiments/results/control/runs/; `--retrain` trains "
-             f"again). Control at {s['rate']:g} Hz with zero-order hold on the TRUE simulated system (RK4), Gaussian "
-             f"sensor noise std {s['noise'][0]:g} rad (m) on q and {s['noise'][1]:g} rad/s (m/s) on qd. Training: "
-             f"library defaults, one CPU thread, wall-clock budget per model as listed, seed 0; machine: 2 CPU cores "
-             f"shared with other jobs (load average at the end {result['load_average']:.2f}).", ""]
+    lines = [
+        "# Closing the loop with learned models (issue 11)",
+        "",
+        f"Written by `{COMMAND}` (trained runs cached in experiments/results/control/runs/; `--retrain` trains "
+        f"again). Control at {s['rate']:g} Hz with zero-order hold on the TRUE simulated system (RK4), Gaussian "
+        f"sensor noise std {s['noise'][0]:g} rad (m) on q and {s['noise'][1]:g} rad/s (m/s) on qd. Training: "
+        f"library defaults, one CPU thread, wall-clock budget per model as listed, seed 0; machine: 2 CPU cores "
+        f"shared with other jobs (load average at the end {result['load_average']:.2f}).",
+        "",
+    ]
     if result.get("hamiltonian"):
         lines += [f"Learned Hamiltonian: {result['hamiltonian']}", ""]
     for system, tr in result.get("tracking", {}).items():
         rec = TRACKING[system]
-        lines += [f"## Tracking: {system}", "",
-                  f"Held-out references {', '.join(tr['references'])} (tracked over their first "
-                  f"{tr['seconds_per_reference']:g} s of {rec['duration']:g} s; not seen in training) of {rec['trajectories']} generated Fourier trajectories; models trained "
-                  f"{rec['budget']:g} s each on the other {rec['trajectories'] - N_TEST}. PD gains kp = w^2 m_i, "
-                  f"kd = 2 zeta w m_i (m_i = 1 / (H^-1)_ii of the true H, median along the reference, "
-                  f"w = {tr['bandwidth']:g} rad/s, zeta = "
-                  f"{tr['damping']:g}); computed torque: w^2, 2 zeta w on accelerations. Errors pooled over the "
-                  f"references.", "",
-                  "| controller | RMS error norm [rad] | RMS error per joint [rad] | max error per joint [rad] | "
-                  "effort mean abs(tau)^2 | feed-forward torque error [N m] |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## Tracking: {system}",
+            "",
+            f"Held-out references {', '.join(tr['references'])} (tracked over their first "
+            f"{tr['seconds_per_reference']:g} s of {rec['duration']:g} s; not seen in training) of "
+            f"{rec['trajectories']} generated Fourier trajectories; models trained "
+            f"{rec['budget']:g} s each on the other {rec['trajectories'] - N_TEST}. PD gains kp = w^2 m_i, "
+            f"kd = 2 zeta w m_i (m_i = 1 / (H^-1)_ii of the true H, median along the reference, "
+            f"w = {tr['bandwidth']:g} rad/s, zeta = "
+            f"{tr['damping']:g}); computed torque: w^2, 2 zeta w on accelerations. Errors pooled over the "
+            f"references.",
+            "",
+            "| controller | RMS error norm [rad] | RMS error per joint [rad] | max error per joint [rad] | "
+            "effort mean abs(tau)^2 | feed-forward torque error [N m] |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, m in tr["rows"].items():
-            lines.append(f"| {name} | {m['rms_error_norm']:.3g} | {fmt(m['rms_error'])} | {fmt(m['max_error'])} | "
-                         f"{m['effort']:.4g} | {fmt(m.get('ff_torque_error'), 2)} |")
-        lines += ["", f"Feed-forward torque error: RMS per joint of the model's minus the true inverse dynamics along "
-                      f"the references [N m]; the true torque's RMS per joint is {fmt(tr.get('torque_rms'), 2)}."]
+            lines.append(
+                f"| {name} | {m['rms_error_norm']:.3g} | {fmt(m['rms_error'])} | {fmt(m['max_error'])} | "
+                f"{m['effort']:.4g} | {fmt(m.get('ff_torque_error'), 2)} |"
+            )
+        lines += [
+            "",
+            f"Feed-forward torque error: RMS per joint of the model's minus the true inverse dynamics along "
+            f"the references [N m]; the true torque's RMS per joint is {fmt(tr.get('torque_rms'), 2)}.",
+        ]
         r = tr["ratios"]
-        lines += ["", "Ratios of the RMS error norm: "
-                  f"PD / learned-FF = {fmt(r.get('pd_over_learned_ff'))} (worst joint "
-                  f"{fmt(r.get('pd_over_learned_ff_worst_joint'))}; target >= {tr['target_pd_ratio']:g}), "
-                  f"learned-FF / true-FF = {fmt(r.get('learned_ff_over_true_ff'))} (target <= 1.5), "
-                  f"mlp-FF / learned-FF = {fmt(r.get('mlp_ff_over_learned_ff'))} (target > 1), "
-                  f"PD / true-FF = {fmt(r.get('pd_over_true_ff'))}, PD / mlp-FF = {fmt(r.get('pd_over_mlp_ff'))}.",
-                  ""]
+        lines += [
+            "",
+            "Ratios of the RMS error norm: "
+            f"PD / learned-FF = {fmt(r.get('pd_over_learned_ff'))} (worst joint "
+            f"{fmt(r.get('pd_over_learned_ff_worst_joint'))}; target >= {tr['target_pd_ratio']:g}), "
+            f"learned-FF / true-FF = {fmt(r.get('learned_ff_over_true_ff'))} (target <= 1.5), "
+            f"mlp-FF / learned-FF = {fmt(r.get('mlp_ff_over_learned_ff'))} (target > 1), "
+            f"PD / true-FF = {fmt(r.get('pd_over_true_ff'))}, PD / mlp-FF = {fmt(r.get('pd_over_mlp_ff'))}.",
+            "",
+        ]
         for w, sw in tr.get("bandwidth_sweep", {}).items():
             r = sw["ratios"]
-            lines += [f"The same references with stiffer PD gains (w = {w} rad/s, same gains for every row):", "",
-                      "| controller | RMS error norm [rad] | RMS error per joint [rad] | max error per joint [rad] | "
-                      "effort mean abs(tau)^2 |", "|---|---|---|---|---|"]
+            lines += [
+                f"The same references with stiffer PD gains (w = {w} rad/s, same gains for every row):",
+                "",
+                "| controller | RMS error norm [rad] | RMS error per joint [rad] | max error per joint [rad] | "
+                "effort mean abs(tau)^2 |",
+                "|---|---|---|---|---|",
+            ]
             for name, m in sw["rows"].items():
-                lines.append(f"| {name} | {m['rms_error_norm']:.3g} | {fmt(m['rms_error'])} | {fmt(m['max_error'])} | "
-                             f"{m['effort']:.4g} |")
-            lines += ["", f"At w = {w}: PD / learned-FF = {fmt(r.get('pd_over_learned_ff'))}, learned-FF / true-FF = "
-                          f"{fmt(r.get('learned_ff_over_true_ff'))}, mlp-FF / learned-FF = "
-                          f"{fmt(r.get('mlp_ff_over_learned_ff'))}.", ""]
+                lines.append(
+                    f"| {name} | {m['rms_error_norm']:.3g} | {fmt(m['rms_error'])} | {fmt(m['max_error'])} | "
+                    f"{m['effort']:.4g} |"
+                )
+            lines += [
+                "",
+                f"At w = {w}: PD / learned-FF = {fmt(r.get('pd_over_learned_ff'))}, learned-FF / true-FF = "
+                f"{fmt(r.get('learned_ff_over_true_ff'))}, mlp-FF / learned-FF = "
+                f"{fmt(r.get('mlp_ff_over_learned_ff'))}.",
+                "",
+            ]
     for system, sw in result.get("swing_up", {}).items():
         rec = SWING_UP[system]
-        lines += [f"## Swing-up: {system}", "",
-                  f"Energy swing-up + LQR (delan.control.swing_up_controller defaults) from the model's energies and "
-                  f"linearisation; one structured DeLaN trained {rec['budget']:g} s on {rec['trajectories'] - N_TEST} "
-                  f"generated Fourier trajectories of the fully actuated {system} (one model for all seeds). "
-                  f"{sw['duration']:g} s per run; start {sw['initial']}; sensor noise: {sw['noise_seed']}. Success: "
-                  "within 0.1 rad of upright, held 2 s.", "",
-                  "| energies from | successes | time to upright per seed [s] | final distance per seed [rad] | "
-                  "RMS torque (actuated) |", "|---|---|---|---|---|"]
+        lines += [
+            f"## Swing-up: {system}",
+            "",
+            f"Energy swing-up + LQR (delan.control.swing_up_controller defaults) from the model's energies and "
+            f"linearisation; one structured DeLaN trained {rec['budget']:g} s on {rec['trajectories'] - N_TEST} "
+            f"generated Fourier trajectories of the fully actuated {system} (one model for all seeds). "
+            f"{sw['duration']:g} s per run; start {sw['initial']}; sensor noise: {sw['noise_seed']}. Success: "
+            "within 0.1 rad of upright, held 2 s.",
+            "",
+            "| energies from | successes | time to upright per seed [s] | final distance per seed [rad] | "
+            "RMS torque (actuated) |",
+            "|---|---|---|---|---|",
+        ]
         for name, m in sw["rows"].items():
             if "error" in m:
                 lines.append(f"| {name} | 0 / {m['seeds']} (no controller: {m['error']}) | | | |")
                 continue
             times = ", ".join("-" if t is None else f"{t:.2f}" for t in m["time"])
-            lines.append(f"| {name} | {m['successes']} / {m['seeds']} | {times} | {fmt(m['final_error'], 2)} | "
-                         f"{m['rms_torque'][0]:.3g} |")
+            lines.append(
+                f"| {name} | {m['successes']} / {m['seeds']} | {times} | {fmt(m['final_error'], 2)} | "
+                f"{m['rms_torque'][0]:.3g} |"
+            )
         lines.append("")
     lines += ["## Training", "", "| run | epochs | best epoch | seconds | friction |", "|---|---|---|---|---|"]
     for name, t in result["training"].items():
         fr = t["friction"]
-        fr = (f"{'learned' if fr.get('learned') else 'off'} ({fr.get('decided', '')})" if isinstance(fr, dict) else fr)
+        fr = f"{'learned' if fr.get('learned') else 'off'} ({fr.get('decided', '')})" if isinstance(fr, dict) else fr
         lines.append(f"| {name} | {t['epochs']} | {t['best_epoch']} | {t['seconds']} | {fr} |")
     lines.append("")
     with open(os.path.join(OUT, "control.md"), "w") as f:
@@ -428,8 +558,9 @@ def evaluate_system(system: str, hkind: Optional[str], rate: float, noise, seeds
         # the ratios depend on the gains (see the report): the feed-forward rows again, stiffer
         tr["bandwidth_sweep"] = {}
         for w in SWEEP_BANDWIDTHS:
-            sw = track(system, TRACKING[system], models, rate, noise, seconds, False, bandwidth=w,
-                       computed_torque=False)
+            sw = track(
+                system, TRACKING[system], models, rate, noise, seconds, False, bandwidth=w, computed_torque=False
+            )
             tr["bandwidth_sweep"][f"{w:g}"] = dict(rows=sw["rows"], ratios=ratios(sw["rows"]))
         return "tracking", tr
     models["true model"] = true
@@ -456,7 +587,9 @@ def main() -> int:
         try:
             import pinocchio  # noqa: F401
         except ImportError:
-            raise SystemExit("the Panda needs Pinocchio: pip install -e '.[robots]' (or --systems without panda)")
+            raise SystemExit(
+                "the Panda needs Pinocchio: pip install -e '.[robots]' (or --systems without panda)"
+            ) from None
 
     jobs = []
     for system in systems:
@@ -472,8 +605,14 @@ def main() -> int:
     training = train_jobs(jobs, args.retrain, args.parallel)
     print(f"training done ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    result = dict(command=COMMAND, settings=dict(rate=args.rate, noise=list(noise), seeds=args.seeds),
-                  hamiltonian=hamiltonian_note(hkind), training=training, tracking={}, swing_up={})
+    result = dict(
+        command=COMMAND,
+        settings=dict(rate=args.rate, noise=list(noise), seeds=args.seeds),
+        hamiltonian=hamiltonian_note(hkind),
+        training=training,
+        tracking={},
+        swing_up={},
+    )
     # a subset (--systems) keeps the other systems' results of the last run
     old_path = os.path.join(OUT, "control.json")
     if os.path.exists(old_path) and set(systems) != set(TRACKING) | set(SWING_UP):
@@ -481,13 +620,24 @@ def main() -> int:
             old = json.load(f)
         for section in ("tracking", "swing_up"):
             result[section].update({k: v for k, v in old.get(section, {}).items() if k not in systems})
-        result["training"] = {**{k: v for k, v in old.get("training", {}).items()
-                                 if k.rsplit("_", 1)[0] not in systems}, **training}
+        result["training"] = {
+            **{k: v for k, v in old.get("training", {}).items() if k.rsplit("_", 1)[0] not in systems},
+            **training,
+        }
     # one process per system, two at a time: each simulation is a serial loop on one thread
     with ProcessPoolExecutor(max_workers=args.parallel) as pool:
-        futures = {system: pool.submit(evaluate_system, system, hkind if f"{system}_{hkind}" in training else None,
-                                       args.rate, noise, args.seeds, not args.no_figures)
-                   for system in systems}
+        futures = {
+            system: pool.submit(
+                evaluate_system,
+                system,
+                hkind if f"{system}_{hkind}" in training else None,
+                args.rate,
+                noise,
+                args.seeds,
+                not args.no_figures,
+            )
+            for system in systems
+        }
         for system, fut in futures.items():
             section, out = fut.result()
             result[section][system] = out

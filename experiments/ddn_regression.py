@@ -24,6 +24,7 @@ the figures ``figures/ddn_regression_*.png`` under ``--out``.
 The report's sentences on why the settings are what they are quote the trials' figures from
 ``ddn_regression_trials.json`` (written by ``--trials``); without that file they say so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,16 +53,32 @@ QUANTITIES = ("f", "J", "H")
 # The seed's published numbers (MSE on its test grid), [dim][loss][activation] = (f, J, H).
 SEED: Dict[str, Dict[str, Dict[str, Tuple[float, float, float]]]] = {
     "1d": {
-        "type1": {"relu": (9.792e-6, 4.514e-4, 4.950e-1), "softplus": (6.909e-6, 1.807e-4, 5.930e-3),
-                  "tanh": (8.239e-7, 3.099e-5, 1.625e-3), "cos": (1.957e-7, 2.189e-6, 5.451e-5)},
-        "type2": {"relu": (5.077e-7, 2.661e-3, 4.950e-1), "softplus": (8.666e-6, 1.494e-4, 4.519e-3),
-                  "tanh": (7.563e-6, 4.345e-4, 8.642e-3), "cos": (1.746e-8, 5.731e-7, 1.209e-5)},
+        "type1": {
+            "relu": (9.792e-6, 4.514e-4, 4.950e-1),
+            "softplus": (6.909e-6, 1.807e-4, 5.930e-3),
+            "tanh": (8.239e-7, 3.099e-5, 1.625e-3),
+            "cos": (1.957e-7, 2.189e-6, 5.451e-5),
+        },
+        "type2": {
+            "relu": (5.077e-7, 2.661e-3, 4.950e-1),
+            "softplus": (8.666e-6, 1.494e-4, 4.519e-3),
+            "tanh": (7.563e-6, 4.345e-4, 8.642e-3),
+            "cos": (1.746e-8, 5.731e-7, 1.209e-5),
+        },
     },
     "2d": {
-        "type1": {"relu": (4.151e-5, 2.014e-3, 9.996e-1), "softplus": (2.851e-6, 3.656e-5, 1.288e-3),
-                  "tanh": (2.583e-6, 1.525e-5, 8.535e-4), "cos": (2.929e-7, 4.344e-6, 1.709e-4)},
-        "type2": {"relu": (3.293e-5, 4.962e-3, 9.996e-1), "softplus": (4.282e-5, 8.128e-4, 1.468e-2),
-                  "tanh": (8.361e-6, 4.349e-4, 1.163e-2), "cos": (2.118e-6, 7.038e-5, 1.316e-3)},
+        "type1": {
+            "relu": (4.151e-5, 2.014e-3, 9.996e-1),
+            "softplus": (2.851e-6, 3.656e-5, 1.288e-3),
+            "tanh": (2.583e-6, 1.525e-5, 8.535e-4),
+            "cos": (2.929e-7, 4.344e-6, 1.709e-4),
+        },
+        "type2": {
+            "relu": (3.293e-5, 4.962e-3, 9.996e-1),
+            "softplus": (4.282e-5, 8.128e-4, 1.468e-2),
+            "tanh": (8.361e-6, 4.349e-4, 1.163e-2),
+            "cos": (2.118e-6, 7.038e-5, 1.316e-3),
+        },
     },
 }
 
@@ -102,8 +119,9 @@ FULL = {
 # lr 1e-2, so they get more, smaller Adam steps at the seed's learning rate instead.
 RELU = dict(lr=1e-3, batch=256, steps=20000, lbfgs_iters=0)
 QUICK = {
-    dim: replace(s, n_train=2048, batch=256, steps=120, lbfgs_iters=10, lbfgs_samples=512,
-                 n_test=40 if dim == "1d" else 20)
+    dim: replace(
+        s, n_train=2048, batch=256, steps=120, lbfgs_iters=10, lbfgs_samples=512, n_test=40 if dim == "1d" else 20
+    )
     for dim, s in FULL.items()
 }
 
@@ -149,7 +167,11 @@ def training_data(dim: str, s: Settings, gen: torch.Generator, dtype: torch.dtyp
 def make_network(dim: str, activation: str, s: Settings, seed: int) -> ddn.DifferentialNetwork:
     torch.manual_seed(seed)
     return ddn.DifferentialNetwork(
-        1 if dim == "1d" else 2, 1, width=s.width, depth=s.depth, activation=activation,
+        1 if dim == "1d" else 2,
+        1,
+        width=s.width,
+        depth=s.depth,
+        activation=activation,
         dtype=getattr(torch, s.dtype),
     )
 
@@ -174,7 +196,7 @@ def train_adam(net: ddn.DifferentialNetwork, loss: str, data, s: Settings, seed:
         k = step % per_epoch
         if k == 0:
             perm = torch.randperm(x.shape[0], generator=gen)
-        idx = perm[k * s.batch:(k + 1) * s.batch]
+        idx = perm[k * s.batch : (k + 1) * s.batch]
         value = loss_fn(net, loss, x[idx], f[idx], J[idx])
         opt.zero_grad(set_to_none=True)
         value.backward()
@@ -195,8 +217,15 @@ def polish_lbfgs(net: ddn.DifferentialNetwork, loss: str, data, s: Settings) -> 
     net.to(dt)
     x, f, J = (t[: s.lbfgs_samples].to(dt) for t in data)
     params = list(net.parameters())
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=s.lbfgs_iters, history_size=50,
-                            tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=s.lbfgs_iters,
+        history_size=50,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+        line_search_fn="strong_wolfe",
+    )
     last = [float("nan")]
 
     def closure():
@@ -255,8 +284,12 @@ TRIALS = [
     ("tanh_type1_adam12000", "type1", "tanh", dict(steps=12000, lbfgs_iters=0)),
     ("tanh_type1_adam3000_lbfgs500", "type1", "tanh", dict(steps=3000, lbfgs_iters=500)),
     ("tanh_type1_adam3000_lbfgs500_float32", "type1", "tanh", dict(steps=3000, lbfgs_iters=500, lbfgs_dtype="float32")),
-    ("softplus_type1_adam3000_lbfgs500_float32", "type1", "softplus",
-     dict(steps=3000, lbfgs_iters=500, lbfgs_dtype="float32")),
+    (
+        "softplus_type1_adam3000_lbfgs500_float32",
+        "type1",
+        "softplus",
+        dict(steps=3000, lbfgs_iters=500, lbfgs_dtype="float32"),
+    ),
     ("relu_type1_smooth_settings", "type1", "relu", dict()),
     ("relu_type1_adam_only", "type1", "relu", dict(RELU)),
     # appended last: each trial seeds its own data and weights, so the order changes no figure
@@ -277,10 +310,20 @@ def run_trials(seed: int) -> Dict[str, dict]:
         net = make_network("1d", act, s, s.seed * 1000 + ACTIVATIONS.index(act) * 10)
         final = train(net, loss, data, s, s.seed * 1000 + 1 + LOSSES.index(loss))
         err = errors(predict(net, x_test.to(next(net.parameters()).dtype)), truth)
-        out[key] = dict(loss=loss, activation=act, overrides=overrides, errors=err, train_loss=final,
-                        lbfgs_iterations=getattr(net, "lbfgs_iterations", 0), seconds=time.perf_counter() - t0)
-        print(f"trial {key}: f {err['f']:.2e}  J {err['J']:.2e}  L-BFGS iterations "
-              f"{out[key]['lbfgs_iterations']}  ({out[key]['seconds']:.0f} s)", flush=True)
+        out[key] = dict(
+            loss=loss,
+            activation=act,
+            overrides=overrides,
+            errors=err,
+            train_loss=final,
+            lbfgs_iterations=getattr(net, "lbfgs_iterations", 0),
+            seconds=time.perf_counter() - t0,
+        )
+        print(
+            f"trial {key}: f {err['f']:.2e}  J {err['J']:.2e}  L-BFGS iterations "
+            f"{out[key]['lbfgs_iterations']}  ({out[key]['seconds']:.0f} s)",
+            flush=True,
+        )
     return out
 
 
@@ -312,37 +355,52 @@ def trial_sentences(trials) -> Dict[str, str]:
     out = {}
     if "cos_type2_adam_lr1e-3_constant" in trials:
         const = "cos_type2_adam_lr1e-3_constant"
-        out["lr"] = (f"1-d type 2 cos, Adam alone at batch 1024: f error {e(b1024, 'f')} with lr 1e-2 annealed, "
-                     f"{e(const, 'f')} with a constant 1e-3 over the same steps; the annealed schedule's error is "
-                     f"{_compare(err(b1024, 'f'), err(const, 'f'))} the constant one's")
+        out["lr"] = (
+            f"1-d type 2 cos, Adam alone at batch 1024: f error {e(b1024, 'f')} with lr 1e-2 annealed, "
+            f"{e(const, 'f')} with a constant 1e-3 over the same steps; the annealed schedule's error is "
+            f"{_compare(err(b1024, 'f'), err(const, 'f'))} the constant one's"
+        )
     else:
         out["lr"] = "(constant learning rate not measured: rerun --trials)"
-    verdict = ("the larger batch lowered the error" if err(b1024, "f") < err(b256, "f")
-               else "the larger batch did not lower the error")
-    out["batch"] = (f"1-d type 2 cos, Adam alone: f error {e(b256, 'f')} at batch 256, {e(b1024, 'f')} at batch "
-                    f"1024 ({secs(b256)} and {secs(b1024)}): batch 1024 is "
-                    f"{_compare(err(b1024, 'f'), err(b256, 'f'))} batch 256 here; {verdict}")
+    verdict = (
+        "the larger batch lowered the error"
+        if err(b1024, "f") < err(b256, "f")
+        else "the larger batch did not lower the error"
+    )
+    out["batch"] = (
+        f"1-d type 2 cos, Adam alone: f error {e(b256, 'f')} at batch 256, {e(b1024, 'f')} at batch "
+        f"1024 ({secs(b256)} and {secs(b1024)}): batch 1024 is "
+        f"{_compare(err(b1024, 'f'), err(b256, 'f'))} batch 256 here; {verdict}"
+    )
     adam, polish = "tanh_type1_adam12000", "tanh_type1_adam3000_lbfgs500"
-    won, lost = (("the polish", "Adam alone") if err(polish, "f") < err(adam, "f") else ("Adam alone", "the polish"))
+    won, lost = ("the polish", "Adam alone") if err(polish, "f") < err(adam, "f") else ("Adam alone", "the polish")
     faster = trials[adam].get("seconds", 0.0) < trials[polish].get("seconds", 0.0)
     quicker = {True: "less", False: "more"}[(won == "Adam alone") == faster]
-    out["lbfgs"] = (f"1-d type 1 tanh in our trials: 12000 Adam steps reached an f error of {e(adam, 'f')} "
-                    f"in {secs(adam)}; 3000 Adam steps plus 500 L-BFGS iterations {e(polish, 'f')} in "
-                    f"{secs(polish)}, {_compare(err(polish, 'f'), err(adam, 'f'))} Adam alone: {won} reached "
-                    f"the lower error, in {quicker} time than {lost}")
-    it = [trials[k]["lbfgs_iterations"] for k in ("tanh_type1_adam3000_lbfgs500_float32",
-                                                  "softplus_type1_adam3000_lbfgs500_float32")]
+    out["lbfgs"] = (
+        f"1-d type 1 tanh in our trials: 12000 Adam steps reached an f error of {e(adam, 'f')} "
+        f"in {secs(adam)}; 3000 Adam steps plus 500 L-BFGS iterations {e(polish, 'f')} in "
+        f"{secs(polish)}, {_compare(err(polish, 'f'), err(adam, 'f'))} Adam alone: {won} reached "
+        f"the lower error, in {quicker} time than {lost}"
+    )
+    it = [
+        trials[k]["lbfgs_iterations"]
+        for k in ("tanh_type1_adam3000_lbfgs500_float32", "softplus_type1_adam3000_lbfgs500_float32")
+    ]
     f32 = "tanh_type1_adam3000_lbfgs500_float32"
-    out["float32"] = (f"In float32 the line search stopped after {min(it)} to {max(it)} of 500 iterations "
-                      f"(1-d type 1 tanh and softplus); the tanh model's f error was {e(f32, 'f')} in float32, "
-                      f"{e(polish, 'f')} in float64 ({_compare(err(f32, 'f'), err(polish, 'f'))} in float64)")
+    out["float32"] = (
+        f"In float32 the line search stopped after {min(it)} to {max(it)} of 500 iterations "
+        f"(1-d type 1 tanh and softplus); the tanh model's f error was {e(f32, 'f')} in float32, "
+        f"{e(polish, 'f')} in float64 ({_compare(err(f32, 'f'), err(polish, 'f'))} in float64)"
+    )
     smooth, alone = "relu_type1_smooth_settings", "relu_type1_adam_only"
     seed_j = SEED["1d"]["type1"]["relu"][1]
-    out["relu"] = (f"the 1-d type 1 ReLU model (its L-BFGS phase stopped after "
-                   f"{trials[smooth]['lbfgs_iterations']} iterations) reached a J error of {e(smooth, 'J')} "
-                   f"({_compare(err(smooth, 'J'), seed_j)} the seed's {seed_j:.1e}); Adam alone "
-                   f"at lr 1e-3, batch 256, 20000 steps reaches {e(alone, 'J')} "
-                   f"({_compare(err(alone, 'J'), err(smooth, 'J'))} the smooth settings)")
+    out["relu"] = (
+        f"the 1-d type 1 ReLU model (its L-BFGS phase stopped after "
+        f"{trials[smooth]['lbfgs_iterations']} iterations) reached a J error of {e(smooth, 'J')} "
+        f"({_compare(err(smooth, 'J'), seed_j)} the seed's {seed_j:.1e}); Adam alone "
+        f"at lr 1e-3, batch 256, 20000 steps reaches {e(alone, 'J')} "
+        f"({_compare(err(alone, 'J'), err(smooth, 'J'))} the smooth settings)"
+    )
     return out
 
 
@@ -382,11 +440,23 @@ def plot_1d(x, truth, preds, path: Path, dpi: int) -> None:
         ax.plot(x, truth[i].reshape(len(x)).numpy(), color="k", lw=2.5, label="truth")
         for loss, color, style in LOSS_STYLES:
             y = preds[loss][act][i].reshape(len(x)).numpy()
-            ax.plot(x, y, color=color, ls=style, lw=1.3,
-                    label=f"{loss}" + (" (f and df/dx)" if loss == "type1" else " (f only)"))
+            ax.plot(
+                x,
+                y,
+                color=color,
+                ls=style,
+                lw=1.3,
+                label=f"{loss}" + (" (f and df/dx)" if loss == "type1" else " (f only)"),
+            )
 
-    _grid_1d(x, ("$f = \\sin x$", "$f' = \\cos x$", "$f'' = -\\sin x$"),
-             "1-d: sin(x) and its derivatives, learned vs truth", draw, path, dpi)
+    _grid_1d(
+        x,
+        ("$f = \\sin x$", "$f' = \\cos x$", "$f'' = -\\sin x$"),
+        "1-d: sin(x) and its derivatives, learned vs truth",
+        draw,
+        path,
+        dpi,
+    )
 
 
 def plot_1d_errors(x, truth, preds, path: Path, dpi: int) -> None:
@@ -398,8 +468,14 @@ def plot_1d_errors(x, truth, preds, path: Path, dpi: int) -> None:
             err = (preds[loss][act][i] - truth[i]).abs().reshape(len(x)).double().numpy()
             ax.semilogy(x, np.maximum(err, 1e-12), color=color, ls=style, lw=1.2, label=loss)
 
-    _grid_1d(x, ("|f error|", "|f' error|", "|f'' error|"),
-             "1-d: absolute error of the learned f, f', f'' (log scale)", draw, path, dpi)
+    _grid_1d(
+        x,
+        ("|f error|", "|f' error|", "|f'' error|"),
+        "1-d: absolute error of the learned f, f', f'' (log scale)",
+        draw,
+        path,
+        dpi,
+    )
 
 
 def plot_2d(x, truth, preds, act: str, path: Path, dpi: int) -> None:
@@ -425,11 +501,13 @@ def plot_2d(x, truth, preds, act: str, path: Path, dpi: int) -> None:
             if is_error:
                 z = z - get(truth).double()
                 lim = float(z.abs().max()) or 1.0
-                im = ax.imshow(z.reshape(n, n).numpy(), origin="lower", extent=extent, cmap="RdBu_r",
-                               vmin=-lim, vmax=lim)
+                im = ax.imshow(
+                    z.reshape(n, n).numpy(), origin="lower", extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim
+                )
             else:
-                im = ax.imshow(z.reshape(n, n).numpy(), origin="lower", extent=extent, cmap="Spectral_r",
-                               vmin=-1, vmax=1)
+                im = ax.imshow(
+                    z.reshape(n, n).numpy(), origin="lower", extent=extent, cmap="Spectral_r", vmin=-1, vmax=1
+                )
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, format="%.1e" if is_error else "%.1f")
             ax.set_xticks([-3, 0, 3])
             ax.set_yticks([-3, 0, 3])
@@ -450,8 +528,15 @@ def comparisons(results):
     for dim in DIMS:
         for loss in LOSSES:
             for act in ACTIVATIONS:
-                yield dim, loss, act, [(q, seed_value, results[dim][loss][act][q])
-                                       for q, seed_value in zip(QUANTITIES, SEED[dim][loss][act])]
+                yield (
+                    dim,
+                    loss,
+                    act,
+                    [
+                        (q, seed_value, results[dim][loss][act][q])
+                        for q, seed_value in zip(QUANTITIES, SEED[dim][loss][act])
+                    ],
+                )
 
 
 def table_lines(results) -> list:
@@ -496,15 +581,21 @@ def write_report(out: Path) -> Path:
     trial = trial_sentences(json.loads(trials_path.read_text()) if trials_path.exists() else None)
     n_worse = sum(
         results[d][l][a][q] > SEED[d][l][a][k]
-        for d in DIMS for l in LOSSES for a in ACTIVATIONS for k, q in enumerate(QUANTITIES)
+        for d in DIMS
+        for l in LOSSES
+        for a in ACTIVATIONS
+        for k, q in enumerate(QUANTITIES)
         if not (a == "relu" and q == "H")
     )
     worse = []
     for d in DIMS:
         for l in LOSSES:
             for a in ACTIVATIONS:
-                qs = [q for k, q in enumerate(QUANTITIES)
-                      if results[d][l][a][q] > SEED[d][l][a][k] and not (a == "relu" and q == "H")]
+                qs = [
+                    q
+                    for k, q in enumerate(QUANTITIES)
+                    if results[d][l][a][q] > SEED[d][l][a][k] and not (a == "relu" and q == "H")
+                ]
                 if qs:
                     worse.append(f"{d} {l} {a} ({', '.join(qs)})")
     s1, s2 = settings["1d"], settings["2d"]
@@ -543,8 +634,7 @@ def write_report(out: Path) -> Path:
         f"Ours is worse than the seed in {n_worse} of 44 comparable entries (all but ReLU's H)"
         + (": " + "; ".join(worse) + " (see the note on the seed's setup below)." if worse else "."),
         "",
-        "Final training loss (L-BFGS batch, or the last 100 Adam minibatches) and training time "
-        "per model:",
+        "Final training loss (L-BFGS batch, or the last 100 Adam minibatches) and training time per model:",
         "",
         "| dim | loss | " + " | ".join(ACTIVATIONS) + " |",
         "|---|---|" + "---|" * len(ACTIVATIONS),
@@ -570,9 +660,13 @@ def write_report(out: Path) -> Path:
         "strong-Wolfe line search | "
         f"{s2.lbfgs_iters} iterations, full batch of {s2.lbfgs_samples}, same |",
         f"| dtype | float32 | Adam {s1.dtype}, L-BFGS and evaluation {s1.lbfgs_dtype} | same |",
-        "| ReLU models | | " + ("as above" if quick else
-        f"Adam only: lr {RELU['lr']:g} cosine-annealed to {s1.lr_final:g}, batch {RELU['batch']}, "
-        f"{RELU['steps']} steps, no L-BFGS")
+        "| ReLU models | | "
+        + (
+            "as above"
+            if quick
+            else f"Adam only: lr {RELU['lr']:g} cosine-annealed to {s1.lr_final:g}, batch {RELU['batch']}, "
+            f"{RELU['steps']} steps, no L-BFGS"
+        )
         + " | same |",
         "| initialisation | | ddn default (xavier_normal, zero biases); type 1 and type 2 models of an activation "
         "start from the same weights | same |",
@@ -584,9 +678,12 @@ def write_report(out: Path) -> Path:
         "* **No weight decay.** The seed's L2 penalty, 1e-6 x |theta|^2, is "
         f"{penalty[0]:.1e} (1-d) and {penalty[1]:.1e} (2-d) for these networks at initialisation; the final "
         f"training losses of the smooth models are {min(smooth_losses):.1e} to {max(smooth_losses):.1e} "
-        "(table above)" + (": the penalty would outweigh the data loss and pull the fit away from the data."
-                           if min(penalty) > max(smooth_losses) else
-                           ", not all below the penalty (a quick run's losses say little here)."),
+        "(table above)"
+        + (
+            ": the penalty would outweigh the data loss and pull the fit away from the data."
+            if min(penalty) > max(smooth_losses)
+            else ", not all below the penalty (a quick run's losses say little here)."
+        ),
         f"* **A larger, annealed learning rate**: lr {s1.lr:g} cosine-annealed to {s1.lr_final:g} "
         f"instead of the seed's constant 1e-3 ({trial['lr']}).",
         f"* **Batch size** {s1.batch} in the smooth models' Adam phase, which the L-BFGS polish "
@@ -646,10 +743,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="experiments/results", help="output folder (default: experiments/results)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
-    parser.add_argument("--trials", action="store_true",
-                        help="run the trials behind the settings' reasons (ddn_regression_trials.json) and stop")
-    parser.add_argument("--report", action="store_true",
-                        help="rewrite ddn_regression.md from the JSON files under --out, without training")
+    parser.add_argument(
+        "--trials",
+        action="store_true",
+        help="run the trials behind the settings' reasons (ddn_regression_trials.json) and stop",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="rewrite ddn_regression.md from the JSON files under --out, without training",
+    )
     args = parser.parse_args(argv)
     if args.report:
         print(f"wrote {write_report(Path(args.out))}")
@@ -694,8 +797,11 @@ def main(argv=None) -> int:
                 train_losses[dim][loss][act] = final
                 preds[loss][act] = pred
                 times[dim][loss][act] = time.perf_counter() - t1
-                print(f"{dim} {loss} {act:8}: f {err['f']:.3e}  J {err['J']:.3e}  H {err['H']:.3e}"
-                      f"  (train loss {final:.2e}, {times[dim][loss][act]:.1f}s)", flush=True)
+                print(
+                    f"{dim} {loss} {act:8}: f {err['f']:.3e}  J {err['J']:.3e}  H {err['H']:.3e}"
+                    f"  (train loss {final:.2e}, {times[dim][loss][act]:.1f}s)",
+                    flush=True,
+                )
         if dim == "1d":
             plot_1d(x_test, truth, preds, fig_dir / "ddn_regression_1d.png", dpi)
             plot_1d_errors(x_test, truth, preds, fig_dir / "ddn_regression_1d_errors.png", dpi)
@@ -710,10 +816,18 @@ def main(argv=None) -> int:
 
     json_path = out / "ddn_regression.json"
     atomic_write_json(str(json_path), results)
-    run = dict(command=command, quick=args.quick, wall=wall, torch=torch.__version__,
-               threads=torch.get_num_threads(), machine=platform.machine(),
-               settings={d: asdict(v) for d, v in settings.items()},
-               train_losses=train_losses, times=times, figures=figures)
+    run = dict(
+        command=command,
+        quick=args.quick,
+        wall=wall,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        machine=platform.machine(),
+        settings={d: asdict(v) for d, v in settings.items()},
+        train_losses=train_losses,
+        times=times,
+        figures=figures,
+    )
     atomic_write_json(str(out / "ddn_regression_run.json"), run)
     md_path = write_report(out)
     print()

@@ -37,6 +37,7 @@ set's best other setting again at seeds 1 and 2 (``--keep`` merges the runs).
 Writes experiments/results/defaults_study.{json,md}; data files are made in
 experiments/results/defaults_study/ (seeded, not committed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,32 +56,88 @@ sys.path.insert(0, HERE)
 
 # name -> (generator arguments, held-out trajectory names)
 DATASETS: Dict[str, Dict[str, Any]] = {
-    "two-link-25hz": dict(system="two-link", kind="characters", duration=5.0, rate=25.0,
-                          params=dict(masses=(1.4, 0.9), lengths=(0.45, 0.55)), test=["a", "e", "m", "s"]),
-    "two-link-200hz-noisy": dict(system="two-link", kind="fourier", n=10, duration=5.0, rate=200.0, noise=0.001,
-                                 estimate=True, params=dict(masses=(2.5, 1.2), lengths=(0.4, 0.6)),
-                                 test=["fourier_003", "fourier_007"]),
-    "two-link-1khz-friction": dict(system="two-link", kind="fourier", n=6, duration=4.0, rate=1000.0,
-                                   friction=True, params=dict(masses=(1.8, 0.6), viscous=(0.3, 0.2),
-                                                              coulomb=(0.2, 0.1), armature=(0.05, 0.03)),
-                                   test=["fourier_002"]),
-    "cartpole": dict(system="cartpole", kind="fourier", n=10, duration=5.0, rate=100.0,
-                     params=dict(cart_mass=0.7, pole_mass=0.3, com=0.4), test=["fourier_003", "fourier_007"]),
-    "furuta": dict(system="furuta", kind="fourier", n=10, duration=5.0, rate=100.0,
-                   params=dict(arm_inertia=8e-5, pendulum_mass=0.03, com=0.06), test=["fourier_003", "fourier_007"]),
-    "panda": dict(system="panda", kind="fourier", n=20, duration=10.0, rate=100.0,
-                  test=["fourier_003", "fourier_008", "fourier_013", "fourier_018"]),
-    "double-pendulum": dict(system="two-link", kind="real-log", n=8, duration=10.0, rate=500.0, friction=True,
-                            params=dict(masses=(1.1, 0.8), lengths=(0.35, 0.4), viscous=(0.05, 0.03),
-                                        coulomb=(0.08, 0.05), armature=(0.02, 0.01)),
-                            test=["fourier_002", "fourier_005"]),
+    "two-link-25hz": dict(
+        system="two-link",
+        kind="characters",
+        duration=5.0,
+        rate=25.0,
+        params=dict(masses=(1.4, 0.9), lengths=(0.45, 0.55)),
+        test=["a", "e", "m", "s"],
+    ),
+    "two-link-200hz-noisy": dict(
+        system="two-link",
+        kind="fourier",
+        n=10,
+        duration=5.0,
+        rate=200.0,
+        noise=0.001,
+        estimate=True,
+        params=dict(masses=(2.5, 1.2), lengths=(0.4, 0.6)),
+        test=["fourier_003", "fourier_007"],
+    ),
+    "two-link-1khz-friction": dict(
+        system="two-link",
+        kind="fourier",
+        n=6,
+        duration=4.0,
+        rate=1000.0,
+        friction=True,
+        params=dict(masses=(1.8, 0.6), viscous=(0.3, 0.2), coulomb=(0.2, 0.1), armature=(0.05, 0.03)),
+        test=["fourier_002"],
+    ),
+    "cartpole": dict(
+        system="cartpole",
+        kind="fourier",
+        n=10,
+        duration=5.0,
+        rate=100.0,
+        params=dict(cart_mass=0.7, pole_mass=0.3, com=0.4),
+        test=["fourier_003", "fourier_007"],
+    ),
+    "furuta": dict(
+        system="furuta",
+        kind="fourier",
+        n=10,
+        duration=5.0,
+        rate=100.0,
+        params=dict(arm_inertia=8e-5, pendulum_mass=0.03, com=0.06),
+        test=["fourier_003", "fourier_007"],
+    ),
+    "panda": dict(
+        system="panda",
+        kind="fourier",
+        n=20,
+        duration=10.0,
+        rate=100.0,
+        test=["fourier_003", "fourier_008", "fourier_013", "fourier_018"],
+    ),
+    "double-pendulum": dict(
+        system="two-link",
+        kind="real-log",
+        n=8,
+        duration=10.0,
+        rate=500.0,
+        friction=True,
+        params=dict(
+            masses=(1.1, 0.8), lengths=(0.35, 0.4), viscous=(0.05, 0.03), coulomb=(0.08, 0.05), armature=(0.02, 0.01)
+        ),
+        test=["fourier_002", "fourier_005"],
+    ),
 }
 
 # the first release: 1000 epochs, lr 1e-3 constant, torque + per-joint forward loss, no friction,
 # no output scales, joint types unknown (q as is); its random whole validation trajectory is
 # added in run_one
-OLD_DEFAULTS = dict(epochs=1000, lr=1e-3, schedule="constant", forward_norm="joint", joint_types="prismatic",
-                    friction=False, scale_outputs=False, loss_weights={"inverse": 1.0, "forward": 1.0, "power": 0.0})
+OLD_DEFAULTS = dict(
+    epochs=1000,
+    lr=1e-3,
+    schedule="constant",
+    forward_norm="joint",
+    joint_types="prismatic",
+    friction=False,
+    scale_outputs=False,
+    loss_weights={"inverse": 1.0, "forward": 1.0, "power": 0.0},
+)
 SETTINGS: Dict[str, Dict[str, Any]] = {
     "new-defaults": {},
     "old-defaults": OLD_DEFAULTS,
@@ -98,7 +155,7 @@ def _smooth_step(t: np.ndarray, t0: float, t1: float):
     """Quintic 0 -> 1 on [t0, t1] with its first and second time derivatives."""
     T = t1 - t0
     u = np.clip((t - t0) / T, 0.0, 1.0)
-    return u ** 3 * (10 - 15 * u + 6 * u ** 2), 30 * u ** 2 * (1 - u) ** 2 / T, 60 * u * (1 - u) * (1 - 2 * u) / T ** 2
+    return u**3 * (10 - 15 * u + 6 * u**2), 30 * u**2 * (1 - u) ** 2 / T, 60 * u * (1 - u) * (1 - 2 * u) / T**2
 
 
 def swing_up(t: np.ndarray):
@@ -108,7 +165,7 @@ def swing_up(t: np.ndarray):
     down, downd, downdd = _smooth_step(t, 6.0, 9.0)
     s, sd, sdd = up - down, upd - downd, updd - downdd
     w = 2 * math.pi * 0.7
-    wig, wigd, wigdd = 0.1 * np.sin(w * t), 0.1 * w * np.cos(w * t), -0.1 * w ** 2 * np.sin(w * t)
+    wig, wigd, wigdd = 0.1 * np.sin(w * t), 0.1 * w * np.cos(w * t), -0.1 * w**2 * np.sin(w * t)
     q = np.stack([math.pi * s + wig, 2 * math.pi * s - wig], -1)
     qd = np.stack([math.pi * sd + wigd, 2 * math.pi * sd - wigd], -1)
     qdd = np.stack([math.pi * sdd + wigdd, 2 * math.pi * sdd - wigdd], -1)
@@ -139,11 +196,21 @@ def _real_log(spec: dict, seed: int):
             terms = system.terms(*(torch.as_tensor(x) for x in (q, qd, qdd)))
         tau = terms.tau.numpy() + rng.normal(scale=0.02, size=q.shape)
         q_meas = q + rng.normal(scale=1e-4, size=q.shape)
-        truth = {"H": terms.H.numpy(), "tau_inertial": terms.inertial.numpy(), "tau_coriolis": terms.coriolis.numpy(),
-                 "tau_gravity": terms.gravity.numpy(), "tau_friction": terms.friction.numpy()}
+        truth = {
+            "H": terms.H.numpy(),
+            "tau_inertial": terms.inertial.numpy(),
+            "tau_coriolis": terms.coriolis.numpy(),
+            "tau_gravity": terms.gravity.numpy(),
+            "tau_friction": terms.friction.numpy(),
+        }
         trs.append(Trajectory("swing_up" if ref is None else ref.name, t, q_meas, qd, qdd, tau, truth))
-    ds = Dataset(trs, 2, system.joint_names, system.name, {"generator": {"study": "double-pendulum", "seed": seed,
-                                                                          "system_params": system.describe()}})
+    ds = Dataset(
+        trs,
+        2,
+        system.joint_names,
+        system.name,
+        {"generator": {"study": "double-pendulum", "seed": seed, "system_params": system.describe()}},
+    )
     ds.joint_types = ["revolute", "revolute"]
     return ds
 
@@ -163,9 +230,17 @@ def make_data(name: str, folder: str, seed: int = 1) -> str:
         ds = _real_log(spec, seed)
         estimate = True
     else:
-        ds = generate_dataset(spec["system"], kind=spec["kind"], n_trajectories=spec.get("n"),
-                              duration=spec["duration"], rate=spec["rate"], noise=spec.get("noise", 0.0),
-                              friction=spec.get("friction", False), seed=seed, **spec.get("params", {}))
+        ds = generate_dataset(
+            spec["system"],
+            kind=spec["kind"],
+            n_trajectories=spec.get("n"),
+            duration=spec["duration"],
+            rate=spec["rate"],
+            noise=spec.get("noise", 0.0),
+            friction=spec.get("friction", False),
+            seed=seed,
+            **spec.get("params", {}),
+        )
         estimate = spec.get("estimate", False)
     tmp = path + ".part"
     save_dataset(ds, tmp)
@@ -197,11 +272,15 @@ def run_one(job: dict) -> dict:
     if job["setting"] == "old-defaults":
         options["validation"] = old_validation(load_dataset(job["data"]).names, spec["test"])
     options["seed"] = job["seed"]
-    run_dir = os.path.join(job["runs"], job["dataset"], f'{job["setting"]}-seed{job["seed"]}')
+    run_dir = os.path.join(job["runs"], job["dataset"], f"{job['setting']}-seed{job['seed']}")
     shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
-    row: Dict[str, Any] = {"dataset": job["dataset"], "setting": job["setting"], "seed": job["seed"],
-                           "options": SETTINGS[job["setting"]]}
+    row: Dict[str, Any] = {
+        "dataset": job["dataset"],
+        "setting": job["setting"],
+        "seed": job["seed"],
+        "options": SETTINGS[job["setting"]],
+    }
     try:
         run = train(job["data"], run_dir, test=spec["test"], time_budget=job["budget"], quiet=True, **options)
         m = evaluate(run, job["data"], test=spec["test"])
@@ -209,8 +288,12 @@ def run_one(job: dict) -> dict:
         row.update(error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         return row
     row.update({k: m[k] for k in METRICS if k in m})
-    row.update(epochs=run.summary["epochs"], best_epoch=run.summary["best_epoch"],
-               stop_reason=run.summary["stop_reason"], seconds=round(time.perf_counter() - started, 1))
+    row.update(
+        epochs=run.summary["epochs"],
+        best_epoch=run.summary["best_epoch"],
+        stop_reason=run.summary["stop_reason"],
+        seconds=round(time.perf_counter() - started, 1),
+    )
     return row
 
 
@@ -237,9 +320,11 @@ def identification(data: str, test: List[str]) -> dict:
     theta = ident.fit(tr["q"], tr["qd"], tr["qdd"], tr["tau"])
     pred = ident.predict(theta, te["q"], te["qd"], te["qdd"])
     err = ((pred - te["tau"]) ** 2).sum(-1)
-    return {"torque_mse": float(err.mean()),
-            "torque_nmse": float((((pred - te["tau"]) ** 2) / te["tau"].var(0)).sum(-1).mean()),
-            "theta": theta.tolist()}
+    return {
+        "torque_mse": float(err.mean()),
+        "torque_nmse": float((((pred - te["tau"]) ** 2) / te["tau"].var(0)).sum(-1).mean()),
+        "theta": theta.tolist(),
+    }
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -263,15 +348,20 @@ def summarise(rows: List[dict]) -> Dict[tuple, dict]:
 
 def report(rows: List[dict], ident: Dict[str, dict], budget: float) -> str:
     med = summarise(rows)
-    lines = [f"# Defaults study ({budget:g} s per run, 1 CPU thread each)", "",
-             "Made by `python experiments/defaults_study.py` (see its docstring for the data sets and the "
-             "command lines). nMSE: per-joint variance-normalised torque error on the held-out trajectories "
-             "(mean over samples of sum_j e_j^2 / var(tau_j)); VPT: valid prediction time of the learned "
-             "forward model [s]. Each entry of the first table is the median over the seeds run for that "
-             "setting (n: how many); a time-budgeted run differs from seed to seed and with the machine's "
-             "load, so single runs vary by up to about 2x.", "",
-             "| data set | old defaults nMSE (n) | new defaults nMSE (n) | best tuned nMSE (setting, n) | "
-             "new / best | VPT old | VPT new | VPT best-tuned |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Defaults study ({budget:g} s per run, 1 CPU thread each)",
+        "",
+        "Made by `python experiments/defaults_study.py` (see its docstring for the data sets and the "
+        "command lines). nMSE: per-joint variance-normalised torque error on the held-out trajectories "
+        "(mean over samples of sum_j e_j^2 / var(tau_j)); VPT: valid prediction time of the learned "
+        "forward model [s]. Each entry of the first table is the median over the seeds run for that "
+        "setting (n: how many); a time-budgeted run differs from seed to seed and with the machine's "
+        "load, so single runs vary by up to about 2x.",
+        "",
+        "| data set | old defaults nMSE (n) | new defaults nMSE (n) | best tuned nMSE (setting, n) | "
+        "new / best | VPT old | VPT new | VPT best-tuned |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in DATASETS:
         here = {s: m for (d, s), m in med.items() if d == name}
         if not here:
@@ -280,28 +370,40 @@ def report(rows: List[dict], ident: Dict[str, dict], budget: float) -> str:
         best_setting = min(here, key=lambda s: here[s]["torque_nmse"])
         best = here[best_setting]
         ratio = (new.get("torque_nmse") or math.nan) / best["torque_nmse"]
-        lines.append(f"| {name} | {_fmt(old.get('torque_nmse'))} ({old.get('seeds', 0)}) | "
-                     f"{_fmt(new.get('torque_nmse'))} ({new.get('seeds', 0)}) | {_fmt(best['torque_nmse'])} "
-                     f"({best_setting}, {best['seeds']}) | {ratio:.2f} | {_fmt(old.get('vpt'))} | "
-                     f"{_fmt(new.get('vpt'))} | {_fmt(best.get('vpt'))} |")
-    lines += ["", "All runs (torque MSE in the data's units; epochs; best epoch chosen by validation):", "",
-              "| data set | setting | seed | torque MSE | torque nMSE | inertial nMSE | Coriolis nMSE | gravity nMSE | "
-              "VPT [s] | epochs | best epoch |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {_fmt(old.get('torque_nmse'))} ({old.get('seeds', 0)}) | "
+            f"{_fmt(new.get('torque_nmse'))} ({new.get('seeds', 0)}) | {_fmt(best['torque_nmse'])} "
+            f"({best_setting}, {best['seeds']}) | {ratio:.2f} | {_fmt(old.get('vpt'))} | "
+            f"{_fmt(new.get('vpt'))} | {_fmt(best.get('vpt'))} |"
+        )
+    lines += [
+        "",
+        "All runs (torque MSE in the data's units; epochs; best epoch chosen by validation):",
+        "",
+        "| data set | setting | seed | torque MSE | torque nMSE | inertial nMSE | Coriolis nMSE | gravity nMSE | "
+        "VPT [s] | epochs | best epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         head = f"| {r['dataset']} | {r['setting']} | {r.get('seed', 0)} |"
         if "error" in r:
             lines.append(f"{head} failed: {r['error']} | | | | | | | |")
             continue
-        lines.append(f"{head} {_fmt(r.get('torque_mse'))} | {_fmt(r.get('torque_nmse'))} | "
-                     f"{_fmt(r.get('inertial_nmse'))} | {_fmt(r.get('coriolis_nmse'))} | "
-                     f"{_fmt(r.get('gravity_nmse'))} | "
-                     f"{_fmt(r.get('vpt'))} | {r.get('epochs')} | {r.get('best_epoch')} |")
+        lines.append(
+            f"{head} {_fmt(r.get('torque_mse'))} | {_fmt(r.get('torque_nmse'))} | "
+            f"{_fmt(r.get('inertial_nmse'))} | {_fmt(r.get('coriolis_nmse'))} | "
+            f"{_fmt(r.get('gravity_nmse'))} | "
+            f"{_fmt(r.get('vpt'))} | {r.get('epochs')} | {r.get('best_epoch')} |"
+        )
     for name, res in ident.items():
         new = med.get((name, "new-defaults"), {})
-        lines += ["", f"{name}: true model structure identified by least squares on the same training runs: "
-                      f"held-out torque MSE {res['torque_mse']:.4g} (nMSE {res['torque_nmse']:.3g}); new defaults "
-                      f"(median over seeds) {_fmt(new.get('torque_mse'))}, ratio "
-                      f"{(new.get('torque_mse') or math.nan) / res['torque_mse']:.2f}."]
+        lines += [
+            "",
+            f"{name}: true model structure identified by least squares on the same training runs: "
+            f"held-out torque MSE {res['torque_mse']:.4g} (nMSE {res['torque_nmse']:.3g}); new defaults "
+            f"(median over seeds) {_fmt(new.get('torque_mse'))}, ratio "
+            f"{(new.get('torque_mse') or math.nan) / res['torque_mse']:.2f}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -313,8 +415,9 @@ def main() -> int:
     ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--seeds", default="0", help="training seeds, comma-separated (each one run per setting)")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep the rows of other data sets, settings or seeds from an earlier JSON")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the rows of other data sets, settings or seeds from an earlier JSON"
+    )
     args = ap.parse_args()
     names, settings = args.datasets.split(","), args.settings.split(",")
     seeds = [int(x) for x in args.seeds.split(",")]
@@ -328,10 +431,17 @@ def main() -> int:
     rows: List[dict] = []
     if args.keep and os.path.exists(out_json):
         with open(out_json) as f:
-            rows = [r for r in json.load(f)["runs"]
-                    if not (r["dataset"] in names and r["setting"] in settings and r.get("seed", 0) in seeds)]
-    jobs = [dict(dataset=n, setting=s, seed=seed, data=files[n], budget=args.budget, runs=os.path.join(folder, "runs"))
-            for n in names for s in settings for seed in seeds]
+            rows = [
+                r
+                for r in json.load(f)["runs"]
+                if not (r["dataset"] in names and r["setting"] in settings and r.get("seed", 0) in seeds)
+            ]
+    jobs = [
+        dict(dataset=n, setting=s, seed=seed, data=files[n], budget=args.budget, runs=os.path.join(folder, "runs"))
+        for n in names
+        for s in settings
+        for seed in seeds
+    ]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for row in pool.map(run_one, jobs):
             print(json.dumps(row), flush=True)

@@ -28,6 +28,7 @@ of an earlier JSON, so the table can be rebuilt without retraining. Writes
 experiments/results/forward_models.{json,md} and experiments/results/forward_models/*.png; data and
 runs are made in experiments/results/forward_models/ (seeded; runs not committed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,32 +47,60 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "results")
 
 DATASETS: Dict[str, Dict[str, Any]] = {
-    "two-link-25hz": dict(system="two-link", kind="characters", duration=5.0, rate=25.0, q_noise=1e-4, tau_noise=1e-3,
-                          estimate=True,
-                          params=dict(masses=(1.4, 0.9), lengths=(0.45, 0.55)), test=["a", "e", "m", "s"],
-                          figure="e"),
-    "cartpole": dict(system="cartpole", kind="fourier", n=10, duration=5.0, rate=100.0,
-                     params=dict(cart_mass=0.7, pole_mass=0.3, com=0.4), test=["fourier_003", "fourier_007"],
-                     figure="fourier_003"),
-    "panda": dict(system="panda", kind="fourier", n=20, duration=10.0, rate=100.0,
-                  test=["fourier_003", "fourier_008", "fourier_013", "fourier_018"], figure="fourier_003"),
+    "two-link-25hz": dict(
+        system="two-link",
+        kind="characters",
+        duration=5.0,
+        rate=25.0,
+        q_noise=1e-4,
+        tau_noise=1e-3,
+        estimate=True,
+        params=dict(masses=(1.4, 0.9), lengths=(0.45, 0.55)),
+        test=["a", "e", "m", "s"],
+        figure="e",
+    ),
+    "cartpole": dict(
+        system="cartpole",
+        kind="fourier",
+        n=10,
+        duration=5.0,
+        rate=100.0,
+        params=dict(cart_mass=0.7, pole_mass=0.3, com=0.4),
+        test=["fourier_003", "fourier_007"],
+        figure="fourier_003",
+    ),
+    "panda": dict(
+        system="panda",
+        kind="fourier",
+        n=20,
+        duration=10.0,
+        rate=100.0,
+        test=["fourier_003", "fourier_008", "fourier_013", "fourier_018"],
+        figure="fourier_003",
+    ),
 }
 # the library's model kinds, in table order (those the installed delan lacks are skipped)
 KINDS = ["structured", "black-box", "hamiltonian", "black-box-hamiltonian", "mlp"]
 # the trajectory-training options of the "rollout" variant
 ROLLOUT = dict(rollout_horizon=8, rollout_weight=1.0, rollout_start=0.5, rollout_windows=64)
 # diagnostics of the rollout loss: its weight and horizon (structured DeLaN, see the report)
-VARIANTS = {"one-step": {}, "rollout": ROLLOUT, "rollout-w10": dict(ROLLOUT, rollout_weight=10.0),
-            "rollout-k4": dict(ROLLOUT, rollout_horizon=4)}
+VARIANTS = {
+    "one-step": {},
+    "rollout": ROLLOUT,
+    "rollout-w10": dict(ROLLOUT, rollout_weight=10.0),
+    "rollout-k4": dict(ROLLOUT, rollout_horizon=4),
+}
 METRICS = ("torque_nmse", "inertial_nmse", "coriolis_nmse", "gravity_nmse", "vpt_median", "vpt_mean")
 
 # Lutter & Peters, "Combining physics and deep learning to learn continuous-time dynamics models"
 # (journal version of DeLaN): 2-DoF character recordings of a real arm, median over 10 seeds,
 # thousands of epochs. THEIR figures on THEIR data, quoted for orientation only.
-QUOTED = {"structured Lagrangian": {"torque_nmse": 3.5e-5, "vpt": 2.3},
-          "structured Hamiltonian": {"torque_nmse": 7.9e-6, "vpt": 2.9},
-          "black-box Lagrangian": {"vpt": 2.8},
-          "feed-forward network": {"torque_nmse": 9.1e-4, "vpt": 1.8}}
+QUOTED = {
+    "structured Lagrangian": {"torque_nmse": 3.5e-5, "vpt": 2.3},
+    "structured Hamiltonian": {"torque_nmse": 7.9e-6, "vpt": 2.9},
+    "black-box Lagrangian": {"vpt": 2.8},
+    "feed-forward network": {"torque_nmse": 9.1e-4, "vpt": 1.8},
+}
 
 
 def available_kinds() -> List[str]:
@@ -93,12 +122,19 @@ def make_data(name: str, folder: str, seed: int = 3) -> str:
     if os.path.exists(path):
         return path
     spec = DATASETS[name]
-    ds = generate_dataset(spec["system"], kind=spec["kind"], n_trajectories=spec.get("n"), duration=spec["duration"],
-                          rate=spec["rate"], seed=seed, **spec.get("params", {}))
+    ds = generate_dataset(
+        spec["system"],
+        kind=spec["kind"],
+        n_trajectories=spec.get("n"),
+        duration=spec["duration"],
+        rate=spec["rate"],
+        seed=seed,
+        **spec.get("params", {}),
+    )
     rng = np.random.default_rng(seed)
     for tr in ds:  # sensor noise: encoder-like on q [rad], relative to each joint's torque RMS on tau
         tr.q = tr.q + rng.normal(scale=spec.get("q_noise", 0.0), size=tr.q.shape)
-        tr.tau = tr.tau + rng.normal(size=tr.tau.shape) * spec.get("tau_noise", 0.0) * np.sqrt((tr.tau ** 2).mean(0))
+        tr.tau = tr.tau + rng.normal(size=tr.tau.shape) * spec.get("tau_noise", 0.0) * np.sqrt((tr.tau**2).mean(0))
     tmp = path + ".part"
     save_dataset(ds, tmp)
     if spec.get("estimate"):
@@ -119,18 +155,31 @@ def run_one(job: dict) -> dict:
 
     torch.set_num_threads(1)
     spec = DATASETS[job["dataset"]]
-    run_dir = os.path.join(job["runs"], job["dataset"], f'{job["kind"]}-{job["variant"]}-seed{job["seed"]}')
+    run_dir = os.path.join(job["runs"], job["dataset"], f"{job['kind']}-{job['variant']}-seed{job['seed']}")
     cached = os.path.join(run_dir, "forward_models_eval.json")
-    row: Dict[str, Any] = {"dataset": job["dataset"], "kind": job["kind"], "variant": job["variant"],
-                           "seed": job["seed"], "options": VARIANTS[job["variant"]]}
+    row: Dict[str, Any] = {
+        "dataset": job["dataset"],
+        "kind": job["kind"],
+        "variant": job["variant"],
+        "seed": job["seed"],
+        "options": VARIANTS[job["variant"]],
+    }
     if job["keep"] and os.path.exists(cached):
         with open(cached) as f:
             return json.load(f)
     shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
     try:
-        run = train(job["data"], run_dir, test=spec["test"], model=job["kind"], time_budget=job["budget"],
-                    quiet=True, seed=job["seed"], **VARIANTS[job["variant"]])
+        run = train(
+            job["data"],
+            run_dir,
+            test=spec["test"],
+            model=job["kind"],
+            time_budget=job["budget"],
+            quiet=True,
+            seed=job["seed"],
+            **VARIANTS[job["variant"]],
+        )
         m = evaluate(run, job["data"], test=spec["test"], rollouts=job["kind"] != "mlp")
     except Exception as exc:  # a run that fails is a result, not a crash of the experiment
         row.update(error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
@@ -138,12 +187,20 @@ def run_one(job: dict) -> dict:
     row.update({k: m[k] for k in METRICS if k in m})
     if "vpt_per_trajectory" in m:
         v = list(m["vpt_per_trajectory"].values())
-        row.update(vpt_median=float(statistics.median(v)), vpt_mean=float(np.mean(v)),
-                   vpt_per_trajectory=m["vpt_per_trajectory"])
-    row.update(epochs=run.summary["epochs"], best_epoch=run.summary["best_epoch"],
-               stop_reason=run.summary["stop_reason"], train_seconds=run.summary["seconds"],
-               seconds_per_epoch=round(run.summary["seconds"] / max(run.summary["epochs"], 1), 4),
-               wall_seconds=round(time.perf_counter() - started, 1), run_dir=os.path.relpath(run_dir, HERE))
+        row.update(
+            vpt_median=float(statistics.median(v)),
+            vpt_mean=float(np.mean(v)),
+            vpt_per_trajectory=m["vpt_per_trajectory"],
+        )
+    row.update(
+        epochs=run.summary["epochs"],
+        best_epoch=run.summary["best_epoch"],
+        stop_reason=run.summary["stop_reason"],
+        train_seconds=run.summary["seconds"],
+        seconds_per_epoch=round(run.summary["seconds"] / max(run.summary["epochs"], 1), 4),
+        wall_seconds=round(time.perf_counter() - started, 1),
+        run_dir=os.path.relpath(run_dir, HERE),
+    )
     with open(cached, "w") as f:
         json.dump(row, f, indent=1)
     return row
@@ -162,8 +219,11 @@ def exact_reference(name: str, data: str) -> Dict[str, float]:
     held, _ = load_dataset(data).split(spec["test"])
     m = evaluate_model(system, held)
     v = list(m["vpt_per_trajectory"].values())
-    return {k: float(m["metrics"][k]) for k in ("torque_nmse", "inertial_nmse", "coriolis_nmse", "gravity_nmse")
-            if k in m["metrics"]} | {"vpt_median": float(statistics.median(v)), "vpt_mean": float(np.mean(v))}
+    return {
+        k: float(m["metrics"][k])
+        for k in ("torque_nmse", "inertial_nmse", "coriolis_nmse", "gravity_nmse")
+        if k in m["metrics"]
+    } | {"vpt_median": float(statistics.median(v)), "vpt_mean": float(np.mean(v))}
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -179,8 +239,11 @@ def summarise(rows: List[dict]) -> Dict[tuple, dict]:
             groups.setdefault((r["dataset"], r["kind"], r["variant"]), []).append(r)
     out = {}
     for key, rs in groups.items():
-        s: Dict[str, Any] = {"seeds": len(rs), "epochs": float(np.median([r["epochs"] for r in rs])),
-                             "seconds_per_epoch": float(np.median([r["seconds_per_epoch"] for r in rs]))}
+        s: Dict[str, Any] = {
+            "seeds": len(rs),
+            "epochs": float(np.median([r["epochs"] for r in rs])),
+            "seconds_per_epoch": float(np.median([r["seconds_per_epoch"] for r in rs])),
+        }
         for m in METRICS:
             vals = [r[m] for r in rs if r.get(m) is not None]
             if vals:
@@ -191,36 +254,53 @@ def summarise(rows: List[dict]) -> Dict[tuple, dict]:
 
 def report(rows: List[dict], budget: float, exact: Optional[Dict[str, dict]] = None) -> str:
     med = summarise(rows)
-    lines = [f"# Forward models ({budget:g} s per run, 1 CPU thread each)", "",
-             "Made by `python experiments/forward_models.py` (docstring: data, metrics, options). Each cell: "
-             "median over seeds [min - max]; VPT is each run's median over the held-out trajectories [s]. "
-             f"\"rollout\" adds the trajectory loss ({', '.join(f'{k}={v}' for k, v in ROLLOUT.items())}) to "
-             "the library defaults (\"one-step\"). Time-budgeted runs on a shared machine: epochs differ with "
-             "load.", ""]
+    lines = [
+        f"# Forward models ({budget:g} s per run, 1 CPU thread each)",
+        "",
+        "Made by `python experiments/forward_models.py` (docstring: data, metrics, options). Each cell: "
+        "median over seeds [min - max]; VPT is each run's median over the held-out trajectories [s]. "
+        f'"rollout" adds the trajectory loss ({", ".join(f"{k}={v}" for k, v in ROLLOUT.items())}) to '
+        'the library defaults ("one-step"). Time-budgeted runs on a shared machine: epochs differ with '
+        "load.",
+        "",
+    ]
     for name in DATASETS:
         here = {(k, v): s for (d, k, v), s in med.items() if d == name}
         if not here:
             continue
         spec = DATASETS[name]
-        lines += [f"## {name}", "", f"held out: {', '.join(spec['test'])}", "",
-                  "| model | variant | seeds | torque nMSE | inertial nMSE | Coriolis nMSE | gravity nMSE | "
-                  "VPT median [s] | epochs | s / epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {name}",
+            "",
+            f"held out: {', '.join(spec['test'])}",
+            "",
+            "| model | variant | seeds | torque nMSE | inertial nMSE | Coriolis nMSE | gravity nMSE | "
+            "VPT median [s] | epochs | s / epoch |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for kind in KINDS:
             for variant in VARIANTS:
                 s = here.get((kind, variant))
                 if s is None:
                     continue
-                cell = lambda m, s=s: (f"{_fmt(s[m][0])} [{_fmt(s[m][1], 2)} - {_fmt(s[m][2], 2)}]"  # noqa: E731
-                                       if m in s else "n/a")
-                lines.append(f"| {kind} | {variant} | {s['seeds']} | {cell('torque_nmse')} | {cell('inertial_nmse')} | "
-                             f"{cell('coriolis_nmse')} | {cell('gravity_nmse')} | {cell('vpt_median')} | "
-                             f"{s['epochs']:.0f} | {s['seconds_per_epoch']:.3g} |")
+                cell = lambda m, s=s: (
+                    f"{_fmt(s[m][0])} [{_fmt(s[m][1], 2)} - {_fmt(s[m][2], 2)}]"  # noqa: E731
+                    if m in s
+                    else "n/a"
+                )
+                lines.append(
+                    f"| {kind} | {variant} | {s['seeds']} | {cell('torque_nmse')} | {cell('inertial_nmse')} | "
+                    f"{cell('coriolis_nmse')} | {cell('gravity_nmse')} | {cell('vpt_median')} | "
+                    f"{s['epochs']:.0f} | {s['seconds_per_epoch']:.3g} |"
+                )
         ex = (exact or {}).get(name)
         if ex:
-            lines.append(f"| exact dynamics (the generating system; this data's ceiling) | - | - | "
-                         f"{_fmt(ex.get('torque_nmse'))} | {_fmt(ex.get('inertial_nmse'))} | "
-                         f"{_fmt(ex.get('coriolis_nmse'))} | {_fmt(ex.get('gravity_nmse'))} | "
-                         f"{_fmt(ex['vpt_median'])} | - | - |")
+            lines.append(
+                f"| exact dynamics (the generating system; this data's ceiling) | - | - | "
+                f"{_fmt(ex.get('torque_nmse'))} | {_fmt(ex.get('inertial_nmse'))} | "
+                f"{_fmt(ex.get('coriolis_nmse'))} | {_fmt(ex.get('gravity_nmse'))} | "
+                f"{_fmt(ex['vpt_median'])} | - | - |"
+            )
         base = here.get(("structured", "one-step"))
         if base and "vpt_median" in base:
             # the best of our models (kinds run with >= 3 seeds), each metric on its own
@@ -230,31 +310,48 @@ def report(rows: List[dict], budget: float, exact: Optional[Dict[str, dict]] = N
                 bv = max(with_vpt, key=lambda kv: with_vpt[kv]["vpt_median"][0])
                 bn = min(cands, key=lambda kv: cands[kv]["torque_nmse"][0])
                 v0, v1 = base["vpt_median"][0], with_vpt[bv]["vpt_median"][0]
-                lines += ["", f"Against the structured DeLaN with the defaults (VPT {v0:.3g} s, "
-                              f"torque nMSE {base['torque_nmse'][0]:.3g}): best median VPT {v1:.3g} s "
-                              f"({bv[0]}, {bv[1]}; {100 * (v1 / v0 - 1):+.0f} %), "
-                              f"best torque nMSE {cands[bn]['torque_nmse'][0]:.3g} ({bn[0]}, {bn[1]}; "
-                              f"{base['torque_nmse'][0] / cands[bn]['torque_nmse'][0]:.2f}x lower)."]
+                lines += [
+                    "",
+                    f"Against the structured DeLaN with the defaults (VPT {v0:.3g} s, "
+                    f"torque nMSE {base['torque_nmse'][0]:.3g}): best median VPT {v1:.3g} s "
+                    f"({bv[0]}, {bv[1]}; {100 * (v1 / v0 - 1):+.0f} %), "
+                    f"best torque nMSE {cands[bn]['torque_nmse'][0]:.3g} ({bn[0]}, {bn[1]}; "
+                    f"{base['torque_nmse'][0] / cands[bn]['torque_nmse'][0]:.2f}x lower).",
+                ]
         if os.path.exists(os.path.join(OUT, "forward_models", f"{name}-rollouts.png")):
-            lines += ["", f"Rollouts of held-out trajectory {spec['figure']!r} (seed 0): "
-                          f"forward_models/{name}-rollouts.png"]
+            lines += [
+                "",
+                f"Rollouts of held-out trajectory {spec['figure']!r} (seed 0): forward_models/{name}-rollouts.png",
+            ]
         lines.append("")
-    lines += ["## Quoted: the DeLaN journal paper (THEIR numbers, THEIR data)", "",
-              "Lutter & Peters, \"Combining physics and deep learning to learn continuous-time dynamics models\": "
-              "the published 2-DoF character recordings of a real arm, thousands of epochs, median over 10 seeds. "
-              "Not comparable one to one with the table above (other data, other budget); quoted for orientation.", "",
-              "| model (theirs) | torque nMSE | VPT [s] |", "|---|---|---|"]
+    lines += [
+        "## Quoted: the DeLaN journal paper (THEIR numbers, THEIR data)",
+        "",
+        'Lutter & Peters, "Combining physics and deep learning to learn continuous-time dynamics models": '
+        "the published 2-DoF character recordings of a real arm, thousands of epochs, median over 10 seeds. "
+        "Not comparable one to one with the table above (other data, other budget); quoted for orientation.",
+        "",
+        "| model (theirs) | torque nMSE | VPT [s] |",
+        "|---|---|---|",
+    ]
     for label, v in QUOTED.items():
         lines.append(f"| {label} | {_fmt(v.get('torque_nmse'))} | {_fmt(v.get('vpt'))} |")
-    lines += ["", "All runs:", "", "| data set | model | variant | seed | torque nMSE | VPT median [s] | epochs | "
-              "best epoch |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "All runs:",
+        "",
+        "| data set | model | variant | seed | torque nMSE | VPT median [s] | epochs | best epoch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         head = f"| {r['dataset']} | {r['kind']} | {r['variant']} | {r['seed']} |"
         if "error" in r:
             lines.append(f"{head} failed: {r['error']} | | | |")
             continue
-        lines.append(f"{head} {_fmt(r.get('torque_nmse'))} | {_fmt(r.get('vpt_median'))} | {r.get('epochs')} | "
-                     f"{r.get('best_epoch')} |")
+        lines.append(
+            f"{head} {_fmt(r.get('torque_nmse'))} | {_fmt(r.get('vpt_median'))} | {r.get('epochs')} | "
+            f"{r.get('best_epoch')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -289,16 +386,28 @@ def rollout_figure(name: str, data: str, rows: List[dict], folder: str) -> Optio
             for k in range(len(tr.t) - 1):
                 span = float(tr.t[k + 1] - tr.t[k])
                 tau = torch.as_tensor(tr.tau[k], dtype=dtype, device=device)
-                ro = rollout(model, q, qd, lambda t, a, b, tau=tau: tau, span / VPT_SUBSTEPS, VPT_SUBSTEPS, "rk4",
-                             stop_on_divergence=True)
+                ro = rollout(
+                    model,
+                    q,
+                    qd,
+                    lambda t, a, b, tau=tau: tau,
+                    span / VPT_SUBSTEPS,
+                    VPT_SUBSTEPS,
+                    "rk4",
+                    stop_on_divergence=True,
+                )
                 if ro.diverged_at is not None:
                     break
                 q, qd = ro.q[-1], ro.qd[-1]
                 qs.append(q.numpy().copy())
         qs = np.array(qs)
         for j in range(n):
-            axes[j, 0].plot(tr.t[:len(qs)] - tr.t[0], qs[:, j], lw=1,
-                            label=f"{r['kind']} {r['variant']} (VPT {r.get('vpt_median', float('nan')):.2f} s)")
+            axes[j, 0].plot(
+                tr.t[: len(qs)] - tr.t[0],
+                qs[:, j],
+                lw=1,
+                label=f"{r['kind']} {r['variant']} (VPT {r.get('vpt_median', float('nan')):.2f} s)",
+            )
     for j in range(n):
         axes[j, 0].set_ylabel(f"q{j + 1}")
         lo, hi = tr.q[:, j].min(), tr.q[:, j].max()
@@ -322,16 +431,20 @@ def main() -> int:
     ap.add_argument("--kinds", default=None, help="model kinds (default: every kind the library has)")
     ap.add_argument("--variants", default="one-step,rollout")
     ap.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
-    ap.add_argument("--keep", action="store_true",
-                    help="reuse finished runs and keep the rows of other runs from an earlier JSON")
+    ap.add_argument(
+        "--keep", action="store_true", help="reuse finished runs and keep the rows of other runs from an earlier JSON"
+    )
     ap.add_argument("--report-only", action="store_true", help="rebuild the table and figures from the JSON")
     args = ap.parse_args()
     names = args.datasets.split(",")
     kinds = args.kinds.split(",") if args.kinds else available_kinds()
     variants = args.variants.split(",")
     seeds = [int(x) for x in args.seeds.split(",")]
-    unknown = ([x for x in names if x not in DATASETS] + [x for x in kinds if x not in KINDS]
-               + [x for x in variants if x not in VARIANTS])
+    unknown = (
+        [x for x in names if x not in DATASETS]
+        + [x for x in kinds if x not in KINDS]
+        + [x for x in variants if x not in VARIANTS]
+    )
     if unknown:
         ap.error(f"unknown data sets, kinds or variants: {unknown}")
     folder = os.path.join(OUT, "forward_models")
@@ -355,18 +468,36 @@ def main() -> int:
             cached[(r["dataset"], r["kind"], r["variant"], r["seed"])] = r
         rows = list(cached.values())
     if not args.report_only:
-        todo = [(n, k, v, s) for n in names for k in kinds for v in variants for s in seeds
-                if not (k == "mlp" and v == "rollout")]  # the mlp has no forward dynamics to roll out
+        todo = [
+            (n, k, v, s)
+            for n in names
+            for k in kinds
+            for v in variants
+            for s in seeds
+            if not (k == "mlp" and v == "rollout")
+        ]  # the mlp has no forward dynamics to roll out
         rows = [r for r in rows if (r["dataset"], r["kind"], r["variant"], r["seed"]) not in set(todo)]
-        jobs = [dict(dataset=n, kind=k, variant=v, seed=s, data=files[n], budget=args.budget, keep=args.keep,
-                     runs=os.path.join(folder, "runs")) for n, k, v, s in todo]
+        jobs = [
+            dict(
+                dataset=n,
+                kind=k,
+                variant=v,
+                seed=s,
+                data=files[n],
+                budget=args.budget,
+                keep=args.keep,
+                runs=os.path.join(folder, "runs"),
+            )
+            for n, k, v, s in todo
+        ]
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             for row in pool.map(run_one, jobs):
                 print(json.dumps({k: v for k, v in row.items() if k != "vpt_per_trajectory"}), flush=True)
                 rows.append(row)
     order = {n: i for i, n in enumerate(DATASETS)}
-    rows.sort(key=lambda r: (order[r["dataset"]], KINDS.index(r["kind"]), list(VARIANTS).index(r["variant"]),
-                             r["seed"]))
+    rows.sort(
+        key=lambda r: (order[r["dataset"]], KINDS.index(r["kind"]), list(VARIANTS).index(r["variant"]), r["seed"])
+    )
     budget = args.budget if old_budget is None or not args.report_only else old_budget
     for name in {r["dataset"] for r in rows}:
         try:
@@ -375,8 +506,18 @@ def main() -> int:
             print(f"no rollout figure for {name}: {type(exc).__name__}: {exc}")
     exact = {name: exact_reference(name, make_data(name, folder)) for name in {r["dataset"] for r in rows}}
     with open(out_json, "w") as f:
-        json.dump({"budget": budget, "rollout_options": ROLLOUT, "variants": VARIANTS, "quoted": QUOTED,
-                   "exact_dynamics": exact, "runs": rows}, f, indent=1)
+        json.dump(
+            {
+                "budget": budget,
+                "rollout_options": ROLLOUT,
+                "variants": VARIANTS,
+                "quoted": QUOTED,
+                "exact_dynamics": exact,
+                "runs": rows,
+            },
+            f,
+            indent=1,
+        )
     with open(os.path.join(OUT, "forward_models.md"), "w") as f:
         f.write(report(rows, budget, exact))
     print(f"wrote {out_json} and forward_models.md")

@@ -17,6 +17,7 @@ SEEDS. Metrics on the held-out letters: torque nMSE and the median VPT (delan.ev
 
 Writes experiments/results/hamiltonian_loss_trial.{json,md}; data and runs in a temporary folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,7 @@ def make_data(folder: str, seed: int = 11) -> str:
     rng = np.random.default_rng(seed)
     for tr in ds:
         tr.q = tr.q + rng.normal(scale=1e-4, size=tr.q.shape)
-        tr.tau = tr.tau + rng.normal(size=tr.tau.shape) * 1e-3 * np.sqrt((tr.tau ** 2).mean(0))
+        tr.tau = tr.tau + rng.normal(size=tr.tau.shape) * 1e-3 * np.sqrt((tr.tau**2).mean(0))
     save_dataset(ds, path)
     with h5py.File(path, "a") as f:  # qd, qdd estimated from q when loaded
         for g in f["trajectories"].values():
@@ -70,18 +71,29 @@ def run_one(job: dict) -> dict:
     from delan.api import evaluate, train
 
     torch.set_num_threads(1)
-    run_dir = os.path.join(job["runs"], f'{job["kind"]}-{job["setting"]}-seed{job["seed"]}')
+    run_dir = os.path.join(job["runs"], f"{job['kind']}-{job['setting']}-seed{job['seed']}")
     row = dict(kind=job["kind"], setting=job["setting"], seed=job["seed"], weights=SETTINGS[job["setting"]])
     t0 = time.perf_counter()
     try:
-        run = train(job["data"], run_dir, test=TEST, model=job["kind"], epochs=EPOCHS[job["kind"]], quiet=True,
-                    seed=job["seed"], loss_weights=SETTINGS[job["setting"]])
+        run = train(
+            job["data"],
+            run_dir,
+            test=TEST,
+            model=job["kind"],
+            epochs=EPOCHS[job["kind"]],
+            quiet=True,
+            seed=job["seed"],
+            loss_weights=SETTINGS[job["setting"]],
+        )
         m = evaluate(run, job["data"], test=TEST)
     except Exception as exc:  # a failed run is a result
         row.update(error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         return row
-    row.update(torque_nmse=m["torque_nmse"], vpt_median=float(statistics.median(m["vpt_per_trajectory"].values())),
-               seconds=round(time.perf_counter() - t0, 1))
+    row.update(
+        torque_nmse=m["torque_nmse"],
+        vpt_median=float(statistics.median(m["vpt_per_trajectory"].values())),
+        seconds=round(time.perf_counter() - t0, 1),
+    )
     return row
 
 
@@ -106,8 +118,9 @@ def main() -> None:
 def run_trial(kinds, jobs_n: int, rows: list) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(tmp)
-        jobs = [dict(kind=k, setting=s, seed=seed, data=data, runs=tmp)
-                for k in kinds for s in SETTINGS for seed in SEEDS]
+        jobs = [
+            dict(kind=k, setting=s, seed=seed, data=data, runs=tmp) for k in kinds for s in SETTINGS for seed in SEEDS
+        ]
         with ProcessPoolExecutor(jobs_n) as pool:
             for row in pool.map(run_one, jobs):
                 print(row, flush=True)
@@ -117,12 +130,18 @@ def run_trial(kinds, jobs_n: int, rows: list) -> None:
 def write_report(rows: list) -> None:
     from delan.training import DEFAULT_LOSS_WEIGHTS
 
-    lines = ["# Hamiltonian loss weights: a short trial", "",
-             f"Two-link characters at 25 Hz, masses {PARAMS['masses']} kg, lengths {PARAMS['lengths']} m (not the "
-             f"forward_models.py arm), noisy q with estimated derivatives, test letters {', '.join(TEST)}; epochs "
-             f"{EPOCHS}; seeds {list(SEEDS)}; median over seeds (min - max).", "",
-             "Command: `python experiments/hamiltonian_loss_trial.py`", "",
-             "| kind | setting | torque nMSE | VPT median [s] |", "|---|---|---|---|"]
+    lines = [
+        "# Hamiltonian loss weights: a short trial",
+        "",
+        f"Two-link characters at 25 Hz, masses {PARAMS['masses']} kg, lengths {PARAMS['lengths']} m (not the "
+        f"forward_models.py arm), noisy q with estimated derivatives, test letters {', '.join(TEST)}; epochs "
+        f"{EPOCHS}; seeds {list(SEEDS)}; median over seeds (min - max).",
+        "",
+        "Command: `python experiments/hamiltonian_loss_trial.py`",
+        "",
+        "| kind | setting | torque nMSE | VPT median [s] |",
+        "|---|---|---|---|",
+    ]
     for k in [k for k in EPOCHS if any(r["kind"] == k for r in rows)]:
         for s in SETTINGS:
             rs = [r for r in rows if r["kind"] == k and r["setting"] == s]
@@ -133,10 +152,15 @@ def write_report(rows: list) -> None:
             t = [r["torque_nmse"] for r in ok]
             v = [r["vpt_median"] for r in ok]
             fail = f" ({len(rs) - len(ok)} failed)" if len(ok) < len(rs) else ""
-            lines.append(f"| {k} | {s} | {np.median(t):.3g} ({min(t):.3g} - {max(t):.3g}){fail} | "
-                         f"{np.median(v):.2f} ({min(v):.2f} - {max(v):.2f}) |")
-    lines += ["", "Defaults of `delan train` (delan.training.DEFAULT_LOSS_WEIGHTS): "
-              + "; ".join(f"{k}: {DEFAULT_LOSS_WEIGHTS[k]}" for k in EPOCHS)]
+            lines.append(
+                f"| {k} | {s} | {np.median(t):.3g} ({min(t):.3g} - {max(t):.3g}){fail} | "
+                f"{np.median(v):.2f} ({min(v):.2f} - {max(v):.2f}) |"
+            )
+    lines += [
+        "",
+        "Defaults of `delan train` (delan.training.DEFAULT_LOSS_WEIGHTS): "
+        + "; ".join(f"{k}: {DEFAULT_LOSS_WEIGHTS[k]}" for k in EPOCHS),
+    ]
     with open(os.path.join(OUT, "hamiltonian_loss_trial.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

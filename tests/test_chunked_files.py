@@ -1,4 +1,5 @@
 """Data files written in pieces (delan.data.chunked) equal the ones written whole."""
+
 import numpy as np
 import pytest
 

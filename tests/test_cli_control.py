@@ -1,4 +1,5 @@
 """`delan control`: tracking and swing-up against the true system from the command line."""
+
 import json
 import os
 
@@ -14,16 +15,55 @@ def trained(tmp_path_factory, character_data):
     runs = {}
     for kind in ("structured", "mlp"):
         runs[kind] = str(d / kind)
-        assert main(["train", data, "-o", runs[kind], "--test", "a", "--model", kind, "--epochs", "3",
-                     "--width", "16", "--depth", "1", "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    data,
+                    "-o",
+                    runs[kind],
+                    "--test",
+                    "a",
+                    "--model",
+                    kind,
+                    "--epochs",
+                    "3",
+                    "--width",
+                    "16",
+                    "--depth",
+                    "1",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     return data, runs
 
 
 def test_track_a_recorded_trajectory(trained, tmp_path, capsys):
     data, runs = trained
     js, plots = str(tmp_path / "r.json"), str(tmp_path / "plots")
-    assert main(["control", runs["structured"], "--system", "two-link", "--trajectory", f"{data}:a",
-                 "--rate", "250", "--noise", "0.001,0.01", "--json", js, "--plots", plots]) == 0
+    assert (
+        main(
+            [
+                "control",
+                runs["structured"],
+                "--system",
+                "two-link",
+                "--trajectory",
+                f"{data}:a",
+                "--rate",
+                "250",
+                "--noise",
+                "0.001,0.01",
+                "--json",
+                js,
+                "--plots",
+                plots,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "tracking error RMS per joint" in out and "effort" in out
     r = json.load(open(js))
@@ -39,8 +79,25 @@ def test_track_generated_true_model_beats_pd(tmp_path):
     errors = {}
     for controller in ("pd", "feedforward", "computed-torque"):
         js = str(tmp_path / f"{controller}.json")
-        assert main(["control", "true", "--system", "two-link", "--controller", controller, "--duration", "1",
-                     "--rate", "250", "--json", js]) == 0
+        assert (
+            main(
+                [
+                    "control",
+                    "true",
+                    "--system",
+                    "two-link",
+                    "--controller",
+                    controller,
+                    "--duration",
+                    "1",
+                    "--rate",
+                    "250",
+                    "--json",
+                    js,
+                ]
+            )
+            == 0
+        )
         errors[controller] = json.load(open(js))["rms_error_norm"]
     assert errors["pd"] > 20 * errors["feedforward"]
     assert errors["pd"] > 20 * errors["computed-torque"]
@@ -49,15 +106,37 @@ def test_track_generated_true_model_beats_pd(tmp_path):
 def test_mlp_drives_feedforward(trained, tmp_path):
     data, runs = trained
     js = str(tmp_path / "m.json")
-    assert main(["control", runs["mlp"], "--system", "two-link", "--duration", "0.2", "--rate", "100",
-                 "--json", js]) == 0
+    assert (
+        main(["control", runs["mlp"], "--system", "two-link", "--duration", "0.2", "--rate", "100", "--json", js]) == 0
+    )
     assert json.load(open(js))["model"] == "mlp"
 
 
 def test_swing_up(tmp_path, capsys):
     js, plots = str(tmp_path / "s.json"), str(tmp_path / "p")
-    assert main(["control", "true", "--system", "cartpole", "--task", "swing-up", "--rate", "200",
-                 "--duration", "1", "--noise", "0.01", "--json", js, "--plots", plots]) == 0
+    assert (
+        main(
+            [
+                "control",
+                "true",
+                "--system",
+                "cartpole",
+                "--task",
+                "swing-up",
+                "--rate",
+                "200",
+                "--duration",
+                "1",
+                "--noise",
+                "0.01",
+                "--json",
+                js,
+                "--plots",
+                plots,
+            ]
+        )
+        == 0
+    )
     r = json.load(open(js))
     # one second is too short to get up and stay: an honest failure, still a result
     assert r["task"] == "swing-up" and r["success"] is False and r["time"] is None

@@ -5,6 +5,7 @@ run, a text file) and checks the exit code, that stderr is one line (no tracebac
 reprs) holding the expected text, that every file present before has the same bytes after, and
 that a refused command leaves no new file behind.
 """
+
 import csv
 import hashlib
 import os
@@ -23,8 +24,9 @@ def made(tmp_path_factory, character_data):
     d = tmp_path_factory.mktemp("made")
     data = character_data(2)
     run = str(d / "run")
-    assert main(["train", data, "-o", run, "--test", "a", "--epochs", "1", "--width", "8", "--depth", "1",
-                 "--quiet"]) == 0
+    assert (
+        main(["train", data, "-o", run, "--test", "a", "--epochs", "1", "--width", "8", "--depth", "1", "--quiet"]) == 0
+    )
     return data, run
 
 
@@ -44,8 +46,13 @@ def _write_log(path, data, sep=",", bom=False, decimal=".", scale_tau=1.0):
 def ws(made, tmp_path):
     """Paths of the workspace, by name (used as {name} in the argv of a case)."""
     data, run = made
-    p = {"tmp": str(tmp_path), "data": str(tmp_path / "data.h5"), "run": str(tmp_path / "run"),
-         "log": str(tmp_path / "log.csv"), "notes": str(tmp_path / "notes.txt")}
+    p = {
+        "tmp": str(tmp_path),
+        "data": str(tmp_path / "data.h5"),
+        "run": str(tmp_path / "run"),
+        "log": str(tmp_path / "log.csv"),
+        "notes": str(tmp_path / "notes.txt"),
+    }
     shutil.copy(data, p["data"])
     shutil.copytree(run, p["run"])
     _write_log(p["log"], data)
@@ -61,8 +68,11 @@ def ws(made, tmp_path):
     with open(tmp_path / "no_t.csv", "w") as f:
         f.write("q0,q1,tau0,tau1\n" + "".join(f"{0.01 * i},{0.02 * i},{i},{-i}\n" for i in range(60)))
     # data files with complex q, and with |tau| beyond the plausible range
-    for name, field, change in (("complex", "q", lambda a: a * (1 + 1j)), ("big", "tau", lambda a: a * 1e300),
-                                ("ints", "q", lambda a: np.round(a).astype(np.int64))):
+    for name, field, change in (
+        ("complex", "q", lambda a: a * (1 + 1j)),
+        ("big", "tau", lambda a: a * 1e300),
+        ("ints", "q", lambda a: np.round(a).astype(np.int64)),
+    ):
         path = str(tmp_path / f"{name}.h5")
         shutil.copy(data, path)
         with h5py.File(path, "a") as f:
@@ -96,44 +106,83 @@ CASES = [
     # inputs destroyed before
     ("import onto its own log", "data import {log} -o {log}", 2, "is the log being imported; writing it would destroy"),
     ("import onto a link to its log", "data import {log} -o {link}", 2, "writing it would destroy the input"),
-    ("evaluate --json onto the data file", "evaluate {run} {data} --test a --json {data}", 2,
-     "writing it would destroy the input"),
-    ("evaluate --json onto a run file", "evaluate {run} {data} --test a --json {run}/config.json", 2,
-     "is the file config.json of the run directory"),
-    ("simulate --json onto the model", "simulate {run} --system two-link --json {run}/model.pt", 2,
-     "is the file model.pt of the run directory"),
+    (
+        "evaluate --json onto the data file",
+        "evaluate {run} {data} --test a --json {data}",
+        2,
+        "writing it would destroy the input",
+    ),
+    (
+        "evaluate --json onto a run file",
+        "evaluate {run} {data} --test a --json {run}/config.json",
+        2,
+        "is the file config.json of the run directory",
+    ),
+    (
+        "simulate --json onto the model",
+        "simulate {run} --system two-link --json {run}/model.pt",
+        2,
+        "is the file model.pt of the run directory",
+    ),
     ("generate onto a CSV log", "generate pendulum -o {log} --trajectories 1", 2, "is not a DeLaN data file"),
     ("import onto a text file", "data import {log} -o {notes}", 2, "is not a DeLaN data file"),
-    ("evaluate --json onto a text file", "evaluate {run} {data} --test a --json {notes}", 2,
-     "is not a JSON document"),
+    ("evaluate --json onto a text file", "evaluate {run} {data} --test a --json {notes}", 2, "is not a JSON document"),
     # tracebacks before
-    ("--json into a missing folder", "evaluate {run} {data} --test a --json {tmp}/missing/m.json", 2,
-     "folder {tmp}/missing does not exist"),
+    (
+        "--json into a missing folder",
+        "evaluate {run} {data} --test a --json {tmp}/missing/m.json",
+        2,
+        "folder {tmp}/missing does not exist",
+    ),
     ("--plots onto an existing file", "evaluate {run} {data} --test a --plots {data}", 2, "exists and is not a folder"),
     ("--json onto a folder", "evaluate {run} {data} --test a --json {tmp}", 2, "is a folder; give a file name"),
     ("simulate --plots onto a file", "simulate {run} --system two-link --plots {log}", 2, "is not a folder"),
-    ("simulate --plots into a missing folder", "simulate {run} --system two-link --plots {tmp}/a/b", 2,
-     "does not exist"),
+    (
+        "simulate --plots into a missing folder",
+        "simulate {run} --system two-link --plots {tmp}/a/b",
+        2,
+        "does not exist",
+    ),
     ("import tau of 1e300", "data import {big_tau} -o {tmp}/out.h5", 2, "beyond the plausible range |tau| <= 1e+06"),
     ("train on tau of 1e300", "train {big} -o {tmp}/r --epochs 1", 2, "beyond the plausible range |tau| <= 1e+06"),
-    ("train --width 1000000", "train {data} -o {tmp}/r --width 1000000 --epochs 1", 2,
-     "a model of --width 1000000, --depth 2"),
+    (
+        "train --width 1000000",
+        "train {data} -o {tmp}/r --width 1000000 --epochs 1",
+        2,
+        "a model of --width 1000000, --depth 2",
+    ),
     ("generate --rate 1e9", "generate two-link -o {tmp}/g.h5 --rate 1e9", 2, "rate (--rate) 1e+09 Hz"),
-    ("generate --seed -1", "generate two-link -o {tmp}/g.h5 --seed -1", 2,
-     "seed must be a non-negative integer (--seed), got -1"),
+    (
+        "generate --seed -1",
+        "generate two-link -o {tmp}/g.h5 --seed -1",
+        2,
+        "seed must be a non-negative integer (--seed), got -1",
+    ),
     ("generate n-link --n-dof 0", "generate n-link -o {tmp}/g.h5 --n-dof 0", 2, "(--n-dof), got 0"),
-    ("simulate 1e8 steps of 1e-9 s", "simulate {run} --data {data} --trajectory a --steps 100000000 --dt 1e-9", 2,
-     "a rollout of 1e+08 steps (--steps 100000000) would need about"),
-    ("simulate --dt 1e-9 over a recording", "simulate {run} --data {data} --trajectory a --dt 1e-9", 2,
-     "(--dt 1e-09 s: 999999999 steps) would need about"),
+    (
+        "simulate 1e8 steps of 1e-9 s",
+        "simulate {run} --data {data} --trajectory a --steps 100000000 --dt 1e-9",
+        2,
+        "a rollout of 1e+08 steps (--steps 100000000) would need about",
+    ),
+    (
+        "simulate --dt 1e-9 over a recording",
+        "simulate {run} --data {data} --trajectory a --dt 1e-9",
+        2,
+        "(--dt 1e-09 s: 999999999 steps) would need about",
+    ),
     # accepted what it should refuse
     ("complex q in a file", "data info {complex}", 2, "field 'q': expected real floating-point numbers"),
     ("integer q in a file", "data info {ints}", 2, "got integers (dtype int64)"),
     ("import --rate nan", "data import {no_t} -o {tmp}/o.h5 --rate nan", 2, "--rate is NaN"),
     ("generate --rate nan", "generate two-link -o {tmp}/g.h5 --rate nan", 2, "--rate is NaN"),
     ("simulate --q0 nan", "simulate {run} --system two-link --q0 nan,0", 2, "--q0: item 1 is NaN"),
-    ("simulate --q0 with --data", "simulate {run} --data {data} --trajectory a --q0 1,1", 2,
-     "--q0 applies to --system only"),
+    (
+        "simulate --q0 with --data",
+        "simulate {run} --data {data} --trajectory a --q0 1,1",
+        2,
+        "--q0 applies to --system only",
+    ),
     ("train --lr nan", "train {data} -o {tmp}/r --lr nan --epochs 1", 2, "--lr is NaN"),
     ("UTF-8 BOM CSV", "data import {bom} -o {tmp}/bom.h5", 0, "wrote"),
     ("semicolon CSV with decimal commas", "data import {semicolon} -o {tmp}/semi.h5", 0, "wrote"),
@@ -141,14 +190,22 @@ CASES = [
     ("info flags implausible values", "data info {big}", 0, "warning: trajectory 'a': field 'tau'"),
     ("import large values when forced", "data import {big_tau} -o {tmp}/forced.h5 --allow-large-values", 0, "wrote"),
     # wording
-    ("window not above polyorder", "data import {log} -o {tmp}/o.h5 --window 3 --polyorder 3", 2,
-     "--window 3 must be larger than --polyorder 3"),
+    (
+        "window not above polyorder",
+        "data import {log} -o {tmp}/o.h5 --window 3 --polyorder 3",
+        2,
+        "--window 3 must be larger than --polyorder 3",
+    ),
     ("even window", "data import {log} -o {tmp}/o.h5 --window 4", 2, "--window must be a positive odd number"),
     ("corrupt HDF5", "data info {corrupt}", 2, "not a readable HDF5 file (truncated or corrupt?)"),
     ("simulate --dt nan", "simulate {run} --system two-link --dt nan", 2, "--dt is NaN"),
     # the rules still allow the ordinary things
-    ("evaluate writes json and plots", "evaluate {run} {data} --test a --json {tmp}/m.json --plots {tmp}/figs "
-     "--no-rollouts", 0, "metrics written to"),
+    (
+        "evaluate writes json and plots",
+        "evaluate {run} {data} --test a --json {tmp}/m.json --plots {tmp}/figs --no-rollouts",
+        0,
+        "metrics written to",
+    ),
     ("import replaces a data file", "data import {log} -o {big}", 0, "wrote"),
 ]
 
@@ -202,8 +259,9 @@ def test_internal_error_is_one_line(monkeypatch, capsys, ws):
     monkeypatch.setattr(data_cli, "run_info", boom)
     assert main(["data", "info", ws["data"]]) == 1
     err = capsys.readouterr().err
-    assert err == ("delan data: internal error: RuntimeError: something broke; second line "
-                   "(run with --debug for the traceback)\n")
+    assert err == (
+        "delan data: internal error: RuntimeError: something broke; second line (run with --debug for the traceback)\n"
+    )
     assert main(["--debug", "data", "info", ws["data"]]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("delan data: internal error")
@@ -216,8 +274,10 @@ def test_model_input_errors_are_user_errors(monkeypatch, capsys, ws):
     import delan.cli.data as data_cli
     from delan.models import IndefiniteMassMatrixError, NoDecompositionError
 
-    for exc in (IndefiniteMassMatrixError("H is not positive definite at sample 3"),
-                NoDecompositionError("the mlp has no mass matrix")):
+    for exc in (
+        IndefiniteMassMatrixError("H is not positive definite at sample 3"),
+        NoDecompositionError("the mlp has no mass matrix"),
+    ):
         monkeypatch.setattr(data_cli, "run_info", lambda args, exc=exc: (_ for _ in ()).throw(exc))
         assert main(["data", "info", ws["data"]]) == 2
         err = capsys.readouterr().err
@@ -275,8 +335,21 @@ def test_rollout_error_axis_is_labelled(monkeypatch):
     monkeypatch.setattr(plotting, "_save", lambda fig, path: captured.setdefault("fig", fig) and path)
     t = np.linspace(0, 1, 11)
     q = np.zeros((11, 2))
-    plotting.plot_rollout({"t": t, "q": q, "q_ref": q, "position_error": np.ones(11), "velocity_error": np.ones(11),
-                           "threshold": 0.1, "valid_time": 1.0, "energy": t, "method": "rk4", "dt": 0.1}, "x.png")
+    plotting.plot_rollout(
+        {
+            "t": t,
+            "q": q,
+            "q_ref": q,
+            "position_error": np.ones(11),
+            "velocity_error": np.ones(11),
+            "threshold": 0.1,
+            "valid_time": 1.0,
+            "energy": t,
+            "method": "rk4",
+            "dt": 0.1,
+        },
+        "x.png",
+    )
     ax = captured["fig"].axes[1]
     assert "rad/s" in ax.get_ylabel() and "rad" in ax.get_ylabel()
     labels = [line.get_label() for line in ax.get_lines()]

@@ -1,4 +1,5 @@
 """`delan evaluate`: table + one JSON object with DESIGN.md's keys; bad input handled."""
+
 import json
 import os
 
@@ -14,8 +15,28 @@ def trained(tmp_path_factory, character_data):
     runs = {}
     for kind in ("structured", "mlp"):
         runs[kind] = str(d / kind)
-        assert main(["train", data, "-o", runs[kind], "--test", "a,b", "--model", kind, "--epochs", "2",
-                     "--width", "16", "--depth", "1", "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    data,
+                    "-o",
+                    runs[kind],
+                    "--test",
+                    "a,b",
+                    "--model",
+                    kind,
+                    "--epochs",
+                    "2",
+                    "--width",
+                    "16",
+                    "--depth",
+                    "1",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     return data, runs
 
 

@@ -1,4 +1,5 @@
 """`delan simulate`: rollouts against a recording and against the true system."""
+
 import json
 import os
 
@@ -16,8 +17,30 @@ def trained(tmp_path_factory, character_data):
     runs = {}
     for kind in ("structured", "mlp"):
         runs[kind] = str(d / kind)
-        assert main(["train", data, "-o", runs[kind], "--test", "a", "--model", kind, "--epochs", "3",
-                     "--width", "16", "--depth", "1", "--dtype", "float64", "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    data,
+                    "-o",
+                    runs[kind],
+                    "--test",
+                    "a",
+                    "--model",
+                    kind,
+                    "--epochs",
+                    "3",
+                    "--width",
+                    "16",
+                    "--depth",
+                    "1",
+                    "--dtype",
+                    "float64",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     return data, runs
 
 
@@ -31,8 +54,27 @@ def test_valid_prediction_time():
 def test_simulate_recording(trained, tmp_path, capsys):
     data, runs = trained
     js, plots = str(tmp_path / "r.json"), str(tmp_path / "plots")
-    assert main(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--integrator", "rk4",
-                 "--steps", "20", "--json", js, "--plots", plots]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                runs["structured"],
+                "--data",
+                data,
+                "--trajectory",
+                "a",
+                "--integrator",
+                "rk4",
+                "--steps",
+                "20",
+                "--json",
+                js,
+                "--plots",
+                plots,
+            ]
+        )
+        == 0
+    )
     r = json.load(open(js))
     assert r["steps"] == 20 and 0 <= r["valid_time"] <= 20 * 0.02 + 1e-9
     assert os.path.exists(os.path.join(plots, "rollout.png"))
@@ -42,8 +84,23 @@ def test_simulate_recording(trained, tmp_path, capsys):
 def test_simulate_true_system(trained, tmp_path):
     _, runs = trained
     js = str(tmp_path / "s.json")
-    assert main(["simulate", runs["structured"], "--system", "two-link", "--steps", "10", "--integrator", "symplectic",
-                 "--json", js]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                runs["structured"],
+                "--system",
+                "two-link",
+                "--steps",
+                "10",
+                "--integrator",
+                "symplectic",
+                "--json",
+                js,
+            ]
+        )
+        == 0
+    )
     r = json.load(open(js))
     assert "energy_ref_drift" in r and r["steps"] == 10
 
@@ -56,6 +113,7 @@ def test_bad_input(trained, tmp_path, cli_fails):
     cli_fails(["simulate", runs["structured"], "--system", "pendulum"], "n_dof")
     cli_fails(["simulate", runs["structured"], "--system", "warp-drive"], "unknown system")
     cli_fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--dt", "-1"], "--dt")
-    cli_fails(["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--steps", "100000"],
-              "past the end")
+    cli_fails(
+        ["simulate", runs["structured"], "--data", data, "--trajectory", "a", "--steps", "100000"], "past the end"
+    )
     cli_fails(["simulate", str(tmp_path / "none"), "--system", "two-link"], "no such run")

@@ -1,4 +1,5 @@
 """`delan train`: a run from the command line; bad input gives one line, exit 2, nothing written."""
+
 import json
 import os
 
@@ -62,8 +63,23 @@ def test_resume_with_changed_option_refused(data_file, tmp_path, cli_fails):
 
 def test_default_budget_is_announced_and_options_reach_the_run(data_file, tmp_path, capsys):
     out = str(tmp_path / "run")
-    argv = ["train", data_file, "-o", out, "--test", "a", "--stop-after", "1", "--joint-types", "R,R",
-            "--no-friction", "--loss-weights", "power=0.5", "--forward-norm", "joint"] + FAST
+    argv = [
+        "train",
+        data_file,
+        "-o",
+        out,
+        "--test",
+        "a",
+        "--stop-after",
+        "1",
+        "--joint-types",
+        "R,R",
+        "--no-friction",
+        "--loss-weights",
+        "power=0.5",
+        "--forward-norm",
+        "joint",
+    ] + FAST
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "training for 120 s (the default" in printed and "joints: revolute, revolute" in printed

@@ -1,12 +1,23 @@
 """Controllers and the closed-loop simulator (delan/control.py), on the TRUE systems."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from delan.control import (ComputedTorque, ControlError, FeedForwardPD, PD, SampledReference, pd_gains,
-                           simulate_closed_loop, swing_up_controller, swing_up_metrics, tracking_metrics)
+from delan.control import (
+    PD,
+    ComputedTorque,
+    ControlError,
+    FeedForwardPD,
+    SampledReference,
+    pd_gains,
+    simulate_closed_loop,
+    swing_up_controller,
+    swing_up_metrics,
+    tracking_metrics,
+)
 from delan.errors import DelanError
 from delan.models import DeepLagrangianNetwork, FeedForwardModel
 from delan.systems import make_system
@@ -72,8 +83,9 @@ def test_learned_models_of_any_dtype_and_the_mlp_drive_feedforward(arm):
     for model in (DeepLagrangianNetwork(2, width=8, depth=1), FeedForwardModel(2, width=8, depth=1)):
         res = run(system, FeedForwardPD(model, ref, kp, kd), q0, qd0, duration=0.1)
         assert res.tau.dtype == torch.float64 and torch.isfinite(res.q).all()
-    res = run(system, ComputedTorque(DeepLagrangianNetwork(2, width=8, depth=1), ref, 100.0, 20.0), q0, qd0,
-              duration=0.1)
+    res = run(
+        system, ComputedTorque(DeepLagrangianNetwork(2, width=8, depth=1), ref, 100.0, 20.0), q0, qd0, duration=0.1
+    )
     assert torch.isfinite(res.q).all()
 
 
@@ -114,8 +126,9 @@ def test_pd_gains_keep_the_panda_stable_at_500_hz():
     q0, qd0, _ = (np.asarray(x).reshape(-1) for x in ref(0.0))
     along = np.stack([np.asarray(ref(t)[0]).reshape(-1) for t in np.linspace(0.0, 3.0, 50)])
     kp, kd = pd_gains(system, along, bandwidth=10.0)
-    res = simulate_closed_loop(system, FeedForwardPD(system, ref, kp, kd), q0, qd0, duration=0.2, rate=500.0,
-                               noise=(1e-3, 1e-2), seed=1)
+    res = simulate_closed_loop(
+        system, FeedForwardPD(system, ref, kp, kd), q0, qd0, duration=0.2, rate=500.0, noise=(1e-3, 1e-2), seed=1
+    )
     assert torch.isfinite(res.q).all() and (res.q - res.q_ref).abs().max() < 0.01
 
 
@@ -143,8 +156,9 @@ def test_swing_up_from_the_true_energies(name):
     rate = 200.0
     ctl = swing_up_controller(name, system, rate=rate)
     # five noise realisations from rest (rows of one batch), 0.01 rad and 0.01 rad/s sensor noise
-    res = simulate_closed_loop(system, ctl, torch.zeros(5, 2, dtype=torch.float64), duration=7.0, rate=rate,
-                               noise=0.01, seed=11)
+    res = simulate_closed_loop(
+        system, ctl, torch.zeros(5, 2, dtype=torch.float64), duration=7.0, rate=rate, noise=0.01, seed=11
+    )
     m = swing_up_metrics(res, tolerance=0.1, hold=2.0)
     assert m["success"] == [True] * 5 and m["success_rate"] == 1.0
     assert all(1.0 < t < 5.0 for t in m["time"])

@@ -1,4 +1,5 @@
 """CUDA: models and training on the GPU agree with the CPU (skipped without a CUDA device)."""
+
 import os
 
 import pytest

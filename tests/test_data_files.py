@@ -1,4 +1,5 @@
 """The HDF5 data format: round trip, validation errors, atomic writes, derivative estimation."""
+
 import os
 
 import h5py
@@ -48,8 +49,9 @@ def test_seed_reproduces_file_bit_for_bit(tmp_path):
 
 def test_ground_truth_consistent(small):
     c = small.concatenate()
-    np.testing.assert_allclose(c["tau"], c["tau_inertial"] + c["tau_coriolis"] + c["tau_gravity"] + c["tau_friction"],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        c["tau"], c["tau_inertial"] + c["tau_coriolis"] + c["tau_gravity"] + c["tau_friction"], atol=1e-12
+    )
     np.testing.assert_allclose(c["tau_inertial"], np.einsum("nij,nj->ni", c["H"], c["qdd"]), atol=1e-12)
     assert c["q"].shape == (small.n_samples, 2) and c["H"].shape == (small.n_samples, 2, 2)
     assert np.array_equal(np.unique(c["trajectory"]), [0, 1, 2])
@@ -114,13 +116,17 @@ BACK_T[7] = BACK_T[6]
 CASES = {
     "nan": ({"run": bad(q=NAN_Q)}, r"trajectory 'run': field 'q': 1 non-finite values \(first: NaN at sample 5\)"),
     "inf": ({"run": bad(tau=INF_TAU)}, r"trajectory 'run': field 'tau': 1 non-finite values \(first: inf"),
-    "shape": ({"run": bad(qd=np.zeros((20, 3)))},
-              r"trajectory 'run': field 'qd': expected shape \(T, n_dof\) = \(20, 2\), got \(20, 3\)"),
+    "shape": (
+        {"run": bad(qd=np.zeros((20, 3)))},
+        r"trajectory 'run': field 'qd': expected shape \(T, n_dof\) = \(20, 2\), got \(20, 3\)",
+    ),
     "H shape": ({"run": bad(H=np.zeros((20, 2)))}, r"field 'H': expected shape \(T, n_dof, n_dof\) = \(20, 2, 2\)"),
     "time": ({"run": bad(t=BACK_T)}, r"trajectory 'run': field 't': time must be strictly increasing"),
     "missing": ({"run": bad(tau=None)}, r"trajectory 'run': field 'tau': required field is missing"),
-    "n_dof": ({"a": good(), "b": good(n=3)},
-              r"trajectory 'b': field 'q': expected shape \(T, n_dof\) = \(20, 2\), got \(20, 3\)"),
+    "n_dof": (
+        {"a": good(), "b": good(n=3)},
+        r"trajectory 'b': field 'q': expected shape \(T, n_dof\) = \(20, 2\), got \(20, 3\)",
+    ),
 }
 
 
@@ -199,16 +205,19 @@ def test_derivative_estimation_uneven_sampling_and_bad_time():
     """A dropped sample makes the clock non-uniform: the local polynomial fit on the actual time
     stamps is exact for a cubic; time that does not increase is refused naming the index."""
     t = np.cumsum(np.r_[0, np.full(50, 0.01), 0.02, np.full(50, 0.01)])
-    q = np.stack([t ** 3 - t, 2 * t ** 2], -1)
+    q = np.stack([t**3 - t, 2 * t**2], -1)
     qd, qdd, info = estimate_derivatives(t, q, window=11)
     assert info["method"] == "local-polynomial" and not info["clock"]["uniform"]
     assert info["clock"]["jittered_steps"] == 1 and info["clock"]["step_max"] == pytest.approx(0.02)
-    np.testing.assert_allclose(qd, np.stack([3 * t ** 2 - 1, 4 * t], -1), atol=1e-9)
+    np.testing.assert_allclose(qd, np.stack([3 * t**2 - 1, 4 * t], -1), atol=1e-9)
     np.testing.assert_allclose(qdd, np.stack([6 * t, np.full_like(t, 4.0)], -1), atol=1e-7)
     back = t.copy()
     back[30] = back[29]
-    with pytest.raises(DataError, match=r"run.h5: trajectory 'a': field 't': time must be strictly increasing "
-                                        r"\(t\[30\] = .* <= t\[29\]"):
+    with pytest.raises(
+        DataError,
+        match=r"run.h5: trajectory 'a': field 't': time must be strictly increasing "
+        r"\(t\[30\] = .* <= t\[29\]",
+    ):
         estimate_derivatives(back, q, source="run.h5: trajectory 'a'")
     with pytest.raises(DataError, match="odd"):
         estimate_derivatives(np.arange(50) * 0.01, np.zeros((50, 2)), window=10)

@@ -3,6 +3,7 @@
 The motivating case: a 2-DoF pendulum (our two-link arm) logged at ~500 Hz, 5000 samples per run,
 some time stamps early by up to 1 ms, torque noise 0.02 N m with spikes, the elbow turning past 2 pi.
 """
+
 import os
 import re
 
@@ -25,11 +26,11 @@ def sines(t, seed=1):
     W = np.array([[1.3, 3.1, 5.7], [2.1, 4.3, 6.1]])  # rad/s
     P = rng.uniform(0, 2 * np.pi, (2, 3))
     ph = W * t[:, None, None] + P
-    return ((A * np.sin(ph)).sum(-1), (A * W * np.cos(ph)).sum(-1), (-A * W ** 2 * np.sin(ph)).sum(-1))
+    return ((A * np.sin(ph)).sum(-1), (A * W * np.cos(ph)).sum(-1), (-A * W**2 * np.sin(ph)).sum(-1))
 
 
 def rel_rmse(estimate, truth):
-    return float(np.sqrt(np.mean((estimate - truth) ** 2) / np.mean(truth ** 2)))
+    return float(np.sqrt(np.mean((estimate - truth) ** 2) / np.mean(truth**2)))
 
 
 def test_jittered_clock_accuracy():
@@ -48,8 +49,10 @@ def test_jittered_clock_accuracy():
     u_qd = savgol_filter(qn, 51, 3, deriv=1, delta=dt, axis=0, mode="interp")
     u_qdd = savgol_filter(qn, 51, 3, deriv=2, delta=dt, axis=0, mode="interp")
     ours, naive = (rel_rmse(e_qd, qd), rel_rmse(e_qdd, qdd)), (rel_rmse(u_qd, qd), rel_rmse(u_qdd, qdd))
-    print(f"\njittered clock, relative RMSE: local polynomial qd {ours[0]:.2e}, qdd {ours[1]:.2e}; "
-          f"as if uniform (savgol) qd {naive[0]:.2e}, qdd {naive[1]:.2e}")
+    print(
+        f"\njittered clock, relative RMSE: local polynomial qd {ours[0]:.2e}, qdd {ours[1]:.2e}; "
+        f"as if uniform (savgol) qd {naive[0]:.2e}, qdd {naive[1]:.2e}"
+    )
     assert ours[0] < 5e-4 and ours[1] < 1e-2
     assert naive[0] > 10 * ours[0] and naive[1] > 3 * ours[1]
 
@@ -100,8 +103,10 @@ def test_hampel_scale_on_pure_noise():
     med = np.median(W, -1)
     textbook = np.mean(np.abs(x[5:-5, 0] - med) > 5 * 1.4826 * np.median(np.abs(W - med[:, None]), -1))
     ours = hampel(x)[1].mean()
-    print(f"\nwhite noise, 50000 samples, window 11, 5 scaled MADs: textbook Hampel replaces {100 * textbook:.2f} %, "
-          f"ours {100 * ours:.4f} %")
+    print(
+        f"\nwhite noise, 50000 samples, window 11, 5 scaled MADs: textbook Hampel replaces {100 * textbook:.2f} %, "
+        f"ours {100 * ours:.4f} %"
+    )
     assert textbook > 0.002 and ours < 1e-4
 
 
@@ -116,10 +121,16 @@ def pendulum_log(path, qd_column=False, spikes=12, seed=7):
     t = t - early * rng.uniform(0.2e-3, 1.0e-3, T)
     w = np.array([1.3, 3.1, 2.3])
     q = np.stack([0.8 * np.sin(w[0] * t) + 0.3 * np.sin(w[1] * t + 1), 1.2 * t + 0.4 * np.sin(w[2] * t)], -1)
-    qd = np.stack([0.8 * w[0] * np.cos(w[0] * t) + 0.3 * w[1] * np.cos(w[1] * t + 1),
-                   1.2 + 0.4 * w[2] * np.cos(w[2] * t)], -1)
-    qdd = np.stack([-0.8 * w[0] ** 2 * np.sin(w[0] * t) - 0.3 * w[1] ** 2 * np.sin(w[1] * t + 1),
-                    -0.4 * w[2] ** 2 * np.sin(w[2] * t)], -1)
+    qd = np.stack(
+        [0.8 * w[0] * np.cos(w[0] * t) + 0.3 * w[1] * np.cos(w[1] * t + 1), 1.2 + 0.4 * w[2] * np.cos(w[2] * t)], -1
+    )
+    qdd = np.stack(
+        [
+            -0.8 * w[0] ** 2 * np.sin(w[0] * t) - 0.3 * w[1] ** 2 * np.sin(w[1] * t + 1),
+            -0.4 * w[2] ** 2 * np.sin(w[2] * t),
+        ],
+        -1,
+    )
     arm = make_system("two-link")
     tau = arm.inverse_dynamics(*(torch.as_tensor(x) for x in (q, qd, qdd))).numpy()
     noisy = tau + rng.normal(scale=0.02, size=tau.shape)
@@ -128,8 +139,11 @@ def pendulum_log(path, qd_column=False, spikes=12, seed=7):
     for j in range(2):
         measured[idx[j], j] += rng.choice([-1, 1], spikes) * rng.uniform(0.5, 3.0, spikes)
     cols = [t, q[:, 0], q[:, 1]] + ([qd[:, 0], qd[:, 1]] if qd_column else []) + [measured[:, 0], measured[:, 1]]
-    header = (["t", "q_shoulder", "q_elbow"] + (["qd_shoulder", "qd_elbow"] if qd_column else [])
-              + ["tau_shoulder", "tau_elbow"])
+    header = (
+        ["t", "q_shoulder", "q_elbow"]
+        + (["qd_shoulder", "qd_elbow"] if qd_column else [])
+        + ["tau_shoulder", "tau_elbow"]
+    )
     with open(path, "w") as f:
         f.write(",".join(header) + "\n")
         for r in np.column_stack(cols):
@@ -144,8 +158,11 @@ def test_robot_log_import_cli(tmp_path, capsys):
     assert main(["data", "import", str(src), "-o", str(out), "--despike", "--joint-types", "R,R"]) == 0
     text = capsys.readouterr().out
     assert "joint types: revolute, revolute" in text
-    assert re.search(r"pendulum: 5000 samples; clock jittered: 500 Hz, median step 2 ms, steps 1(\.\d+)?–3 ms, "
-                     r"std 0\.\d+ ms, \d+ of 4999 steps > 1 % off the median\n", text)
+    assert re.search(
+        r"pendulum: 5000 samples; clock jittered: 500 Hz, median step 2 ms, steps 1(\.\d+)?–3 ms, "
+        r"std 0\.\d+ ms, \d+ of 4999 steps > 1 % off the median\n",
+        text,
+    )
     assert "pendulum: qd, qdd estimated (local polynomial fits on the actual time stamps: window 51 samples" in text
     assert "pendulum: tau despiked (Hampel: window 11 samples, 5 scaled MADs): replaced 12, 12 of 5000 samples" in text
     ds = load_dataset(out)
@@ -189,9 +206,12 @@ def test_measured_velocity_kept(tmp_path, capsys):
 
 def test_info_prints_each_rate_once(tmp_path, capsys):
     rng = np.random.default_rng(5)
-    for name, t in [("a", np.arange(3000) * 2e-3 + rng.uniform(-0.2e-3, 0.2e-3, 3000)),
-                    ("b", np.arange(2000) * 2e-3 + rng.uniform(-0.2e-3, 0.2e-3, 2000)),
-                    ("c", np.arange(500) / 250.0), ("d", np.arange(400) / 250.0)]:
+    for name, t in [
+        ("a", np.arange(3000) * 2e-3 + rng.uniform(-0.2e-3, 0.2e-3, 3000)),
+        ("b", np.arange(2000) * 2e-3 + rng.uniform(-0.2e-3, 0.2e-3, 2000)),
+        ("c", np.arange(500) / 250.0),
+        ("d", np.arange(400) / 250.0),
+    ]:
         q = sines(t)[0]
         np.savez(tmp_path / f"{name}.npz", t=t, q=q, tau=q)
     from delan.data import Dataset, save_dataset
@@ -209,11 +229,15 @@ def test_time_not_increasing_names_index(tmp_path, cli_fails):
     src = tmp_path / "back.csv"
     rows = ["t,q0,tau0", "0,0,0", "0.002,0.1,0", "0.004,0.2,0", "0.003,0.3,0", "0.008,0.4,0"]
     src.write_text("\n".join(rows) + "\n")
-    with pytest.raises(DataError, match=r"back.csv: trajectory 'back': field 't': time must be strictly increasing "
-                                        r"\(t\[3\] = 0.003 <= t\[2\] = 0.004\)"):
+    with pytest.raises(
+        DataError,
+        match=r"back.csv: trajectory 'back': field 't': time must be strictly increasing "
+        r"\(t\[3\] = 0.003 <= t\[2\] = 0.004\)",
+    ):
         load_log(str(src))
-    cli_fails(["data", "import", str(src), "-o", str(tmp_path / "back.h5")],
-              "field 't': time must be strictly increasing")
+    cli_fails(
+        ["data", "import", str(src), "-o", str(tmp_path / "back.h5")], "field 't': time must be strictly increasing"
+    )
     assert sorted(os.listdir(tmp_path)) == ["back.csv"]
 
 

@@ -1,4 +1,5 @@
 """Importing CSV / .npz logs: naming convention, derivative estimation, clear errors, CLI."""
+
 import os
 
 import numpy as np

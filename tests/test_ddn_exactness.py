@@ -1,4 +1,5 @@
 """Closed-form derivatives against torch.func in float64, over random architectures."""
+
 import pytest
 import torch
 from hypothesis import given, settings

@@ -1,4 +1,5 @@
 """Network API: shapes, single samples, dtypes, init, errors, torch.func transforms, training."""
+
 import subprocess
 import sys
 import textwrap

@@ -1,5 +1,6 @@
 """Data-parallel training (delan.distributed): 2 gloo processes give the weights of one process on
 the same global batches, and a run stopped with one world size resumes with another."""
+
 import os
 import socket
 
@@ -10,13 +11,15 @@ import torch.distributed as dist
 from delan.models import load_model
 from delan.training import TrainConfig, train_run
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="torch built without gloo")
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="torch built without gloo"
+)
 
 # batch 40 does not divide the training samples: the last batch is short, and with 2 ranks it
 # splits unevenly (the weighted slices must still give the global batch's gradient)
-CONFIG = dict(width=16, depth=2, batch_size=40, dtype="float64", validation=0.1, seed=5, lr=3e-3, quiet=True,
-              checkpoint_every=1)
+CONFIG = dict(
+    width=16, depth=2, batch_size=40, dtype="float64", validation=0.1, seed=5, lr=3e-3, quiet=True, checkpoint_every=1
+)
 
 
 def _config(data: str, epochs: int) -> TrainConfig:
@@ -30,8 +33,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, jobs) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     import json
 
@@ -79,9 +83,11 @@ def test_two_gloo_ranks_match_one_process_and_resume_across_world_sizes(characte
     paused, back = str(tmp_path / "paused"), str(tmp_path / "back")
     train_run(_config(data, 4), one, progress=False)  # the reference: one process, 4 epochs
     train_run(_config(data, 4), paused, stop_after=2, progress=False)  # one process, paused after 2 epochs
-    jobs = [(data, two, False, None),    # 2 ranks from scratch
-            (data, paused, True, None),  # 2 ranks resume the 1-process run
-            (data, back, False, 2)]      # 2 ranks, paused after 2 epochs ...
+    jobs = [
+        (data, two, False, None),  # 2 ranks from scratch
+        (data, paused, True, None),  # 2 ranks resume the 1-process run
+        (data, back, False, 2),
+    ]  # 2 ranks, paused after 2 epochs ...
     mp.start_processes(_worker, args=(2, _free_port(), jobs), nprocs=2, start_method="spawn")
     assert not os.path.exists(os.path.join(back, "model.pt"))
     train_run(_config(data, 4), back, resume=True, progress=False)  # ... resumed by one process

@@ -1,5 +1,6 @@
 """experiments/ddn_regression.py: the quick mode runs end to end, and type 1 training (through the
 closed-form Jacobian) teaches the network the derivative."""
+
 import importlib.util
 import json
 import math
@@ -72,8 +73,10 @@ def test_type1_loss_trains_the_derivative(experiment):
 
 def test_report_quotes_the_trials_file(experiment):
     """The report's trial figures are read from the --trials output, none typed into the script."""
-    fake = {key: dict(errors=dict(f=1.25e-7 * (i + 1), J=3.5e-4 + i * 1e-5), lbfgs_iterations=70 + 10 * i)
-            for i, (key, *_) in enumerate(experiment.TRIALS)}
+    fake = {
+        key: dict(errors=dict(f=1.25e-7 * (i + 1), J=3.5e-4 + i * 1e-5), lbfgs_iterations=70 + 10 * i)
+        for i, (key, *_) in enumerate(experiment.TRIALS)
+    }
     text = experiment.trial_sentences(fake)
     assert "f error 1.2e-07 at batch 256, 2.5e-07 at batch 1024" in text["batch"]
     assert "after 110 to 120 of 500" in text["float32"]

@@ -9,6 +9,7 @@ The float64 torques are also checked against the autograd reference (delan.refer
 ONNX and torch.export exports take seconds each (the exporters, not the model), so every artefact
 is made once per module, and float64 ONNX / torch.export files only for the structured model.
 """
+
 import copy
 import json
 import math
@@ -41,10 +42,12 @@ def _models():
     positive definite and its accelerations are finite (the NaN case is tested on its own)."""
     torch.manual_seed(0)
     out = {
-        "structured": DeepLagrangianNetwork(2, width=8, depth=1, revolute=[True, False], friction=True,
-                                            mass_scale=[2.0, 0.5], potential_scale=3.0),
-        "black-box": BlackBoxLagrangianNetwork(2, width=8, depth=1, revolute=[True, False], friction=True,
-                                               regularisation=10.0),
+        "structured": DeepLagrangianNetwork(
+            2, width=8, depth=1, revolute=[True, False], friction=True, mass_scale=[2.0, 0.5], potential_scale=3.0
+        ),
+        "black-box": BlackBoxLagrangianNetwork(
+            2, width=8, depth=1, revolute=[True, False], friction=True, regularisation=10.0
+        ),
         "mlp": FeedForwardModel(2, width=8, depth=1, revolute=[True, False]),
     }
     with torch.no_grad():  # friction and biases away from their initial values
@@ -102,9 +105,11 @@ def _exported(tmp_path_factory, kind, fmt, dtype):
 
 # every format x kind in float32; float64 for every kind in TorchScript (cheap to make) and for the
 # structured model in the other two (each export there takes seconds)
-CASES = ([(k, f, torch.float32) for f in ("torchscript", "exported", "onnx") for k in MODELS]
-         + [(k, "torchscript", torch.float64) for k in MODELS]
-         + [("structured", f, torch.float64) for f in ("exported", "onnx")])
+CASES = (
+    [(k, f, torch.float32) for f in ("torchscript", "exported", "onnx") for k in MODELS]
+    + [(k, "torchscript", torch.float64) for k in MODELS]
+    + [("structured", f, torch.float64) for f in ("exported", "onnx")]
+)
 
 
 @pytest.mark.parametrize("kind,fmt,dtype", CASES, ids=[f"{k}-{f}-{str(d)[6:]}" for k, f, d in CASES])
@@ -118,7 +123,7 @@ def test_artefact_reproduces_the_model(tmp_path_factory, kind, fmt, dtype):
     assert errors and max(errors.values()) <= TOL[dtype], errors
     # one state per call (B = 1), the first five compared together (one state's own torque can be
     # near zero, which would make any scale-relative measure meaningless)
-    singles = [_as_tuple(run(*(x[i:i + 1] for x in states))) for i in range(5)]
+    singles = [_as_tuple(run(*(x[i : i + 1] for x in states))) for i in range(5)]
     errors = relative_errors(model, tuple(x[:5] for x in states), [torch.cat(ys) for ys in zip(*singles)])
     assert max(errors.values()) <= TOL[dtype], errors
     # the export's own check ran and agrees
@@ -214,7 +219,7 @@ def test_indefinite_black_box_gives_nan_where_the_model_refuses(tmp_path):
     refused = []
     for i in range(40):
         try:
-            model.forward_dynamics(q[i:i + 1], qd[i:i + 1], tau[i:i + 1])
+            model.forward_dynamics(q[i : i + 1], qd[i : i + 1], tau[i : i + 1])
             refused.append(False)
         except IndefiniteMassMatrixError:
             refused.append(True)
@@ -297,10 +302,14 @@ def test_read_metadata_tells_artefacts_from_other_files(tmp_path, tmp_path_facto
     assert read_metadata(str(tmp_path / "missing")) is None
     onnx = pytest.importorskip("onnx")
     assert read_metadata(str(text)) is None  # not an ONNX model, whatever it mentions
-    foreign = onnx.helper.make_model(onnx.helper.make_graph(
-        [onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
-        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])]))
+    foreign = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Identity", ["x"], ["y"])],
+            "g",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+        )
+    )
     onnx.save(foreign, str(tmp_path / "foreign.onnx"))
     assert read_metadata(str(tmp_path / "foreign.onnx")) is None
 
@@ -316,8 +325,27 @@ def runs(tmp_path_factory, character_data):
     out = {}
     for kind, extra in (("structured", ["--friction", "--output-scales"]), ("mlp", [])):
         out[kind] = str(d / kind)
-        assert main(["train", data, "-o", out[kind], "--model", kind, "--epochs", "1", "--width", "8",
-                     "--depth", "1", "--quiet", *extra]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    data,
+                    "-o",
+                    out[kind],
+                    "--model",
+                    kind,
+                    "--epochs",
+                    "1",
+                    "--width",
+                    "8",
+                    "--depth",
+                    "1",
+                    "--quiet",
+                    *extra,
+                ]
+            )
+            == 0
+        )
     return out
 
 

@@ -10,6 +10,7 @@ bytes, ...). On each corrupted data file `delan data info`, `delan train --epoch
 
     python -m pytest -q -s tests/test_fuzz_inputs.py
 """
+
 import hashlib
 import os
 import random
@@ -41,6 +42,7 @@ def _h5_edit(fn):
             groups = list(f["trajectories"].values())
             g = rng.choice(groups)
             return fn(f, g, rng)
+
     apply.__name__ = fn.__name__
     return apply
 
@@ -63,7 +65,7 @@ def retype(f, g, rng):
     elif kind == "int":
         g[k] = np.round(a * 10).astype(np.int32)
     elif kind == "string":
-        g[k] = np.array([str(x) for x in a.ravel()[:len(a)]], dtype=h5py.string_dtype())
+        g[k] = np.array([str(x) for x in a.ravel()[: len(a)]], dtype=h5py.string_dtype())
     elif kind == "bool":
         g[k] = a > 0
     else:
@@ -86,9 +88,15 @@ def reshape(f, g, rng):
     k = rng.choice(["t", "q", "tau", "qd", "H"])
     a = g[k][()]
     how = rng.choice(["transpose", "add axis", "drop column", "shorter", "flatten", "scalar", "empty"])
-    b = {"transpose": lambda: a.T, "add axis": lambda: a[..., None], "drop column": lambda: a[..., :-1],
-         "shorter": lambda: a[:-3], "flatten": lambda: a.ravel(), "scalar": lambda: np.float64(1.5),
-         "empty": lambda: a[:0]}[how]()
+    b = {
+        "transpose": lambda: a.T,
+        "add axis": lambda: a[..., None],
+        "drop column": lambda: a[..., :-1],
+        "shorter": lambda: a[:-3],
+        "flatten": lambda: a.ravel(),
+        "scalar": lambda: np.float64(1.5),
+        "empty": lambda: a[:0],
+    }[how]()
     del g[k]
     g[k] = b
     return f"{g.name}/{k}: {how}"
@@ -106,7 +114,7 @@ def swap_names(f, g, rng):
 @_h5_edit
 def mangle_attr(f, g, rng):
     key = rng.choice(["format", "version", "n_dof", "joint_names", "joint_types"])
-    value = rng.choice([None, 0, -1, 3, 2.5, "two", b"\xff\xfe", np.array([1.0, 2.0]), "prismatic", 10 ** 12])
+    value = rng.choice([None, 0, -1, 3, 2.5, "two", b"\xff\xfe", np.array([1.0, 2.0]), "prismatic", 10**12])
     if value is None:
         if key in f.attrs:
             del f.attrs[key]
@@ -174,7 +182,7 @@ def zero_block(path, rng):
     data = bytearray(open(path, "rb").read())
     i = rng.randrange(len(data))
     n = rng.choice([16, 512, 4096])
-    data[i:i + n] = bytes(len(data[i:i + n]))
+    data[i : i + n] = bytes(len(data[i : i + n]))
     open(path, "wb").write(bytes(data))
     return f"{n} bytes zeroed at {i}"
 
@@ -189,8 +197,21 @@ def text_file(path, rng):
     return "a CSV named .h5"
 
 
-H5_CORRUPTIONS = [delete_dataset, retype, insert_value, reshape, swap_names, mangle_attr, bad_time, structure,
-                  truncate, flip_bytes, zero_block, empty_file, text_file]
+H5_CORRUPTIONS = [
+    delete_dataset,
+    retype,
+    insert_value,
+    reshape,
+    swap_names,
+    mangle_attr,
+    bad_time,
+    structure,
+    truncate,
+    flip_bytes,
+    zero_block,
+    empty_file,
+    text_file,
+]
 
 
 # -- corruptions of a CSV log --------------------------------------------------------------------
@@ -206,7 +227,7 @@ def _write(path, lines, encoding="utf-8", newline="\n"):
 def csv_delete_column(path, rng):
     rows = [x.split(",") for x in _lines(path)]
     j = rng.randrange(len(rows[0]))
-    _write(path, [",".join(r[:j] + r[j + 1:]) for r in rows])
+    _write(path, [",".join(r[:j] + r[j + 1 :]) for r in rows])
     return f"column {j} deleted"
 
 
@@ -298,7 +319,7 @@ def csv_bytes(path, rng):
         for _ in range(8):
             data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
     elif how == "truncate":
-        data = data[:rng.randrange(len(data))]
+        data = data[: rng.randrange(len(data))]
     else:
         data = bytearray(data.decode().encode("utf-16"))
     open(path, "wb").write(bytes(data))
@@ -309,13 +330,24 @@ def csv_scale(path, rng):
     rows = [x.split(",") for x in _lines(path)]
     j = rng.randrange(len(rows[0]))
     factor = rng.choice([1e5, 1e8, 1e300, -1e300, 0.0])
-    rows[1:] = [r[:j] + [repr(float(r[j]) * factor)] + r[j + 1:] for r in rows[1:]]
+    rows[1:] = [r[:j] + [repr(float(r[j]) * factor)] + r[j + 1 :] for r in rows[1:]]
     _write(path, [",".join(r) for r in rows])
     return f"column {j} x {factor}"
 
 
-CSV_CORRUPTIONS = [csv_delete_column, csv_swap_names, csv_insert_value, csv_bom, csv_separator, csv_crlf,
-                   csv_header, csv_rows, csv_bytes, csv_scale, empty_file]
+CSV_CORRUPTIONS = [
+    csv_delete_column,
+    csv_swap_names,
+    csv_insert_value,
+    csv_bom,
+    csv_separator,
+    csv_crlf,
+    csv_header,
+    csv_rows,
+    csv_bytes,
+    csv_scale,
+    empty_file,
+]
 
 
 # -- the property --------------------------------------------------------------------------------
@@ -334,8 +366,9 @@ def valid(tmp_path_factory, character_data):
         for i in range(len(tr)):
             f.write(",".join(repr(float(x)) for x in (tr.t[i], *tr.q[i], *tr.tau[i])) + "\n")
     run = str(d / "run")
-    assert main(["train", data, "-o", run, "--test", "a", "--epochs", "1", "--width", "8", "--depth", "1",
-                 "--quiet"]) == 0
+    assert (
+        main(["train", data, "-o", run, "--test", "a", "--epochs", "1", "--width", "8", "--depth", "1", "--quiet"]) == 0
+    )
     return data, log, run
 
 
@@ -361,8 +394,11 @@ class Tally:
         if VERBOSE:  # past capsys, straight to the terminal
             import sys
 
-            print(f"{case} | {argv[0]} {argv[1] if argv[0] == 'data' else ''} -> {code} | "
-                  f"{lines[0] if lines else ''}", file=sys.__stderr__, flush=True)
+            print(
+                f"{case} | {argv[0]} {argv[1] if argv[0] == 'data' else ''} -> {code} | {lines[0] if lines else ''}",
+                file=sys.__stderr__,
+                flush=True,
+            )
         if code == 0:
             self.succeeded += 1
         elif code == 2 and len(lines) == 1 and "Traceback" not in err:
@@ -394,8 +430,26 @@ def test_fuzz_inputs(valid, tmp_path, capsys):
             what = f"(not applied: {exc})"
         case = f"h5 #{i} {corruption.__name__}: {what}"
         tally.run(capsys, case, ["data", "info", path], [path])
-        tally.run(capsys, case, ["train", path, "-o", str(tmp_path / f"run{i}"), "--epochs", "1", "--width", "4",
-                                 "--depth", "1", "--validation", "0", "--quiet"], [path])
+        tally.run(
+            capsys,
+            case,
+            [
+                "train",
+                path,
+                "-o",
+                str(tmp_path / f"run{i}"),
+                "--epochs",
+                "1",
+                "--width",
+                "4",
+                "--depth",
+                "1",
+                "--validation",
+                "0",
+                "--quiet",
+            ],
+            [path],
+        )
         rollouts = [] if i % 5 == 0 else ["--no-rollouts"]  # every fifth with the (slower) VPT rollouts
         tally.run(capsys, case, ["evaluate", run, path, "--test", "a", *rollouts], [path])
     for i in range(N_CSV):
@@ -410,9 +464,11 @@ def test_fuzz_inputs(valid, tmp_path, capsys):
         if code == 0:
             tally.run(capsys, case, ["data", "info", out], [path, out])
             tally.run(capsys, case, ["evaluate", run, out, "--no-rollouts"], [path, out])
-    print(f"\nfuzz: tried {tally.tried} commands on {N_H5} corrupted data files and {N_CSV} corrupted logs: "
-          f"refused cleanly {tally.refused}, succeeded {tally.succeeded}, tracebacks or other exits "
-          f"{len(tally.bad)}, inputs changed {len(tally.changed)}, outputs left by refused imports {len(import_left)}")
+    print(
+        f"\nfuzz: tried {tally.tried} commands on {N_H5} corrupted data files and {N_CSV} corrupted logs: "
+        f"refused cleanly {tally.refused}, succeeded {tally.succeeded}, tracebacks or other exits "
+        f"{len(tally.bad)}, inputs changed {len(tally.changed)}, outputs left by refused imports {len(import_left)}"
+    )
     assert not tally.bad, "\n".join(map(str, tally.bad[:10]))
     assert not tally.changed, tally.changed[:10]
     assert not import_left, import_left[:10]

@@ -1,5 +1,6 @@
 """Hamiltonian losses (their identities with the Lagrangian ones) and `delan train --model
 hamiltonian|black-box-hamiltonian` end to end."""
+
 import json
 import os
 
@@ -37,10 +38,12 @@ def test_parts_are_the_lagrangian_ones_in_hamiltonian_variables(kind):
     tau_pred = m.inverse_dynamics(q, qd, qdd)
     H = m.terms(q, qd).H
     for norm in ("mass", "joint"):
-        _, hp = hamiltonian_loss(m, (q, qd, qdd, tau), scales, qd_var,
-                                 {"pdot": 1, "qd": 1, "power": 1, "forward": 1}, forward_norm=norm)
-        _, lp = losses.loss_from_prediction(tau_pred, H, (q, qd, qdd, tau), scales,
-                                            {"inverse": 1, "forward": 1, "power": 1}, forward_norm=norm)
+        _, hp = hamiltonian_loss(
+            m, (q, qd, qdd, tau), scales, qd_var, {"pdot": 1, "qd": 1, "power": 1, "forward": 1}, forward_norm=norm
+        )
+        _, lp = losses.loss_from_prediction(
+            tau_pred, H, (q, qd, qdd, tau), scales, {"inverse": 1, "forward": 1, "power": 1}, forward_norm=norm
+        )
         assert float(hp["pdot"]) == pytest.approx(float(lp["inverse"]), rel=1e-10)
         assert float(hp["forward"]) == pytest.approx(float(lp["forward"]), rel=1e-9)
         # the Lagrangian power part ignores friction in its prediction (f cancels): the same value
@@ -56,8 +59,13 @@ def test_weights_and_gradient():
         resolve_hamiltonian_weights({"inverse": 1})
     m = model("black-box", 2)
     q, qd, qdd, tau = batch(2)
-    total, parts = hamiltonian_loss(m, (q, qd, qdd, tau), losses.Normaliser.from_data(q, qd, qdd, tau),
-                                    velocity_variance(qd), {"qd": 0, "forward": 0})
+    total, parts = hamiltonian_loss(
+        m,
+        (q, qd, qdd, tau),
+        losses.Normaliser.from_data(q, qd, qdd, tau),
+        velocity_variance(qd),
+        {"qd": 0, "forward": 0},
+    )
     assert set(parts) == {"pdot", "power"}
     total.backward()
     assert all(p.grad is not None for name, p in m.named_parameters() if name != "net.output.bias")
@@ -91,10 +99,26 @@ def test_train_evaluate_simulate_from_the_cli(kind, data_file, tmp_path, capsys)
     from delan.training import load_run
 
     _, loaded = load_run(out)
-    assert type(loaded).__name__ == {"hamiltonian": "DeepHamiltonianNetwork",
-                                     "black-box-hamiltonian": "BlackBoxHamiltonianNetwork"}[kind]
+    assert (
+        type(loaded).__name__
+        == {"hamiltonian": "DeepHamiltonianNetwork", "black-box-hamiltonian": "BlackBoxHamiltonianNetwork"}[kind]
+    )
 
 
 def test_cli_refuses_lagrangian_part_names(data_file, tmp_path, cli_fails):
-    cli_fails(["train", data_file, "-o", str(tmp_path / "r"), "--model", "hamiltonian", "--loss-weights",
-               "inverse=1", "--epochs", "1"] + FAST, "known: pdot, qd, power, forward")
+    cli_fails(
+        [
+            "train",
+            data_file,
+            "-o",
+            str(tmp_path / "r"),
+            "--model",
+            "hamiltonian",
+            "--loss-weights",
+            "inverse=1",
+            "--epochs",
+            "1",
+        ]
+        + FAST,
+        "known: pdot, qd, power, forward",
+    )

@@ -1,4 +1,5 @@
 """Integrators: energy conservation, convergence order, replay of recorded torques."""
+
 import importlib.util
 
 import numpy as np
@@ -46,11 +47,13 @@ def test_convergence_orders():
     ref = rollout(s, q0, qd0, None, dt=2.5e-4, steps=4000, method="rk4").q[-1]
     err = {}
     for m in ("euler", "symplectic", "rk4"):
-        err[m] = [abs(rollout(s, q0, qd0, None, dt=dt, steps=round(1.0 / dt), method=m).q[-1] - ref).item()
-                  for dt in (0.01, 0.005)]
-    assert 1.6 < err["euler"][0] / err["euler"][1] < 2.5          # first order
+        err[m] = [
+            abs(rollout(s, q0, qd0, None, dt=dt, steps=round(1.0 / dt), method=m).q[-1] - ref).item()
+            for dt in (0.01, 0.005)
+        ]
+    assert 1.6 < err["euler"][0] / err["euler"][1] < 2.5  # first order
     assert 3.5 < err["symplectic"][0] / err["symplectic"][1] < 4.5  # second order (implicit midpoint)
-    assert 12 < err["rk4"][0] / err["rk4"][1] < 20                # fourth order
+    assert 12 < err["rk4"][0] / err["rk4"][1] < 20  # fourth order
     d = rollout(s, q0, qd0, None, dt=0.01, steps=100, method="dopri5")
     assert abs(d.q[-1] - ref).item() < 1e-7 and d.q.shape == (101, 1)
 

@@ -1,4 +1,5 @@
 """Joint types in the data format: parsing, the file attribute, generated truth, import, info."""
+
 import os
 
 import h5py
@@ -12,25 +13,31 @@ from delan.errors import DataError
 from delan.systems import SYSTEMS, make_system
 
 
-@pytest.mark.parametrize("spec,n,expected", [
-    ("revolute", 2, ["revolute", "revolute"]),
-    ("Prismatic", 3, ["prismatic"] * 3),
-    ("R,P,R", 3, ["revolute", "prismatic", "revolute"]),
-    ("revolute, prismatic", 2, ["revolute", "prismatic"]),
-    ("r,p", 2, ["revolute", "prismatic"]),
-    ("R", 1, ["revolute"]),
-    (["P", "revolute"], 2, ["prismatic", "revolute"]),
-])
+@pytest.mark.parametrize(
+    "spec,n,expected",
+    [
+        ("revolute", 2, ["revolute", "revolute"]),
+        ("Prismatic", 3, ["prismatic"] * 3),
+        ("R,P,R", 3, ["revolute", "prismatic", "revolute"]),
+        ("revolute, prismatic", 2, ["revolute", "prismatic"]),
+        ("r,p", 2, ["revolute", "prismatic"]),
+        ("R", 1, ["revolute"]),
+        (["P", "revolute"], 2, ["prismatic", "revolute"]),
+    ],
+)
 def test_parse_joint_types(spec, n, expected):
     assert parse_joint_types(spec, n) == expected
 
 
-@pytest.mark.parametrize("spec,pattern", [
-    ("R,X", r"--joint-types 'R,X': joint 1: 'X' is not a joint type; expected revolute or prismatic \(R/P\)"),
-    ("R,R,R", r"--joint-types 'R,R,R': 3 joint types for n_dof = 2; expected revolute or prismatic"),
-    ("", r"joint 0: '' is not a joint type"),
-    ("spherical", r"'spherical' is not a joint type"),
-])
+@pytest.mark.parametrize(
+    "spec,pattern",
+    [
+        ("R,X", r"--joint-types 'R,X': joint 1: 'X' is not a joint type; expected revolute or prismatic \(R/P\)"),
+        ("R,R,R", r"--joint-types 'R,R,R': 3 joint types for n_dof = 2; expected revolute or prismatic"),
+        ("", r"joint 0: '' is not a joint type"),
+        ("spherical", r"'spherical' is not a joint type"),
+    ],
+)
 def test_parse_joint_types_errors(spec, pattern):
     with pytest.raises(DataError, match=pattern) as err:
         parse_joint_types(spec, 2, source="--joint-types")
@@ -60,12 +67,18 @@ def test_dataset_joint_types_round_trip_and_mask(tmp_path):
         _dataset(["revolute"])
 
 
-@pytest.mark.parametrize("value,pattern", [
-    (["revolute"], r"attribute 'joint_types': 1 entry for n_dof = 2; expected a list of 2 strings, "
-                   r"each 'revolute' or 'prismatic'"),
-    (["revolute", "hinge"], r"attribute 'joint_types': unknown joint type 'hinge'"),
-    (["revolute", "revolute", "prismatic"], r"attribute 'joint_types': 3 entries for n_dof = 2"),
-])
+@pytest.mark.parametrize(
+    "value,pattern",
+    [
+        (
+            ["revolute"],
+            r"attribute 'joint_types': 1 entry for n_dof = 2; expected a list of 2 strings, "
+            r"each 'revolute' or 'prismatic'",
+        ),
+        (["revolute", "hinge"], r"attribute 'joint_types': unknown joint type 'hinge'"),
+        (["revolute", "revolute", "prismatic"], r"attribute 'joint_types': 3 entries for n_dof = 2"),
+    ],
+)
 def test_bad_joint_types_attribute(value, pattern, tmp_path, cli_fails):
     path = tmp_path / "bad.h5"
     save_dataset(_dataset(), path)
@@ -77,10 +90,16 @@ def test_bad_joint_types_attribute(value, pattern, tmp_path, cli_fails):
     cli_fails(["data", "info", str(path)], "attribute 'joint_types'")
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("pendulum", ["revolute"]), ("two-link", ["revolute"] * 2), ("cartpole", ["prismatic", "revolute"]),
-    ("furuta", ["revolute"] * 2), ("n-link", ["revolute"] * 3),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("pendulum", ["revolute"]),
+        ("two-link", ["revolute"] * 2),
+        ("cartpole", ["prismatic", "revolute"]),
+        ("furuta", ["revolute"] * 2),
+        ("n-link", ["revolute"] * 3),
+    ],
+)
 def test_systems_know_their_joint_types(name, expected):
     s = make_system(name)
     assert s.joint_types == expected and s.describe()["joint_types"] == expected
@@ -96,8 +115,9 @@ def test_every_system_has_joint_types():
 
 def test_generated_file_records_truth_and_info_prints_it(tmp_path, capsys):
     out = tmp_path / "cp.h5"
-    assert main(["generate", "cartpole", "-o", str(out), "--trajectories", "1", "--duration", "0.2",
-                 "--rate", "50"]) == 0
+    assert (
+        main(["generate", "cartpole", "-o", str(out), "--trajectories", "1", "--duration", "0.2", "--rate", "50"]) == 0
+    )
     capsys.readouterr()
     assert load_dataset(out).joint_types == ["prismatic", "revolute"]
     assert load_dataset(out).revolute_mask() == [False, True]
@@ -131,8 +151,9 @@ def test_import_joint_types(tmp_path, capsys):
 
 def test_import_bad_joint_types_writes_nothing(tmp_path, cli_fails):
     src, out = _log(tmp_path), tmp_path / "log.h5"
-    cli_fails(["data", "import", str(src), "-o", str(out), "--joint-types", "R,Q"],
-              f"{src}: --joint-types 'R,Q': joint 1: 'Q' is not a joint type")
-    cli_fails(["data", "import", str(src), "-o", str(out), "--joint-types", "R,R,P"],
-              "3 joint types for n_dof = 2")
+    cli_fails(
+        ["data", "import", str(src), "-o", str(out), "--joint-types", "R,Q"],
+        f"{src}: --joint-types 'R,Q': joint 1: 'Q' is not a joint type",
+    )
+    cli_fails(["data", "import", str(src), "-o", str(out), "--joint-types", "R,R,P"], "3 joint types for n_dof = 2")
     assert sorted(os.listdir(tmp_path)) == ["log.csv"]

@@ -6,6 +6,7 @@ static import graph has no cycle. Every module of ddn and delan must be placed i
 new module is classified when it is added. Besides the static check, every module is imported
 in a fresh interpreter in several random orders (an import cycle at import time fails there).
 """
+
 import ast
 import os
 import random
@@ -24,11 +25,12 @@ LAYERS = [
     ("foundation", ["delan.errors", "delan.fileio", "delan.version"]),
     ("dynamics", ["delan.dynamics", "delan.friction"]),
     ("models and systems", ["delan.models", "delan.systems", "delan.reference", "delan.trajectories"]),
-    ("losses and integrators", ["delan.losses", "delan.hamiltonian_losses", "delan.rollout_loss",
-                                "delan.integrators"]),
+    ("losses and integrators", ["delan.losses", "delan.hamiltonian_losses", "delan.rollout_loss", "delan.integrators"]),
     ("data", ["delan.data", "delan.fingerprint", "delan.runlock"]),
-    ("training and evaluation", ["delan.training", "delan.training_streaming", "delan.distributed", "delan.evaluation",
-                                 "delan.control"]),
+    (
+        "training and evaluation",
+        ["delan.training", "delan.training_streaming", "delan.distributed", "delan.evaluation", "delan.control"],
+    ),
     ("plotting", ["delan.plotting", "delan.control_plots"]),
     ("api", ["delan.api", "delan.export", "delan"]),
     ("cli", ["delan.cli", "delan.__main__"]),
@@ -102,8 +104,10 @@ def test_every_module_has_a_layer_and_imports_only_its_own_or_earlier_layers():
         for target, line in edges:
             theirs = layer_of(target)
             if theirs > mine:
-                backwards.append(f"{files[module].relative_to(ROOT)}:{line}: {module} ({LAYERS[mine][0]}) imports "
-                                 f"{target} ({LAYERS[theirs][0]})")
+                backwards.append(
+                    f"{files[module].relative_to(ROOT)}:{line}: {module} ({LAYERS[mine][0]}) imports "
+                    f"{target} ({LAYERS[theirs][0]})"
+                )
     assert not backwards, "imports against the layer order:\n" + "\n".join(backwards)
 
 
@@ -120,7 +124,7 @@ def test_static_import_graph_has_no_cycle():
         stack.append(m)
         for t in sorted(edges.get(m, ())):
             if state.get(t) == 1:
-                cycle = stack[stack.index(t):] + [t]
+                cycle = stack[stack.index(t) :] + [t]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if t not in state:
                 visit(t)
@@ -148,8 +152,7 @@ def test_import_every_module_in_random_order_in_a_fresh_interpreter(seed):
     random.Random(seed).shuffle(modules)
     code = f"import importlib\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
     env = dict(os.environ, MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"order {modules}:\n{proc.stderr[-3000:]}"
 
 

@@ -1,4 +1,5 @@
 """Losses: values as defined, and parameter gradients equal to those through the autograd reference."""
+
 import pytest
 import torch
 
@@ -40,8 +41,12 @@ def test_normaliser_and_values():
     # the default forward norm: e^T H e with e = qdd_model - qdd, over sum_j inertia_j var(qdd_j)
     e = qdd - b["qdd"]
     fwd_mass = torch.einsum("bi,bij,bj->b", e, t.H, e).mean() / (s.inertia * s.qdd_var).sum()
-    for got, want in [(parts["inverse"], inv), (parts["forward"], fwd_mass), (parts["power"], pw),
-                      (total, inv + 2 * fwd_mass + 0.5 * pw)]:
+    for got, want in [
+        (parts["inverse"], inv),
+        (parts["forward"], fwd_mass),
+        (parts["power"], pw),
+        (total, inv + 2 * fwd_mass + 0.5 * pw),
+    ]:
         assert torch.allclose(got, want, rtol=1e-10, atol=0)
     _, parts = delan_loss(model, b, s, LossWeights(1.0, 2.0, 0.5), forward_norm="joint")
     assert torch.allclose(parts["forward"], fwd, rtol=1e-10, atol=0)
@@ -81,8 +86,16 @@ def test_mass_norm_has_no_plateau_at_large_h():
     got = {}
     for norm in ("joint", "mass"):
         for lam in (1.0, 1e3, 1e6):
-            t = DynamicsTerms(lam * true.H, lam * true.coriolis, true.gravity, true.friction, true.T, true.V,
-                              lam * true.inertial, None)
+            t = DynamicsTerms(
+                lam * true.H,
+                lam * true.coriolis,
+                true.gravity,
+                true.friction,
+                true.T,
+                true.V,
+                lam * true.inertial,
+                None,
+            )
             got[norm, lam] = float(loss_from_terms(t, b, s, w, forward_norm=norm)[0])
     assert got["joint", 1.0] < 1e-20 and got["mass", 1.0] < 1e-20
     assert abs(got["joint", 1e6] - got["joint", 1e3]) < 1e-2 * got["joint", 1e3]  # plateau
@@ -109,10 +122,8 @@ def grads(model, loss):
 MODELS = [
     lambda: DeepLagrangianNetwork(3, width=12, friction=True, dtype=F64),
     lambda: DeepLagrangianNetwork(3, width=12, revolute=[True, False, True], shared_trunk=False, dtype=F64),
-    lambda: DeepLagrangianNetwork(2, width=12, activation="tanh", revolute=[True, True], friction=True,
-                                  dtype=F64),
-    lambda: BlackBoxLagrangianNetwork(2, width=12, activation="tanh", revolute=[True, False], friction=True,
-                                      dtype=F64),
+    lambda: DeepLagrangianNetwork(2, width=12, activation="tanh", revolute=[True, True], friction=True, dtype=F64),
+    lambda: BlackBoxLagrangianNetwork(2, width=12, activation="tanh", revolute=[True, False], friction=True, dtype=F64),
 ]
 
 
@@ -181,13 +192,17 @@ def test_loss_from_prediction_equals_loss_from_terms(friction, shared_trunk):
     from delan.models import DeepLagrangianNetwork
 
     torch.manual_seed(4)
-    model = DeepLagrangianNetwork(3, width=12, revolute=[True, False, True], friction=friction,
-                                  shared_trunk=shared_trunk, dtype=torch.float64)
+    model = DeepLagrangianNetwork(
+        3, width=12, revolute=[True, False, True], friction=friction, shared_trunk=shared_trunk, dtype=torch.float64
+    )
     batch = tuple(torch.randn(16, 3, dtype=torch.float64) for _ in range(4))
     scales = Normaliser.from_data(*batch)
     params = list(model.parameters())
-    for weights in ({"inverse": 1.0, "forward": 0.0, "power": 0.0}, {"inverse": 0.0, "forward": 1.0, "power": 0.0},
-                    {"inverse": 0.0, "forward": 0.0, "power": 1.0}):
+    for weights in (
+        {"inverse": 1.0, "forward": 0.0, "power": 0.0},
+        {"inverse": 0.0, "forward": 1.0, "power": 0.0},
+        {"inverse": 0.0, "forward": 0.0, "power": 1.0},
+    ):
         tau_pred, H = model.inverse_dynamics_and_mass_matrix(*batch[:3])
         a, _ = loss_from_prediction(tau_pred, H, batch, scales, weights)
         b, _ = loss_from_terms(model.terms(*batch[:3]), batch, scales, weights)

@@ -1,6 +1,7 @@
 """The numbers of `evaluate_model`, not only its keys: the true system scores perfectly, a model
 with a known error scores what a hand computation from the definitions gives, and the valid
 prediction time equals an independent rollout with `delan.integrators.rollout`."""
+
 import numpy as np
 import pytest
 import torch
@@ -49,8 +50,19 @@ class Offset(Dynamics):
 def test_true_system_has_zero_error(fourier):
     res = evaluate_model(make_system("two-link"), fourier, rollouts=False)
     m = res["metrics"]
-    for key in ("torque_mse", "inertial_mse", "coriolis_mse", "gravity_mse", "friction_mse", "power_mse",
-                "forward_mse", "torque_nmse", "inertial_nmse", "coriolis_nmse", "gravity_nmse"):
+    for key in (
+        "torque_mse",
+        "inertial_mse",
+        "coriolis_mse",
+        "gravity_mse",
+        "friction_mse",
+        "power_mse",
+        "forward_mse",
+        "torque_nmse",
+        "inertial_nmse",
+        "coriolis_nmse",
+        "gravity_nmse",
+    ):
         assert m[key] <= ZERO, (key, m[key])
         for name in fourier.names:
             assert res["per_trajectory"][name][key] <= ZERO, (name, key)
@@ -79,21 +91,21 @@ def test_known_error_by_hand(fourier):
         q = np.concatenate([tr.q for tr in trajs])
         qd = np.concatenate([tr.qd for tr in trajs])
         H = np.concatenate([tr.truth["H"] for tr in trajs])
-        dc = np.asarray(a) + q @ np.asarray(B).T           # (N, 2) Coriolis error
-        dg = np.broadcast_to(np.asarray(e), dc.shape)      # gravity error
+        dc = np.asarray(a) + q @ np.asarray(B).T  # (N, 2) Coriolis error
+        dg = np.broadcast_to(np.asarray(e), dc.shape)  # gravity error
         dtau = dc + dg
         dqdd = np.linalg.solve(H, -dtau[..., None])[..., 0]  # forward dynamics error H^-1 (-dtau)
         return {
-            "torque_mse": np.mean(np.sum(dtau ** 2, 1)),
-            "coriolis_mse": np.mean(np.sum(dc ** 2, 1)),
-            "gravity_mse": np.mean(np.sum(dg ** 2, 1)),
+            "torque_mse": np.mean(np.sum(dtau**2, 1)),
+            "coriolis_mse": np.mean(np.sum(dc**2, 1)),
+            "gravity_mse": np.mean(np.sum(dg**2, 1)),
             "inertial_mse": 0.0,
-            "forward_mse": np.mean(np.sum(dqdd ** 2, 1)),
+            "forward_mse": np.mean(np.sum(dqdd**2, 1)),
             # model: qd^T (H qdd + c + g) with its c, g; data: qd^T tau (no friction)
             "power_mse": np.mean(np.sum(qd * dtau, 1) ** 2),
-            "torque_nmse": np.mean(np.sum(dtau ** 2 / var_tau, 1)),
-            "coriolis_nmse": np.mean(np.sum(dc ** 2 / var_c, 1)),
-            "gravity_nmse": np.mean(np.sum(dg ** 2 / var_g, 1)),
+            "torque_nmse": np.mean(np.sum(dtau**2 / var_tau, 1)),
+            "coriolis_nmse": np.mean(np.sum(dc**2 / var_c, 1)),
+            "gravity_nmse": np.mean(np.sum(dg**2 / var_g, 1)),
         }
 
     want = expected(trs)

@@ -1,4 +1,5 @@
 """save_model / load_model: one atomic file with weights, class, config and format version."""
+
 import os
 
 import pytest
@@ -18,8 +19,9 @@ from delan.models import (
 F64 = torch.float64
 
 BUILDERS = [
-    lambda: DeepLagrangianNetwork(3, width=8, revolute=[True, False, True], friction=True, epsilon=1e-4,
-                                  diagonal_shift=0.01, dtype=F64),
+    lambda: DeepLagrangianNetwork(
+        3, width=8, revolute=[True, False, True], friction=True, epsilon=1e-4, diagonal_shift=0.01, dtype=F64
+    ),
     lambda: DeepLagrangianNetwork(2, width=8, depth=1, shared_trunk=False, activation="tanh"),
     lambda: BlackBoxLagrangianNetwork(2, width=8, revolute=[True, True], friction=True, dtype="float64"),
     lambda: FeedForwardModel(2, width=8, depth=3, activation="elu", activation_options={"alpha": 0.5}),

@@ -1,5 +1,6 @@
 """It learns: a small structured DeLaN recovers the inertial, Coriolis and gravity torques of a
 two-link arm from a few hundred (q, qd, qdd, tau) samples, without ever seeing that split."""
+
 import math
 
 import torch
@@ -26,7 +27,7 @@ def samples(arm, n, seed):
 
 def nmse(pred, true):
     """Mean squared error norm relative to the mean squared norm of the truth."""
-    return float(((pred - true) ** 2).sum(-1).mean() / (true ** 2).sum(-1).mean())
+    return float(((pred - true) ** 2).sum(-1).mean() / (true**2).sum(-1).mean())
 
 
 def train(model, batch, scales, steps, lr, weights=None):
@@ -53,8 +54,9 @@ def test_structured_delan_recovers_the_decomposition():
     tq, tqd, tqdd, test = samples(arm, 200, seed=1)
     with torch.no_grad():
         got = model.terms(tq, tqd, tqdd)
-    errors = {name: nmse(getattr(got, name), getattr(test, name))
-              for name in ("tau", "inertial", "coriolis", "gravity")}
+    errors = {
+        name: nmse(getattr(got, name), getattr(test, name)) for name in ("tau", "inertial", "coriolis", "gravity")
+    }
     errors["H"] = nmse(got.H.flatten(1), test.H.flatten(1))
     assert errors["tau"] < 5e-3, errors
     assert errors["inertial"] < 1e-2 and errors["H"] < 1e-2, errors

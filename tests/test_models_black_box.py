@@ -1,4 +1,5 @@
 """The black-box Lagrangian network: exact Euler–Lagrange dynamics of its own L(q, qd)."""
+
 import itertools
 
 import pytest
@@ -26,8 +27,9 @@ def states(n, B=5, seed=0):
 def make(n, activation="tanh", revolute=False, friction=False, seed=0, **kw):
     torch.manual_seed(seed)
     rev = [i % 2 == 0 for i in range(n)] if revolute else None
-    return BlackBoxLagrangianNetwork(n, width=16, depth=2, activation=activation, revolute=rev,
-                                     friction=friction, dtype=F64, **kw)
+    return BlackBoxLagrangianNetwork(
+        n, width=16, depth=2, activation=activation, revolute=rev, friction=friction, dtype=F64, **kw
+    )
 
 
 def check_exact(model, q, qd, qdd):
@@ -44,9 +46,13 @@ def check_exact(model, q, qd, qdd):
     assert rel(t.H, t.H.transpose(-1, -2)) <= 1e-14
 
 
-CASES = [(act, n, rev, fric) for act, (n, rev, fric) in
-         zip(SMOOTH, itertools.cycle([(1, False, False), (2, True, True), (3, True, False), (7, False, True),
-                                      (4, True, True)]))]
+CASES = [
+    (act, n, rev, fric)
+    for act, (n, rev, fric) in zip(
+        SMOOTH,
+        itertools.cycle([(1, False, False), (2, True, True), (3, True, False), (7, False, True), (4, True, True)]),
+    )
+]
 
 
 @pytest.mark.parametrize("activation,n,revolute,friction", CASES)
@@ -55,8 +61,13 @@ def test_exact_per_activation(activation, n, revolute, friction):
 
 
 @settings(max_examples=8, deadline=None)
-@given(n=st.integers(1, 7), activation=st.sampled_from(SMOOTH), revolute=st.booleans(), friction=st.booleans(),
-       seed=st.integers(0, 2 ** 16))
+@given(
+    n=st.integers(1, 7),
+    activation=st.sampled_from(SMOOTH),
+    revolute=st.booleans(),
+    friction=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_exact_random(n, activation, revolute, friction, seed):
     check_exact(make(n, activation, revolute, friction, seed), *states(n, B=3, seed=seed))
 

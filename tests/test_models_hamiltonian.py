@@ -3,6 +3,7 @@
 References use only the models' plain H(q, p) (network values) and let torch.func / autograd
 differentiate it, so they share no derivative code with the closed-form paths they check.
 """
+
 import pytest
 import torch
 from torch.func import grad, hessian, vmap
@@ -96,8 +97,14 @@ def test_dynamics_from_hamiltons_equations(kind, n):
     tau_m = model.inverse_dynamics(q, qd, qdd)
     assert rel(tau_m, tau_ref) <= 1e-9
     assert rel(model.forward_dynamics(q, qd, tau_m), qdd) <= 1e-9
-    assert rel(model.forward_dynamics(q, qd, tau), model.forward_dynamics(q, qd, tau_m)
-               + torch.linalg.solve(model.terms(q, qd).H, (tau - tau_m).unsqueeze(-1)).squeeze(-1)) <= 1e-9
+    assert (
+        rel(
+            model.forward_dynamics(q, qd, tau),
+            model.forward_dynamics(q, qd, tau_m)
+            + torch.linalg.solve(model.terms(q, qd).H, (tau - tau_m).unsqueeze(-1)).squeeze(-1),
+        )
+        <= 1e-9
+    )
     t = model.terms(q, qd, qdd)
     assert rel(t.tau, tau_m) <= 1e-12
     assert rel(t.inertial + t.coriolis + t.gravity + t.friction, t.tau) <= 1e-12
@@ -107,8 +114,14 @@ def test_dynamics_from_hamiltons_equations(kind, n):
     rate = ref.energy_rate(model.energy, q, qd, qdd)
     assert rel(model.power(q, qd, tau_m), rate) <= 1e-9
     # gravity is dV/dq, the torque that holds the model still
-    assert rel(model.gravity(q), model.inverse_dynamics(q, torch.zeros_like(qd), torch.zeros_like(qd))
-               - model.friction(q, torch.zeros_like(qd))) <= 1e-10
+    assert (
+        rel(
+            model.gravity(q),
+            model.inverse_dynamics(q, torch.zeros_like(qd), torch.zeros_like(qd))
+            - model.friction(q, torch.zeros_like(qd)),
+        )
+        <= 1e-10
+    )
     qg = q.clone().requires_grad_(True)
     assert rel(model.gravity(q), torch.autograd.grad(model.potential(qg).sum(), qg)[0]) <= 1e-9
 

@@ -1,4 +1,5 @@
 """The structured DeLaN: exact Euler–Lagrange dynamics of its own energies, in float64."""
+
 import itertools
 
 import pytest
@@ -27,8 +28,17 @@ def make(n, activation="softplus", shared=True, revolute=False, friction=False, 
     torch.manual_seed(seed)
     rev = [i % 2 == 0 for i in range(n)] if revolute else None
     kw.setdefault("epsilon", 1e-3)
-    return DeepLagrangianNetwork(n, width=16, depth=2, activation=activation, revolute=rev, shared_trunk=shared,
-                                 friction=friction, dtype=F64, **kw)
+    return DeepLagrangianNetwork(
+        n,
+        width=16,
+        depth=2,
+        activation=activation,
+        revolute=rev,
+        shared_trunk=shared,
+        friction=friction,
+        dtype=F64,
+        **kw,
+    )
 
 
 def check_exact(model, q, qd, qdd):
@@ -54,9 +64,22 @@ def check_exact(model, q, qd, qdd):
 
 
 # every smooth activation once, cycling through sizes and options
-CASES = [(act, n, shared, rev, fric) for act, (n, shared, rev, fric) in
-         zip(SMOOTH, itertools.cycle([(1, True, False, False), (2, False, True, True), (3, True, True, False),
-                                      (7, True, False, True), (4, False, False, False), (5, True, True, True)]))]
+CASES = [
+    (act, n, shared, rev, fric)
+    for act, (n, shared, rev, fric) in zip(
+        SMOOTH,
+        itertools.cycle(
+            [
+                (1, True, False, False),
+                (2, False, True, True),
+                (3, True, True, False),
+                (7, True, False, True),
+                (4, False, False, False),
+                (5, True, True, True),
+            ]
+        ),
+    )
+]
 
 
 @pytest.mark.parametrize("activation,n,shared,revolute,friction", CASES)
@@ -90,8 +113,14 @@ def test_exact_with_output_scales(shared, revolute):
 
 
 @settings(max_examples=12, deadline=None)
-@given(n=st.integers(1, 7), activation=st.sampled_from(SMOOTH), shared=st.booleans(), revolute=st.booleans(),
-       friction=st.booleans(), seed=st.integers(0, 2 ** 16))
+@given(
+    n=st.integers(1, 7),
+    activation=st.sampled_from(SMOOTH),
+    shared=st.booleans(),
+    revolute=st.booleans(),
+    friction=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_exact_random(n, activation, shared, revolute, friction, seed):
     model = make(n, activation, shared, revolute, friction, seed=seed)
     check_exact(model, *states(n, B=3, seed=seed))
@@ -222,8 +251,14 @@ def test_not_a_tensor_and_bad_options():
     model = make(2)
     with pytest.raises(ValueError, match="qd"):
         model.inverse_dynamics(torch.zeros(1, 2, dtype=F64), [0.0, 0.0], torch.zeros(1, 2, dtype=F64))
-    for kw in [dict(n_dof=0), dict(n_dof=2, diagonal_shift=0.0), dict(n_dof=2, epsilon=-1.0),
-               dict(n_dof=2, revolute=[True]), dict(n_dof=2, activation="nope"), dict(n_dof=2, dtype="int7")]:
+    for kw in [
+        dict(n_dof=0),
+        dict(n_dof=2, diagonal_shift=0.0),
+        dict(n_dof=2, epsilon=-1.0),
+        dict(n_dof=2, revolute=[True]),
+        dict(n_dof=2, activation="nope"),
+        dict(n_dof=2, dtype="int7"),
+    ]:
         with pytest.raises(ValueError):
             DeepLagrangianNetwork(**kw)
 
@@ -249,8 +284,13 @@ def test_constructor_options_are_read_only():
     """Options the constant buffers are built from cannot be changed afterwards (before, setting
     epsilon left H = L L^T + eps I on the old eps and inertial = H qdd on the new one)."""
     model = DeepLagrangianNetwork(2, epsilon=1e-3, dtype=torch.float64)
-    for name, value in [("epsilon", 0.5), ("diagonal_shift", 1.0), ("shared_trunk", False),
-                        ("mass_scale", [2.0, 2.0]), ("potential_scale", 3.0)]:
+    for name, value in [
+        ("epsilon", 0.5),
+        ("diagonal_shift", 1.0),
+        ("shared_trunk", False),
+        ("mass_scale", [2.0, 2.0]),
+        ("potential_scale", 3.0),
+    ]:
         with pytest.raises(AttributeError, match=f"{name} is fixed when the model is built"):
             setattr(model, name, value)
     assert model.epsilon == 1e-3 and model.diagonal_shift == 1e-3 and model.potential_scale == 1.0

@@ -1,4 +1,5 @@
 """The reference Euler–Lagrange machinery gives the true torques of systems with known energies."""
+
 import math
 
 import pytest
@@ -8,15 +9,15 @@ from delan import reference as ref
 
 F64 = torch.float64
 M1, M2, L1, LC1, LC2, G = 2.0, 1.0, 0.5, 0.25, 0.25, 9.81
-I1, I2 = M1 * 0.5 ** 2 / 12, M2 * 0.5 ** 2 / 12
+I1, I2 = M1 * 0.5**2 / 12, M2 * 0.5**2 / 12
 
 
 def arm_H(q):
     """Closed-form mass matrix of a planar two-link arm (angles from the downward vertical)."""
     c2 = torch.cos(q[:, 1])
-    h11 = I1 + I2 + M1 * LC1 ** 2 + M2 * (L1 ** 2 + LC2 ** 2 + 2 * L1 * LC2 * c2)
-    h12 = I2 + M2 * (LC2 ** 2 + L1 * LC2 * c2)
-    h22 = torch.full_like(c2, I2 + M2 * LC2 ** 2)
+    h11 = I1 + I2 + M1 * LC1**2 + M2 * (L1**2 + LC2**2 + 2 * L1 * LC2 * c2)
+    h12 = I2 + M2 * (LC2**2 + L1 * LC2 * c2)
+    h22 = torch.full_like(c2, I2 + M2 * LC2**2)
     return torch.stack([torch.stack([h11, h12], -1), torch.stack([h12, h22], -1)], -2)
 
 
@@ -69,9 +70,9 @@ def test_pendulum():
     q, qd, qdd = states(1)
 
     def energy(a, b):
-        return 0.5 * m * l ** 2 * b[:, 0] ** 2, -m * G * l * torch.cos(a[:, 0])
+        return 0.5 * m * l**2 * b[:, 0] ** 2, -m * G * l * torch.cos(a[:, 0])
 
-    want = m * l ** 2 * qdd + m * G * l * torch.sin(q)
+    want = m * l**2 * qdd + m * G * l * torch.sin(q)
     assert close(ref.euler_lagrange_from_energy(energy, q, qd, qdd), want)
 
 

@@ -1,4 +1,5 @@
 """A run stopped after k epochs and resumed ends with exactly the weights of an uninterrupted run."""
+
 import json
 
 import pytest
@@ -14,8 +15,21 @@ def data_file(character_data):
 
 
 def config(data, **kw):
-    base = dict(data=data, test=["e"], width=16, depth=2, epochs=8, batch_size=32, lr=3e-3, dtype="float64",
-                validation=0.25, schedule="cosine", checkpoint_every=3, quiet=True, patience=50)
+    base = dict(
+        data=data,
+        test=["e"],
+        width=16,
+        depth=2,
+        epochs=8,
+        batch_size=32,
+        lr=3e-3,
+        dtype="float64",
+        validation=0.25,
+        schedule="cosine",
+        checkpoint_every=3,
+        quiet=True,
+        patience=50,
+    )
     base.update(kw)
     return TrainConfig(**base)
 

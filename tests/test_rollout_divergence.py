@@ -1,6 +1,7 @@
 """Rollouts that diverge stop at the last finite state and say when, instead of raising: in
 `integrators.rollout(..., stop_on_divergence=True)`, in `evaluate_model`'s vpt and in
 `delan simulate`."""
+
 import json
 import os
 
@@ -109,8 +110,30 @@ def exploding_run(tmp_path_factory, character_data):
 
     data = character_data(4)
     run = str(tmp_path_factory.mktemp("blowup") / "run")
-    assert main(["train", data, "-o", run, "--test", "a", "--model", "structured", "--epochs", "1",
-                 "--width", "16", "--depth", "1", "--dtype", "float64", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                data,
+                "-o",
+                run,
+                "--test",
+                "a",
+                "--model",
+                "structured",
+                "--epochs",
+                "1",
+                "--width",
+                "16",
+                "--depth",
+                "1",
+                "--dtype",
+                "float64",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     path = os.path.join(run, "model.pt")
     model = load_model(path)
     with torch.no_grad():

@@ -1,5 +1,6 @@
 """Trajectory training (delan.rollout_loss): exact on the true system, gradients, window
 boundaries, the trainer's options and resume."""
+
 import json
 import os
 
@@ -98,8 +99,9 @@ def test_windows_stay_inside_segments():
     segs = []
     for j, m in enumerate((5, 3, 10)):  # q encodes (segment, sample)
         i = np.arange(m, dtype=float)
-        segs.append({"t": 0.1 * i, "q": np.stack([100.0 * j + i, i], -1), "qd": np.zeros((m, 2)),
-                     "tau": np.stack([i, -i], -1)})
+        segs.append(
+            {"t": 0.1 * i, "q": np.stack([100.0 * j + i, i], -1), "qd": np.zeros((m, 2)), "tau": np.stack([i, -i], -1)}
+        )
     K = 3
     w = window_arrays(segs, K)
     assert w["win_q"].shape == (18, K, 2) and w["win_dt"].shape == (18, K)
@@ -109,7 +111,7 @@ def test_windows_stay_inside_segments():
     for i in np.nonzero(w["win_ok"])[0]:
         seg_id, idx = divmod(starts[i, 0], 100.0)
         assert (w["win_q"][i, :, 0] == 100.0 * seg_id + idx + 1 + np.arange(K)).all()  # next K, same segment
-        assert (w["win_tau"][i, :, 0] == idx + np.arange(K)).all()                     # held from the start
+        assert (w["win_tau"][i, :, 0] == idx + np.arange(K)).all()  # held from the start
         assert np.allclose(w["win_dt"][i], 0.1)
     with pytest.raises(ValueError, match="horizon"):
         window_arrays(segs, 0)
@@ -152,8 +154,23 @@ def data_file(tmp_path_factory):
     return path
 
 
-FAST = ["--width", "8", "--depth", "1", "--batch-size", "32", "--quiet", "--rollout-horizon", "3",
-        "--rollout-windows", "8", "--rollout-start", "0.5", "--validation", "0.3"]
+FAST = [
+    "--width",
+    "8",
+    "--depth",
+    "1",
+    "--batch-size",
+    "32",
+    "--quiet",
+    "--rollout-horizon",
+    "3",
+    "--rollout-windows",
+    "8",
+    "--rollout-start",
+    "0.5",
+    "--validation",
+    "0.3",
+]
 
 
 def test_train_with_rollout_logs_it_and_resumes_to_the_same_weights(data_file, tmp_path):

@@ -1,5 +1,6 @@
 """Run directories cannot be mixed up or lose work: data fingerprints, one run per directory,
 SIGINT/SIGTERM checkpoints, divergence keeps a loadable model, format versions, umask."""
+
 import json
 import os
 import shutil
@@ -119,8 +120,9 @@ def test_evaluate_default_is_the_held_out_set_by_content(finished_run, data, tmp
     err = cli_fails(["evaluate", finished_run.path, mixed], "copy_c")
     assert "was trained on" in err and os.path.abspath(data) in err
     assert delan.evaluate(finished_run, mixed, test=["copy_c"], rollouts=False)["test"] == ["copy_c"]  # asked for
-    assert delan.evaluate(finished_run, _other_data(tmp_path / "ok.h5", _renamed(ds, ["a"])),
-                          rollouts=False)["test"] == ["copy_a"]
+    assert delan.evaluate(finished_run, _other_data(tmp_path / "ok.h5", _renamed(ds, ["a"])), rollouts=False)[
+        "test"
+    ] == ["copy_a"]
 
 
 def test_evaluate_never_defaults_to_training_trajectories(data, tmp_path, cli_fails):
@@ -152,8 +154,9 @@ def test_old_run_without_fingerprint_falls_back_to_its_path(finished_run, data, 
 # -- 2. one run per directory ------------------------------------------------------------------
 def _delan(*argv):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "delan", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "delan", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def _wait_for_epochs(run, proc, n=1, timeout=90.0):
@@ -230,8 +233,9 @@ def test_sigint_in_a_subprocess_checkpoints_and_resumes_where_it_stopped(data, t
     assert res.summary["epochs"] == k
     rows = [json.loads(x) for x in open(os.path.join(run, "log.jsonl"))]
     assert [r["epoch"] for r in rows] == list(range(1, k + 1))
-    whole = delan.train(data, str(tmp_path / "whole"), test=["a"], epochs=k, schedule="constant",
-                        checkpoint_every=100000, **FAST)
+    whole = delan.train(
+        data, str(tmp_path / "whole"), test=["a"], epochs=k, schedule="constant", checkpoint_every=100000, **FAST
+    )
     for (name, a), b in zip(whole.model.state_dict().items(), res.model.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -253,6 +257,7 @@ def test_sigint_inside_an_epoch_checkpoints_that_step_and_resume_is_exact(data, 
             if calls[0] == 13 and torch.is_grad_enabled():  # a training step inside epoch 2
                 signal.raise_signal(signal.SIGINT)
             return loss(model, batch)
+
         return wrapped
 
     opts = dict(FAST, batch_size=16, epochs=4, checkpoint_every=100)
@@ -298,13 +303,23 @@ def test_stale_locks_are_taken_over(data, tmp_path):
     assert delan.train(data, str(run), resume=True, stop_after=2, progress=False).summary["epochs"] == 2
     assert not (run / LOCK_FILE).exists()
     # a flock still held (by another process) for a recorded pid that is gone
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, json, os, socket, sys, time\n"
-        f"fd = os.open({str(run / LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-        f"os.write(fd, json.dumps({{'pid': {dead.pid}, 'host': socket.gethostname(), 'since': 'then'}}).encode())\n"
-        "print('locked', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, json, os, socket, sys, time\n"
+                f"fd = os.open({str(run / LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+                f"holder = {{'pid': {dead.pid}, 'host': socket.gethostname(), 'since': 'then'}}\n"
+                "os.write(fd, json.dumps(holder).encode())\n"
+                "print('locked', flush=True)\n"
+                "time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         lock = RunLock(str(run)).acquire()
@@ -331,8 +346,29 @@ def test_busy_directory_is_left_alone_even_with_force(finished_run, data, tmp_pa
 # -- 4. divergence -----------------------------------------------------------------------------
 def test_lr_1e6_diverges_with_one_line_and_a_loadable_model(data, tmp_path, capsys):
     run = str(tmp_path / "run")
-    code = main(["train", data, "-o", run, "--test", "a", "--lr", "1e6", "--epochs", "20",
-                 "--checkpoint-every", "1", "--batch-size", "512", "--width", "16", "--depth", "1", "--quiet"])
+    code = main(
+        [
+            "train",
+            data,
+            "-o",
+            run,
+            "--test",
+            "a",
+            "--lr",
+            "1e6",
+            "--epochs",
+            "20",
+            "--checkpoint-every",
+            "1",
+            "--batch-size",
+            "512",
+            "--width",
+            "16",
+            "--depth",
+            "1",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "training diverged at epoch" in err and "--lr" in err
@@ -363,6 +399,7 @@ def test_a_failed_cholesky_is_a_divergence(data, tmp_path, monkeypatch, where):
             if part == where and calls[part] == (5 if where == "training" else 3):  # in epoch 2 or 3
                 torch.linalg.cholesky(-torch.eye(2, dtype=torch.float64))  # raises LinAlgError
             return loss(model, batch)
+
         return wrapped
 
     monkeypatch.setattr(training, "make_loss", failing_loss)
@@ -395,8 +432,10 @@ def test_unknown_format_versions_are_refused_naming_file_and_version(finished_ru
     # checkpoint
     ck = torch.load(run / "checkpoint.pt", weights_only=True)
     torch.save(dict(ck, version=99), run / "checkpoint.pt")
-    cli_fails(["train", data, "-o", str(run), "--resume", "--epochs", "3"],
-              f"{run / 'checkpoint.pt'}: checkpoint format version 99")
+    cli_fails(
+        ["train", data, "-o", str(run), "--resume", "--epochs", "3"],
+        f"{run / 'checkpoint.pt'}: checkpoint format version 99",
+    )
     # data.json
     meta = json.load(open(run / "data.json"))
     (run / "data.json").write_text(json.dumps(dict(meta, version=99)))
@@ -423,6 +462,7 @@ def test_run_files_follow_the_umask(data, tmp_path, monkeypatch):
             if calls[0] == 2:
                 signal.raise_signal(signal.SIGTERM)
             return loss(model, batch)
+
         return wrapped
 
     monkeypatch.setattr(training, "make_loss", signalling_loss)

@@ -7,6 +7,7 @@ vmap(functional_call) over stacked parameters, bfloat16. The fast path is asked 
 ``model.single_sample_inverse_dynamics()``, and is checked against the plain torch path and the
 autograd reference (delan/reference.py) in float64 to 1e-12.
 """
+
 import itertools
 import warnings
 
@@ -22,8 +23,10 @@ from delan.models import BlackBoxLagrangianNetwork, DeepLagrangianNetwork, FeedF
 
 F64 = torch.float64
 TOL = dict(rtol=1e-12, atol=1e-12)
-OPTIONS = [dict(revolute=r, friction=f, depth=d, scaled=s)
-           for r, f, d, s in itertools.product(["none", "all", "some"], [False, True], [1, 2], [False, True])]
+OPTIONS = [
+    dict(revolute=r, friction=f, depth=d, scaled=s)
+    for r, f, d, s in itertools.product(["none", "all", "some"], [False, True], [1, 2], [False, True])
+]
 
 
 def make(n, dtype=F64, seed=None, revolute="none", scaled=False, **options):
@@ -73,8 +76,9 @@ def test_float32_follows_the_model():
     out = fn(q[0].numpy(), qd[0].numpy(), qdd[0].numpy())
     assert out.dtype == np.float32
     with torch.no_grad():
-        torch.testing.assert_close(torch.from_numpy(out)[None], model.inverse_dynamics(q, qd, qdd),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            torch.from_numpy(out)[None], model.inverse_dynamics(q, qd, qdd), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_fast_path_never_goes_stale():

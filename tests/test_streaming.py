@@ -1,4 +1,5 @@
 """Streaming training data from a file (delan.data.streaming) and `--max-memory`."""
+
 from collections import Counter
 
 import numpy as np
@@ -31,8 +32,7 @@ def test_every_training_sample_once_per_epoch_and_none_held_out(setup):
     order = src.order(seed=11)
     counts = Counter(order)
     assert max(counts.values()) == 1
-    expected = {(n, s) for n, T in lengths.items() for s in range(T)
-                if not (blocks[n][0] <= s < blocks[n][1])}
+    expected = {(n, s) for n, T in lengths.items() for s in range(T) if not (blocks[n][0] <= s < blocks[n][1])}
     assert set(order) == expected
     assert not any(n in test for n, _ in order)
     # the batches hold exactly those samples: compare the q rows against the file
@@ -94,8 +94,20 @@ def test_missing_derivatives_are_refused(tmp_path):
 def _train(data, run_dir, **kw):
     from delan.training import TrainConfig, train_run
 
-    cfg = dict(dict(data=data, epochs=12, width=16, batch_size=32, test=["a"], validation=0.2, seed=2, quiet=True,
-                    checkpoint_every=1), **kw)
+    cfg = dict(
+        dict(
+            data=data,
+            epochs=12,
+            width=16,
+            batch_size=32,
+            test=["a"],
+            validation=0.2,
+            seed=2,
+            quiet=True,
+            checkpoint_every=1,
+        ),
+        **kw,
+    )
     stop = cfg.pop("stop_after", None)
     resume = cfg.pop("resume", False)
     return train_run(TrainConfig(**cfg), run_dir, resume=resume, stop_after=stop, progress=False)
@@ -133,5 +145,7 @@ def test_cli_max_memory_streams_and_says_so(character_data, tmp_path, capsys, cl
     assert main(["train", data, "-o", str(tmp_path / "r"), "--epochs", "2", "--max-memory", "1e-5"]) == 0
     out = capsys.readouterr().out
     assert "data: streaming from the file (loading it whole would take about" in out
-    cli_fails(["train", data, "-o", str(tmp_path / "bad"), "--max-memory", "-1"],
-              "--max-memory must be a positive number of GB")
+    cli_fails(
+        ["train", data, "-o", str(tmp_path / "bad"), "--max-memory", "-1"],
+        "--max-memory must be a positive number of GB",
+    )

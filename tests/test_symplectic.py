@@ -1,5 +1,6 @@
 """The symplectic integrator (implicit midpoint in (q, p)): energy stays bounded, O(dt^2), under
 zero torque, where rk4's drifts secularly; on a true system and on a learned model."""
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +22,7 @@ def energy_error(dynamics, ro):
 def quarters(err):
     """max of the error over the first and over the last quarter of the rollout."""
     n = len(err) // 4
-    return err[1:n + 1].max(), err[-n:].max()
+    return err[1 : n + 1].max(), err[-n:].max()
 
 
 def test_true_pendulum_energy_bounded_second_order_rk4_drifts():
@@ -80,8 +81,9 @@ def test_simulate_cli_method_symplectic_reports_energy_drift(tmp_path, capsys):
     save_dataset(generate_dataset("two-link", kind="characters", n_trajectories=2, duration=1.0, rate=25.0), data)
     assert main(["train", data, "-o", run, "--epochs", "1", "--width", "8", "--depth", "1", "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["simulate", run, "--system", "two-link", "--method", "symplectic", "--steps", "20",
-                 "--json", out]) == 0
+    assert (
+        main(["simulate", run, "--system", "two-link", "--method", "symplectic", "--steps", "20", "--json", out]) == 0
+    )
     printed = capsys.readouterr().out
     res = json.load(open(out))
     assert res["method"] == "symplectic" and res["steps_done"] == 20

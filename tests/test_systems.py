@@ -1,4 +1,5 @@
 """Ground truth of the simulated systems: closed forms against autograd Euler-Lagrange and Pinocchio."""
+
 import importlib.util
 import sys
 
@@ -12,8 +13,15 @@ from delan.systems.n_link import NLink
 from delan.systems.two_link import TwoLink
 
 HAS_PIN = importlib.util.find_spec("pinocchio") is not None
-CLOSED_FORM = [("pendulum", None), ("two-link", None), ("cartpole", None), ("furuta", None),
-               ("n-link", 1), ("n-link", 3), ("n-link", 5)]
+CLOSED_FORM = [
+    ("pendulum", None),
+    ("two-link", None),
+    ("cartpole", None),
+    ("furuta", None),
+    ("n-link", 1),
+    ("n-link", 3),
+    ("n-link", 5),
+]
 
 
 def _states(n, B=16, seed=0, dtype=torch.float64):
@@ -30,10 +38,12 @@ def euler_lagrange_reference(system, q, qd):
     p = torch.autograd.grad(t.T.sum(), qd, create_graph=True)[0]  # dT/dqd (B, n)
     dTdq = torch.autograd.grad(t.T.sum(), q, create_graph=True, materialize_grads=True)[0]
     n = q.shape[1]
-    H = torch.stack([torch.autograd.grad(p[:, i].sum(), qd, retain_graph=True, materialize_grads=True)[0]
-                     for i in range(n)], 1)
-    dpdq = torch.stack([torch.autograd.grad(p[:, i].sum(), q, retain_graph=True, materialize_grads=True)[0]
-                        for i in range(n)], 1)
+    H = torch.stack(
+        [torch.autograd.grad(p[:, i].sum(), qd, retain_graph=True, materialize_grads=True)[0] for i in range(n)], 1
+    )
+    dpdq = torch.stack(
+        [torch.autograd.grad(p[:, i].sum(), q, retain_graph=True, materialize_grads=True)[0] for i in range(n)], 1
+    )
     c = (dpdq @ qd.unsqueeze(-1)).squeeze(-1) - dTdq  # Hdot qd - 1/2 d(qd^T H qd)/dq
     g = torch.autograd.grad(t.V.sum(), q)[0]
     return H.detach(), c.detach(), g.detach()
@@ -109,11 +119,13 @@ def planar_chain_urdf(masses, lengths, coms, inertias):
     parts = ['<robot name="chain"><link name="base"/>']
     parent, offset = "base", 0.0
     for i, (m, l, lc, I) in enumerate(zip(masses, lengths, coms, inertias)):
-        parts.append(f'<joint name="j{i}" type="revolute"><parent link="{parent}"/><child link="l{i}"/>'
-                     f'<origin xyz="0 {-offset} 0" rpy="0 0 0"/><axis xyz="0 0 1"/>'
-                     f'<limit lower="-3.14" upper="3.14" velocity="6" effort="100"/></joint>'
-                     f'<link name="l{i}"><inertial><origin xyz="0 {-lc} 0" rpy="0 0 0"/><mass value="{m}"/>'
-                     f'<inertia ixx="{I}" iyy="{I}" izz="{I}" ixy="0" ixz="0" iyz="0"/></inertial></link>')
+        parts.append(
+            f'<joint name="j{i}" type="revolute"><parent link="{parent}"/><child link="l{i}"/>'
+            f'<origin xyz="0 {-offset} 0" rpy="0 0 0"/><axis xyz="0 0 1"/>'
+            f'<limit lower="-3.14" upper="3.14" velocity="6" effort="100"/></joint>'
+            f'<link name="l{i}"><inertial><origin xyz="0 {-lc} 0" rpy="0 0 0"/><mass value="{m}"/>'
+            f'<inertia ixx="{I}" iyy="{I}" izz="{I}" ixy="0" ixz="0" iyz="0"/></inertial></link>'
+        )
         parent, offset = f"l{i}", l
     parts.append("</robot>")
     return "".join(parts)
@@ -127,7 +139,7 @@ def test_closed_form_agrees_with_pinocchio(n):
     rng = np.random.default_rng(n)
     masses, lengths = rng.uniform(0.5, 2.0, n), rng.uniform(0.3, 0.8, n)
     coms, inertias = lengths * rng.uniform(0.3, 0.7, n), rng.uniform(0.01, 0.1, n)
-    closed = (TwoLink(masses, lengths, coms, inertias) if n == 2 else NLink(n, masses, lengths, coms, inertias))
+    closed = TwoLink(masses, lengths, coms, inertias) if n == 2 else NLink(n, masses, lengths, coms, inertias)
     ref = PinocchioSystem(planar_chain_urdf(masses, lengths, coms, inertias), gravity=(0, -9.81, 0))
     q, qd, qdd = _states(n)
     a, b = closed.terms(q, qd, qdd), ref.terms(q, qd, qdd)
@@ -174,7 +186,7 @@ def test_armature_adds_rotor_inertia(name, n):
     q, qd, qdd = _states(s.n_dof, seed=3)
     t, t0 = s.terms(q, qd, qdd), plain.terms(q, qd, qdd)
     torch.testing.assert_close(t.H - t0.H, torch.diag_embed(torch.as_tensor(arm).expand_as(q)), rtol=0, atol=1e-12)
-    torch.testing.assert_close(t.T - t0.T, 0.5 * (torch.as_tensor(arm) * qd ** 2).sum(-1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(t.T - t0.T, 0.5 * (torch.as_tensor(arm) * qd**2).sum(-1), rtol=0, atol=1e-12)
     H, c, g = euler_lagrange_reference(s, q, qd)
     torch.testing.assert_close(t.H, H, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(t.coriolis, c, rtol=1e-10, atol=1e-10)
@@ -207,8 +219,9 @@ def test_pinocchio_armature_and_joint_types():
     s = PinocchioSystem(urdf, gravity=(0, -9.81, 0), armature=[0.1, 0.05])
     assert s.joint_types == ["revolute", "revolute"]
     q, qd, qdd = _states(2)
-    torch.testing.assert_close(s.terms(q, qd).H - plain.terms(q, qd).H,
-                               torch.diag_embed(torch.tensor([0.1, 0.05], dtype=q.dtype).expand_as(q)))
+    torch.testing.assert_close(
+        s.terms(q, qd).H - plain.terms(q, qd).H, torch.diag_embed(torch.tensor([0.1, 0.05], dtype=q.dtype).expand_as(q))
+    )
     tau = s.inverse_dynamics(q, qd, qdd)
     torch.testing.assert_close(tau, s.terms(q, qd, qdd).tau, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(s.forward_dynamics(q, qd, tau), qdd, rtol=1e-8, atol=1e-8)
@@ -219,6 +232,7 @@ def test_pinocchio_joint_types_from_urdf():
     from delan.systems.panda import PinocchioSystem
 
     urdf = planar_chain_urdf([1.0, 0.8], [0.5, 0.4], [0.25, 0.2], [0.02, 0.01]).replace(
-        'name="j0" type="revolute"', 'name="j0" type="prismatic"')
+        'name="j0" type="revolute"', 'name="j0" type="prismatic"'
+    )
     assert PinocchioSystem(urdf).joint_types == ["prismatic", "revolute"]
     assert make_system("panda").joint_types == ["revolute"] * 7

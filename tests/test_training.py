@@ -1,4 +1,5 @@
 """The trainer: a short run writes its files, learns, is reproducible; bad options are refused."""
+
 import json
 import math
 import os
@@ -25,8 +26,18 @@ def data_file(character_data):
 
 
 def tiny(data, **kw):
-    base = dict(data=data, test=["a"], width=16, depth=1, epochs=3, batch_size=64, lr=3e-3,
-                dtype="float64", validation=0.2, quiet=True)
+    base = dict(
+        data=data,
+        test=["a"],
+        width=16,
+        depth=1,
+        epochs=3,
+        batch_size=64,
+        lr=3e-3,
+        dtype="float64",
+        validation=0.2,
+        quiet=True,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -84,6 +95,7 @@ def test_diverging_loss_stops_and_keeps_checkpoint(data_file, tmp_path, monkeypa
             if model.training and calls["n"] > 12:
                 total = total * float("nan")
             return total, parts
+
         return f
 
     monkeypatch.setattr(training, "make_loss", poisoned)
@@ -133,7 +145,7 @@ def test_split_samples_partitions_each_trajectory(data_file):
     assert len(train["q"]) + len(val["q"]) == ds.n_samples
     a, b = blocks[ds.names[1]]
     start = sum(b_ - a_ for a_, b_ in (blocks[n] for n in ds.names[:1]))
-    np.testing.assert_array_equal(val["tau"][start:start + b - a], ds[ds.names[1]].tau[a:b])
+    np.testing.assert_array_equal(val["tau"][start : start + b - a], ds[ds.names[1]].tau[a:b])
     train, val = split_samples(ds, [ds.names[0]], {})
     np.testing.assert_array_equal(val["q"], ds[ds.names[0]].q)
 
@@ -164,8 +176,12 @@ def test_partial_loss_weights_keep_the_models_own_defaults(data_file):
         batch = {k: torch.rand(8, 2, dtype=torch.float64) for k in ("q", "qd", "qdd", "tau")}
         _, parts = make_loss(config, batch, model)(model, batch)
         assert set(parts) == ({"inverse", "forward", "power"} if forward else {"inverse", "power"}), kind
-    for kind, weights, want in (("structured", {}, {"inverse", "forward", "power"}), ("mlp", {}, {"inverse"}),
-                                ("black-box", {"power": 0.0}, {"inverse"}), ("mlp", {"inverse": 2.0}, {"inverse"})):
+    for kind, weights, want in (
+        ("structured", {}, {"inverse", "forward", "power"}),
+        ("mlp", {}, {"inverse"}),
+        ("black-box", {"power": 0.0}, {"inverse"}),
+        ("mlp", {"inverse": 2.0}, {"inverse"}),
+    ):
         config = tiny(data_file, model=kind, loss_weights=weights).validate()
         model = build_model(config, 2)
         _, parts = make_loss(config, batch, model)(model, batch)
@@ -201,8 +217,9 @@ def test_friction_is_decided_from_the_data(tmp_path, with_friction):
     from delan.data.generate import generate_dataset
 
     path = str(tmp_path / "d.h5")
-    save_dataset(generate_dataset("two-link", n_trajectories=3, duration=2.0, rate=250, friction=with_friction,
-                                  seed=3), path)
+    save_dataset(
+        generate_dataset("two-link", n_trajectories=3, duration=2.0, rate=250, friction=with_friction, seed=3), path
+    )
     run = train_run(tiny(path, epochs=1, test=["fourier_000"]), str(tmp_path / "r"))
     assert (run.model.friction_model is not None) == with_friction
     record = run.summary["friction"]
@@ -236,9 +253,20 @@ def test_run_files_get_the_users_permissions(data_file, tmp_path):
         assert os.stat(tmp_path / "run" / name).st_mode & 0o777 == 0o644, name
 
 
-@pytest.mark.parametrize("field,value", [("epochs", -1), ("epochs", 0), ("lr", -1e-3), ("batch_size", 0),
-                                         ("model", "transformer"), ("dtype", "float16"), ("time_budget", 0.0),
-                                         ("validation", 1.5), ("schedule", "linear")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("epochs", -1),
+        ("epochs", 0),
+        ("lr", -1e-3),
+        ("batch_size", 0),
+        ("model", "transformer"),
+        ("dtype", "float16"),
+        ("time_budget", 0.0),
+        ("validation", 1.5),
+        ("schedule", "linear"),
+    ],
+)
 def test_bad_options_refused_before_anything_is_written(data_file, tmp_path, field, value):
     with pytest.raises(RunError):
         train_run(tiny(data_file, **{field: value}), str(tmp_path / "x"))

@@ -1,4 +1,5 @@
 """Reference trajectories: inside joint limits, exact derivatives, reproducible, letters."""
+
 import importlib.util
 
 import numpy as np
@@ -78,14 +79,14 @@ def test_characters_write_the_letters():
         # the pen path runs through the glyph's via points, scaled to 0.3 reach
         via = letter_path(ref.name)
         np.testing.assert_allclose(p[-1] - p[0], (via[-1] - via[0]) * 0.3, atol=1e-12)
-        np.testing.assert_allclose(qd[[0, -1]], 0, atol=1e-12)            # rest to rest
+        np.testing.assert_allclose(qd[[0, -1]], 0, atol=1e-12)  # rest to rest
         np.testing.assert_allclose(qdd[[0, -1]], 0, atol=1e-9)
         check_derivatives(ref, 2.0, tol=1e-4)
 
 
 def ref_s(t, T):
     tau = t / T
-    return tau ** 3 * (10 - 15 * tau + 6 * tau ** 2)
+    return tau**3 * (10 - 15 * tau + 6 * tau**2)
 
 
 def test_characters_only_for_two_link_and_known_letters():

@@ -10,6 +10,7 @@ library's option names (written `name` in its messages) turned into the command'
 other exception one line ``delan CMD: internal error: Type: ...``
 and exit code 1. ``--debug`` (anywhere on the command line) prints the traceback as well.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learn the dynamics of robots with Deep Lagrangian Networks.",
     )
     parser.add_argument("--version", action="version", version=f"delan {version()}")
-    parser.add_argument("--debug", action="store_true",
-                        help="print the full traceback when a command fails (may also follow the command)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the full traceback when a command fails (may also follow the command)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _COMMANDS:
@@ -93,11 +97,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             traceback.print_exc()
         if isinstance(exc, DelanError):
-            print(f"delan {command}: error: {as_flags(_one_line(exc), getattr(args, '_parser', None))}",
-                  file=sys.stderr)
+            print(
+                f"delan {command}: error: {as_flags(_one_line(exc), getattr(args, '_parser', None))}", file=sys.stderr
+            )
             return int(getattr(exc, "exit_code", 2))
-        print(f"delan {command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
-              f"(run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"delan {command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            f"(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

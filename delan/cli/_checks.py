@@ -13,6 +13,7 @@ when it holds what the command writes (each command's ``--help`` states its rule
 
 Anything else (a log, a checkpoint, a file of another program) is refused with one line.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,12 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 from delan.data.sizes import format_number
 from delan.errors import OptionError, OutputError
 
-_KIND_WORDS = {"data": "a DeLaN data file", "json": "a JSON document", "png": "a PNG image",
-               "export": "an artefact of delan export"}
+_KIND_WORDS = {
+    "data": "a DeLaN data file",
+    "json": "a JSON document",
+    "png": "a PNG image",
+    "export": "an artefact of delan export",
+}
 
 
 def _same(a: str, b: str) -> bool:
@@ -104,12 +109,14 @@ def check_output_file(path: str, option: str, kind: str, inputs: Sequence[Tuple[
     if not os.access(path, os.W_OK) and not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
         raise OutputError(f"{label}: is not writable")
     if os.path.getsize(path) > 0 and not _CHECK[kind](path):
-        raise OutputError(f"{label}: exists and is not {_KIND_WORDS[kind]}; not replacing it (remove it or "
-                          f"choose another name)")
+        raise OutputError(
+            f"{label}: exists and is not {_KIND_WORDS[kind]}; not replacing it (remove it or choose another name)"
+        )
 
 
-def check_output_folder(path: str, option: str, files: Iterable[str],
-                        inputs: Sequence[Tuple[str, str]] = ()) -> List[str]:
+def check_output_folder(
+    path: str, option: str, files: Iterable[str], inputs: Sequence[Tuple[str, str]] = ()
+) -> List[str]:
     """A folder for figures: an existing folder, or one to create whose parent exists; every
     file ``files`` (names inside it) is checked as a PNG output. Returns their paths."""
     label = f"{option} {path}"
@@ -203,8 +210,9 @@ def numbers(text: Optional[str], option: str) -> Optional[List[float]]:
         try:
             v = float(item)
         except ValueError:
-            raise OptionError(f"{option} must be comma-separated numbers, got {text!r} "
-                              f"(item {i + 1}: {item.strip()!r})") from None
+            raise OptionError(
+                f"{option} must be comma-separated numbers, got {text!r} (item {i + 1}: {item.strip()!r})"
+            ) from None
         if not math.isfinite(v):
             raise OptionError(f"{option}: item {i + 1} is {format_number(v)}; give finite numbers")
         out.append(v)

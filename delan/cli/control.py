@@ -16,6 +16,7 @@ Gaussian sensor noise `--noise`, and acts on the TRUE system (delan.systems), in
 RUN_DIR may be an mlp run (tracking with pd or feedforward only) or the word `true` (the true
 system's own dynamics as the model: the ideal baseline).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,36 +31,73 @@ CONTROLLERS = ["pd", "feedforward", "computed-torque"]
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "control", help="close the loop: the model as feed-forward, or swing-up, on the true system",
-        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        "control",
+        help="close the loop: the model as feed-forward, or swing-up, on the true system",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by `delan train`, or `true`")
     p.add_argument("--system", required=True, metavar="NAME", help="the true system to control")
-    p.add_argument("--task", choices=TASKS, default="track",
-                   help="track a trajectory, or swing up (cart-pole, Furuta) (default track)")
-    p.add_argument("--trajectory", default="generated", metavar="FILE:NAME",
-                   help="track: trajectory NAME of data file FILE, or `generated` (default)")
-    p.add_argument("--controller", choices=CONTROLLERS, default=None,
-                   help="track: pd, feedforward (default) or computed-torque")
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        default="track",
+        help="track a trajectory, or swing up (cart-pole, Furuta) (default track)",
+    )
+    p.add_argument(
+        "--trajectory",
+        default="generated",
+        metavar="FILE:NAME",
+        help="track: trajectory NAME of data file FILE, or `generated` (default)",
+    )
+    p.add_argument(
+        "--controller", choices=CONTROLLERS, default=None, help="track: pd, feedforward (default) or computed-torque"
+    )
     p.add_argument("--rate", type=float, default=500.0, metavar="HZ", help="control rate (default 500 Hz)")
-    p.add_argument("--noise", default="0", metavar="STD[,STD_QD]",
-                   help="sensor noise standard deviation on q (and qd; a second number sets qd's), default 0")
-    p.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="seconds (default: the trajectory's length, 5 s generated, 10 s swing-up)")
+    p.add_argument(
+        "--noise",
+        default="0",
+        metavar="STD[,STD_QD]",
+        help="sensor noise standard deviation on q (and qd; a second number sets qd's), default 0",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds (default: the trajectory's length, 5 s generated, 10 s swing-up)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of a generated trajectory (default 0)")
-    p.add_argument("--bandwidth", type=float, default=10.0, metavar="W",
-                   help="track: PD gains for about this closed-loop frequency [rad/s] with each joint's "
-                        "effective inertia m_i = 1 / (H^-1)_ii of the true mass matrix (median along the "
-                        "reference; kp = W^2 m_i, kd = 2 Z W m_i; computed torque: W^2, 2 Z W), default 10")
+    p.add_argument(
+        "--bandwidth",
+        type=float,
+        default=10.0,
+        metavar="W",
+        help="track: PD gains for about this closed-loop frequency [rad/s] with each joint's "
+        "effective inertia m_i = 1 / (H^-1)_ii of the true mass matrix (median along the "
+        "reference; kp = W^2 m_i, kd = 2 Z W m_i; computed torque: W^2, 2 Z W), default 10",
+    )
     p.add_argument("--damping", type=float, default=1.0, metavar="Z", help="track: damping ratio (default 1)")
-    p.add_argument("--torque-limit", default=None, metavar="VALUES",
-                   help="bound on |tau|, one number or one per joint (default: none for tracking, the "
-                        "system's default for swing-up)")
-    p.add_argument("--plots", default=None, metavar="DIR",
-                   help="write the figure into DIR (tracking.png or swing_up.png; DIR is created if its parent "
-                        "folder exists)")
-    p.add_argument("--json", default=None, metavar="FILE",
-                   help="write the results as one JSON object; an existing file is replaced only when it holds "
-                        "JSON and is none of the inputs")
+    p.add_argument(
+        "--torque-limit",
+        default=None,
+        metavar="VALUES",
+        help="bound on |tau|, one number or one per joint (default: none for tracking, the "
+        "system's default for swing-up)",
+    )
+    p.add_argument(
+        "--plots",
+        default=None,
+        metavar="DIR",
+        help="write the figure into DIR (tracking.png or swing_up.png; DIR is created if its parent folder exists)",
+    )
+    p.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="write the results as one JSON object; an existing file is replaced only when it holds "
+        "JSON and is none of the inputs",
+    )
     p.set_defaults(func=run)
 
 
@@ -87,8 +125,9 @@ def _check_options(args) -> None:
     if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
         raise ControlError(f"--duration must be a positive number of seconds, got {args.duration:g}")
     if args.duration is not None and args.duration * args.rate > 2_000_000:
-        raise ControlError(f"--duration {args.duration:g} s at --rate {args.rate:g} Hz is more than 2,000,000 "
-                           f"control steps")
+        raise ControlError(
+            f"--duration {args.duration:g} s at --rate {args.rate:g} Hz is more than 2,000,000 control steps"
+        )
     if not (math.isfinite(args.bandwidth) and args.bandwidth > 0):
         raise ControlError(f"--bandwidth must be positive, got {args.bandwidth:g}")
     if not (math.isfinite(args.damping) and args.damping >= 0):
@@ -112,8 +151,9 @@ def _load_model(run_dir: str, system):
         raise RunError(f"{run_dir}: no such run directory")
     _, model = load_run(run_dir)
     if model.n_dof != system.n_dof:
-        raise RunError(f"{run_dir}: the model has n_dof = {model.n_dof}, but system {system.name!r} has "
-                       f"{system.n_dof} joints")
+        raise RunError(
+            f"{run_dir}: the model has n_dof = {model.n_dof}, but system {system.name!r} has {system.n_dof} joints"
+        )
     return model, model_kind(model)
 
 
@@ -133,8 +173,10 @@ def _reference(args, system):
         return ref, f"generated (Fourier, seed {args.seed}, {duration:g} s)", duration, (q0, qd0)
     path, sep, name = args.trajectory.rpartition(":")
     if not sep or not path or not name:
-        raise ControlError(f"--trajectory must be FILE:NAME (a data file and a trajectory in it) or `generated`, "
-                           f"got {args.trajectory!r}")
+        raise ControlError(
+            f"--trajectory must be FILE:NAME (a data file and a trajectory in it) or `generated`, "
+            f"got {args.trajectory!r}"
+        )
     from delan.data import load_dataset
 
     ds = load_dataset(path)
@@ -146,8 +188,9 @@ def _reference(args, system):
     ref = SampledReference(tr.t, tr.q, tr.qd, tr.qdd, name=name)
     duration = ref.duration if args.duration is None else args.duration
     if duration > ref.duration + 1e-9:
-        raise ControlError(f"--duration {duration:g} s is longer than trajectory {name!r} of {path} "
-                           f"({ref.duration:g} s)")
+        raise ControlError(
+            f"--duration {duration:g} s is longer than trajectory {name!r} of {path} ({ref.duration:g} s)"
+        )
     return ref, f"{path}:{name}", duration, (tr.q[0], tr.qd[0])
 
 
@@ -166,8 +209,10 @@ def _track(args, system, model, kind: str, noise):
 
     controller_name = args.controller or "feedforward"
     if kind == "mlp" and controller_name == "computed-torque":
-        raise ControlError(f"{args.run_dir} is an mlp run: it predicts torques from (q, qd, qdd) only, so it "
-                           f"drives --controller feedforward (or pd), not computed-torque")
+        raise ControlError(
+            f"{args.run_dir} is an mlp run: it predicts torques from (q, qd, qdd) only, so it "
+            f"drives --controller feedforward (or pd), not computed-torque"
+        )
     ref, source, duration, (q0, qd0) = _reference(args, system)
     limit = _numbers(args.torque_limit, "--torque-limit", [1, system.n_dof])
     if limit is not None and not all(v > 0 for v in limit):
@@ -180,12 +225,22 @@ def _track(args, system, model, kind: str, noise):
         # the TRUE inertia over the reference (the same gains for every model)
         along = np.stack([np.asarray(ref(t)[0], dtype=np.float64).reshape(-1) for t in np.linspace(0, duration, 50)])
         kp, kd = pd_gains(system, along, bandwidth=w, damping=z)
-        controller = (PD(ref, kp, kd, system.n_dof, torque_limit=limit) if controller_name == "pd"
-                      else FeedForwardPD(model, ref, kp, kd, torque_limit=limit))
-    result = simulate_closed_loop(system, controller, q0, qd0, duration=duration, rate=args.rate, noise=noise,
-                                  seed=args.seed)
-    out = dict(task="track", controller=controller_name, trajectory=source, kp=list(map(float, kp)),
-               kd=list(map(float, kd)), torque_limit=limit)
+        controller = (
+            PD(ref, kp, kd, system.n_dof, torque_limit=limit)
+            if controller_name == "pd"
+            else FeedForwardPD(model, ref, kp, kd, torque_limit=limit)
+        )
+    result = simulate_closed_loop(
+        system, controller, q0, qd0, duration=duration, rate=args.rate, noise=noise, seed=args.seed
+    )
+    out = dict(
+        task="track",
+        controller=controller_name,
+        trajectory=source,
+        kp=list(map(float, kp)),
+        kd=list(map(float, kd)),
+        torque_limit=limit,
+    )
     out.update(tracking_metrics(result))
     return out, result
 
@@ -202,11 +257,15 @@ def _swing_up(args, system, model, kind: str, noise):
     )
 
     if system.name not in SWING_UP_DEFAULTS:
-        raise ControlError(f"--task swing-up needs an under-actuated system with a swing-up "
-                           f"({', '.join(SWING_UP_DEFAULTS)}), got {args.system!r}")
+        raise ControlError(
+            f"--task swing-up needs an under-actuated system with a swing-up "
+            f"({', '.join(SWING_UP_DEFAULTS)}), got {args.system!r}"
+        )
     if kind == "mlp":
-        raise ControlError(f"{args.run_dir} is an mlp run: it has no energies to swing up with (use a structured "
-                           f"or black-box run, or `true`)")
+        raise ControlError(
+            f"{args.run_dir} is an mlp run: it has no energies to swing up with (use a structured "
+            f"or black-box run, or `true`)"
+        )
     overrides: Dict[str, Any] = dict(rate=args.rate)
     limit = _numbers(args.torque_limit, "--torque-limit", [1])
     if limit is not None:
@@ -216,10 +275,16 @@ def _swing_up(args, system, model, kind: str, noise):
     controller = swing_up_controller(system.name, model, **overrides)
     duration = 10.0 if args.duration is None else args.duration
     q0 = torch.zeros(system.n_dof, dtype=torch.float64)  # at rest, hanging down
-    result = simulate_closed_loop(system, controller, q0, duration=duration, rate=args.rate, noise=noise,
-                                  seed=args.seed)
-    out = dict(task="swing-up", controller="energy swing-up + LQR", tolerance=0.1, hold=2.0,
-               torque_limit=controller.torque_limit[0].item())
+    result = simulate_closed_loop(
+        system, controller, q0, duration=duration, rate=args.rate, noise=noise, seed=args.seed
+    )
+    out = dict(
+        task="swing-up",
+        controller="energy swing-up + LQR",
+        tolerance=0.1,
+        hold=2.0,
+        torque_limit=controller.torque_limit[0].item(),
+    )
     out.update(swing_up_metrics(result, tolerance=0.1, hold=2.0))
     return out, result
 
@@ -271,8 +336,16 @@ def _run(args: argparse.Namespace) -> int:
     model, kind = _load_model(args.run_dir, system)
     task = _track if args.task == "track" else _swing_up
     res, result = task(args, system, model, kind, noise)
-    res = dict(system=system.name, run=args.run_dir, model=kind, rate=args.rate, noise=list(noise),
-               duration=float(result.t[-1]), seed=args.seed, **res)
+    res = dict(
+        system=system.name,
+        run=args.run_dir,
+        model=kind,
+        rate=args.rate,
+        noise=list(noise),
+        duration=float(result.t[-1]),
+        seed=args.seed,
+        **res,
+    )
     if args.plots is not None:
         from delan import control_plots
 
@@ -280,28 +353,40 @@ def _run(args: argparse.Namespace) -> int:
             raise ControlError(f"--plots {args.plots}: exists and is not a folder")
         title = f"{system.name}: {res['controller']} ({kind} model), {args.rate:g} Hz, noise {_fmt(noise)}"
         if args.task == "track":
-            fig = control_plots.plot_tracking(result, os.path.join(args.plots, "tracking.png"),
-                                              joint_names=system.joint_names, title=title)
+            fig = control_plots.plot_tracking(
+                result, os.path.join(args.plots, "tracking.png"), joint_names=system.joint_names, title=title
+            )
         else:
-            fig = control_plots.plot_swing_up(result, os.path.join(args.plots, "swing_up.png"),
-                                              joint_names=system.joint_names, title=title)
+            fig = control_plots.plot_swing_up(
+                result, os.path.join(args.plots, "swing_up.png"), joint_names=system.joint_names, title=title
+            )
         res["figures"] = [fig]
 
-    print(f"{res['task']} on the true {system.name} with {res['controller']} ({kind} model): "
-          f"{res['duration']:g} s at {args.rate:g} Hz, sensor noise {_fmt(noise)} (q, qd)")
+    print(
+        f"{res['task']} on the true {system.name} with {res['controller']} ({kind} model): "
+        f"{res['duration']:g} s at {args.rate:g} Hz, sensor noise {_fmt(noise)} (q, qd)"
+    )
     if args.task == "track":
         print(f"reference: {res['trajectory']}")
-        print(f"tracking error RMS per joint {_fmt(res['rms_error'])}, max {_fmt(res['max_error'])}, "
-              f"RMS of the error norm {res['rms_error_norm']:.3g}")
-        print(f"torque RMS per joint {_fmt(res['rms_torque'])}, max {_fmt(res['max_torque'])}, "
-              f"effort (mean |tau|^2) {res['effort']:.4g}")
+        print(
+            f"tracking error RMS per joint {_fmt(res['rms_error'])}, max {_fmt(res['max_error'])}, "
+            f"RMS of the error norm {res['rms_error_norm']:.3g}"
+        )
+        print(
+            f"torque RMS per joint {_fmt(res['rms_torque'])}, max {_fmt(res['max_torque'])}, "
+            f"effort (mean |tau|^2) {res['effort']:.4g}"
+        )
     else:
         if res["success"]:
-            print(f"swing-up succeeded: within {res['tolerance']:g} rad of upright from t = {res['time']:.3f} s, "
-                  f"held {res['hold']:g} s")
+            print(
+                f"swing-up succeeded: within {res['tolerance']:g} rad of upright from t = {res['time']:.3f} s, "
+                f"held {res['hold']:g} s"
+            )
         else:
-            print(f"swing-up failed: never within {res['tolerance']:g} rad of upright for {res['hold']:g} s "
-                  f"(final distance {res['final_error']:.3g} rad)")
+            print(
+                f"swing-up failed: never within {res['tolerance']:g} rad of upright for {res['hold']:g} s "
+                f"(final distance {res['final_error']:.3g} rad)"
+            )
         print(f"torque RMS per joint {_fmt(res['rms_torque'])} (limit {res['torque_limit']:g})")
     if args.json:
         from delan.fileio import atomic_write_bytes

@@ -1,4 +1,5 @@
 """``delan generate SYSTEM -o FILE.h5``: simulate trajectories of a known system into a data file."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,29 +15,59 @@ def add_parser(subparsers) -> None:
     from delan.trajectories import KINDS
 
     p = subparsers.add_parser(
-        "generate", help="simulate trajectories of a known system",
+        "generate",
+        help="simulate trajectories of a known system",
         description="Generate a trajectory data file (HDF5) with exact torques and ground truth "
-                    f"from a known system ({', '.join(SYSTEMS)}).")
+        f"from a known system ({', '.join(SYSTEMS)}).",
+    )
     p.add_argument("system", metavar="SYSTEM", help=f"one of: {', '.join(SYSTEMS)}")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.h5",
-                   help="data file to write (atomically); an existing file is replaced only when it is a DeLaN "
-                        "data file (any other file is refused)")
-    p.add_argument("--trajectories", type=int, default=None, metavar="N",
-                   help="number of trajectories (characters: first N letters; default all letters, else 10)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE.h5",
+        help="data file to write (atomically); an existing file is replaced only when it is a DeLaN "
+        "data file (any other file is refused)",
+    )
+    p.add_argument(
+        "--trajectories",
+        type=int,
+        default=None,
+        metavar="N",
+        help="number of trajectories (characters: first N letters; default all letters, else 10)",
+    )
     p.add_argument("--kind", choices=KINDS, default="fourier", help="trajectory kind (default fourier)")
-    p.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="seconds per trajectory (default 2 for characters, 5 otherwise)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds per trajectory (default 2 for characters, 5 otherwise)",
+    )
     p.add_argument("--rate", type=float, default=250.0, metavar="HZ", help="sampling rate (default 250)")
-    p.add_argument("--noise", type=float, default=0.0, metavar="STD",
-                   help="relative sensor noise: std as a fraction of each channel's RMS (default 0)")
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        metavar="STD",
+        help="relative sensor noise: std as a fraction of each channel's RMS (default 0)",
+    )
     p.add_argument("--friction", action="store_true", help="add viscous + Coulomb joint friction")
     p.add_argument("--n-dof", type=int, default=None, metavar="N", help="number of links (n-link)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed, >= 0 (default 0)")
-    p.add_argument("--simulate", action="store_true",
-                   help="record a simulated tracking-controller run instead of the exact reference")
-    p.add_argument("--piece-samples", type=int, default=None, metavar="N",
-                   help="write the file N samples at a time, never holding it whole (for files larger than "
-                        "memory, e.g. 262144; same contents as a file written whole; not with --simulate)")
+    p.add_argument(
+        "--simulate",
+        action="store_true",
+        help="record a simulated tracking-controller run instead of the exact reference",
+    )
+    p.add_argument(
+        "--piece-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="write the file N samples at a time, never holding it whole (for files larger than "
+        "memory, e.g. 262144; same contents as a file written whole; not with --simulate)",
+    )
     p.set_defaults(func=run)
 
 
@@ -53,17 +84,40 @@ def run(args: argparse.Namespace) -> int:
     if piece is not None:
         from delan.data.chunked import generate_to_file
 
-        info = generate_to_file(args.output, args.system, args.kind, args.trajectories, args.duration, args.rate,
-                                args.noise, args.friction, args.n_dof, args.seed, piece=piece)
+        info = generate_to_file(
+            args.output,
+            args.system,
+            args.kind,
+            args.trajectories,
+            args.duration,
+            args.rate,
+            args.noise,
+            args.friction,
+            args.n_dof,
+            args.seed,
+            piece=piece,
+        )
         g = info["generator"]
-        print(f"wrote {args.output} in pieces of {piece} samples: system {info['system']} (n_dof {info['n_dof']}, "
-              f"friction {'on' if g['friction'] else 'off'}), {info['trajectories']} {g['kind']} trajectories x "
-              f"{g['duration']:g} s at {g['rate']:g} Hz = {info['samples']} samples, exact reference + inverse "
-              f"dynamics, noise {g['noise']:g}, seed {g['seed']}; ground truth: {', '.join(info['truth'])}; "
-              f"{os.path.getsize(args.output) / 1e6:.2f} MB in {time.perf_counter() - started:.2f} s")
+        print(
+            f"wrote {args.output} in pieces of {piece} samples: system {info['system']} (n_dof {info['n_dof']}, "
+            f"friction {'on' if g['friction'] else 'off'}), {info['trajectories']} {g['kind']} trajectories x "
+            f"{g['duration']:g} s at {g['rate']:g} Hz = {info['samples']} samples, exact reference + inverse "
+            f"dynamics, noise {g['noise']:g}, seed {g['seed']}; ground truth: {', '.join(info['truth'])}; "
+            f"{os.path.getsize(args.output) / 1e6:.2f} MB in {time.perf_counter() - started:.2f} s"
+        )
         return 0
-    ds = generate_dataset(args.system, args.kind, args.trajectories, args.duration, args.rate, args.noise,
-                          args.friction, args.n_dof, args.seed, args.simulate)
+    ds = generate_dataset(
+        args.system,
+        args.kind,
+        args.trajectories,
+        args.duration,
+        args.rate,
+        args.noise,
+        args.friction,
+        args.n_dof,
+        args.seed,
+        args.simulate,
+    )
     try:
         save_dataset(ds, args.output)
     except OSError as exc:
@@ -71,13 +125,14 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     g = ds.attrs["generator"]
     size = os.path.getsize(args.output)
-    print(f"wrote {args.output}: system {ds.system} (n_dof {ds.n_dof}, friction {'on' if g['friction'] else 'off'}), "
-          f"{len(ds)} {g['kind']} trajectories x {g['duration']:g} s at {g['rate']:g} Hz = {ds.n_samples} samples, "
-          f"{'simulated tracking run' if g['simulate'] else 'exact reference + inverse dynamics'}, "
-          f"noise {g['noise']:g}, seed {g['seed']}; ground truth: {', '.join(ds.truth_fields)}; "
-          f"{size / 1e6:.2f} MB in {elapsed:.2f} s")
+    print(
+        f"wrote {args.output}: system {ds.system} (n_dof {ds.n_dof}, friction {'on' if g['friction'] else 'off'}), "
+        f"{len(ds)} {g['kind']} trajectories x {g['duration']:g} s at {g['rate']:g} Hz = {ds.n_samples} samples, "
+        f"{'simulated tracking run' if g['simulate'] else 'exact reference + inverse dynamics'}, "
+        f"noise {g['noise']:g}, seed {g['seed']}; ground truth: {', '.join(ds.truth_fields)}; "
+        f"{size / 1e6:.2f} MB in {elapsed:.2f} s"
+    )
     return 0
-
 
 
 def _piece_samples(args: argparse.Namespace):
@@ -87,6 +142,8 @@ def _piece_samples(args: argparse.Namespace):
     if args.piece_samples < 1:
         raise DataError(f"--piece-samples must be a positive integer, got {args.piece_samples}")
     if args.simulate:
-        raise DataError("--piece-samples: a --simulate run integrates all trajectories together and is "
-                        "written whole; drop --simulate or --piece-samples")
+        raise DataError(
+            "--piece-samples: a --simulate run integrates all trajectories together and is "
+            "written whole; drop --simulate or --piece-samples"
+        )
     return args.piece_samples

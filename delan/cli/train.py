@@ -1,4 +1,5 @@
 """``delan train DATA.h5 -o RUN_DIR``: train a model; progress bar, logs, checkpoints, resume."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,77 +29,146 @@ _OPTIONS = [
     ("seed", int, "N", "random seed (weights, minibatch order, validation choice)"),
     ("checkpoint_every", int, "N", "write a checkpoint every N epochs (and at the end)"),
     ("threads", int, "N", "CPU threads for torch (0 = torch's default; small models run fastest on 1)"),
-    ("rollout_horizon", int, "K", "trajectory training: add a loss on K-interval RK4 rollouts of the learned "
-                                  "dynamics from the recorded states (default off; not for the mlp)"),
+    (
+        "rollout_horizon",
+        int,
+        "K",
+        "trajectory training: add a loss on K-interval RK4 rollouts of the learned "
+        "dynamics from the recorded states (default off; not for the mlp)",
+    ),
     ("rollout_weight", float, "W", "weight of the rollout loss beside the one-step losses"),
     ("rollout_substeps", int, "S", "RK4 steps per sample interval in the rollout loss"),
     ("rollout_every", int, "N", "compute the rollout loss on every N-th minibatch"),
     ("rollout_windows", int, "M", "at most M rollout windows per minibatch (default: all its samples)"),
     ("rollout_start", float, "FRACTION", "train the rollout loss once this fraction of the run is done"),
-    ("max_memory", float, "GB", "memory budget for the data: a file that would not fit is streamed from disk in "
-                                "chunks, shuffled within a window of chunks (default: half of this machine's memory)"),
+    (
+        "max_memory",
+        float,
+        "GB",
+        "memory budget for the data: a file that would not fit is streamed from disk in "
+        "chunks, shuffled within a window of chunks (default: half of this machine's memory)",
+    ),
 ]
 
 
 def add_parser(subparsers) -> None:
     d = TrainConfig()
     p = subparsers.add_parser(
-        "train", help="train a model on a data file",
+        "train",
+        help="train a model on a data file",
         description="Train a Deep Lagrangian Network (or a baseline) on a trajectory data file. "
-                    "The run directory receives config.json, log.csv, log.jsonl, checkpoint.pt, "
-                    "model.pt and summary.json.")
+        "The run directory receives config.json, log.csv, log.jsonl, checkpoint.pt, "
+        "model.pt and summary.json.",
+    )
     p.add_argument("data", metavar="DATA.h5", help="trajectory data file")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory to create")
-    p.add_argument("--test", default=None, metavar="NAMES",
-                   help="comma-separated names of trajectories held out for testing (never trained on)")
-    p.add_argument("--validation", default=None, metavar="FRACTION|NAMES",
-                   help=f"validation: a fraction of every training trajectory, taken as one block of time "
-                        f"(default {d.validation}), or comma-separated names of whole trajectories; 0 = none")
-    p.add_argument("--model", choices=MODEL_KINDS, default=None,
-                   help=f"model kind (default {d.model}): structured = DeLaN, H = L L^T + eps I and V from "
-                        f"networks; black-box = one network for the Lagrangian; mlp = feed-forward torque "
-                        f"baseline; hamiltonian = structured Hamiltonian 1/2 p^T M^-1 p + V; "
-                        f"black-box-hamiltonian = one network for H(q, p)")
+    p.add_argument(
+        "--test",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated names of trajectories held out for testing (never trained on)",
+    )
+    p.add_argument(
+        "--validation",
+        default=None,
+        metavar="FRACTION|NAMES",
+        help=f"validation: a fraction of every training trajectory, taken as one block of time "
+        f"(default {d.validation}), or comma-separated names of whole trajectories; 0 = none",
+    )
+    p.add_argument(
+        "--model",
+        choices=MODEL_KINDS,
+        default=None,
+        help=f"model kind (default {d.model}): structured = DeLaN, H = L L^T + eps I and V from "
+        f"networks; black-box = one network for the Lagrangian; mlp = feed-forward torque "
+        f"baseline; hamiltonian = structured Hamiltonian 1/2 p^T M^-1 p + V; "
+        f"black-box-hamiltonian = one network for H(q, p)",
+    )
     defaults = {"epochs": "no limit", "time_budget": f"{DEFAULT_TIME_BUDGET:g} s when --epochs is not given"}
     for name, typ, metavar, text in _OPTIONS:
         default = defaults.get(name, getattr(d, name))
-        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, metavar=metavar,
-                       help=text if "(default" in text else f"{text} (default {default})")
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=typ,
+            default=None,
+            metavar=metavar,
+            help=text if "(default" in text else f"{text} (default {default})",
+        )
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=f"optimizer (default {d.optimizer})")
     p.add_argument("--amsgrad", action="store_true", default=None, help="use the AMSGrad variant")
-    p.add_argument("--schedule", choices=SCHEDULES, default=None,
-                   help=f"learning-rate schedule over the run (default {d.schedule})")
-    p.add_argument("--joint-types", default=None, metavar="TYPES",
-                   help="revolute | prismatic | one per joint, e.g. R,P (revolute joints enter the networks as "
-                        "sin q, cos q); default: the data file's joint types, else none")
-    p.add_argument("--friction", action=argparse.BooleanOptionalAction, default=None,
-                   help="learn viscous + Coulomb joint friction (structured and black-box models; the mlp has "
-                        "none). Default: decided from the data - on when the torque steps at velocity "
-                        "reversals (the decision is printed and recorded in data.json)")
-    p.add_argument("--model-option", dest="model_option", action="append", default=None, metavar="KEY=VALUE",
-                   help="a keyword of the model's constructor, repeatable, e.g. --model-option epsilon=1e-3 "
-                        "(H = L L^T + eps I) or --model-option diagonal_shift=0.01; VALUE is read as JSON "
-                        "(numbers, true/false, lists) and else taken as text")
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=None,
+        help=f"learning-rate schedule over the run (default {d.schedule})",
+    )
+    p.add_argument(
+        "--joint-types",
+        default=None,
+        metavar="TYPES",
+        help="revolute | prismatic | one per joint, e.g. R,P (revolute joints enter the networks as "
+        "sin q, cos q); default: the data file's joint types, else none",
+    )
+    p.add_argument(
+        "--friction",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="learn viscous + Coulomb joint friction (structured and black-box models; the mlp has "
+        "none). Default: decided from the data - on when the torque steps at velocity "
+        "reversals (the decision is printed and recorded in data.json)",
+    )
+    p.add_argument(
+        "--model-option",
+        dest="model_option",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="a keyword of the model's constructor, repeatable, e.g. --model-option epsilon=1e-3 "
+        "(H = L L^T + eps I) or --model-option diagonal_shift=0.01; VALUE is read as JSON "
+        "(numbers, true/false, lists) and else taken as text",
+    )
     # deprecated spelling of --model-option epsilon=E, kept working but no longer listed
     p.add_argument("--eps", type=float, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--forward-norm", choices=["mass", "joint"], default=None,
-                   help=f"norm of the forward-dynamics loss: mass = r^T H^-1 r (robust for many joints), "
-                        f"joint = per-joint acceleration errors (default {d.forward_norm})")
-    p.add_argument("--loss-weights", default=None, metavar="PART=W,...",
-                   help="weights of the loss parts inverse, forward, power, e.g. forward=0,power=1 "
-                        "(parts not named keep the model's defaults); hamiltonian models: pdot, qd, power, "
-                        "forward")
-    p.add_argument("--output-scales", dest="scale_outputs", action=argparse.BooleanOptionalAction, default=None,
-                   help="structured and hamiltonian models: scale H's rows and V (the black-box hamiltonian: its "
-                        "momenta and energy) to the data's torques and accelerations "
-                        "(default on)")
+    p.add_argument(
+        "--forward-norm",
+        choices=["mass", "joint"],
+        default=None,
+        help=f"norm of the forward-dynamics loss: mass = r^T H^-1 r (robust for many joints), "
+        f"joint = per-joint acceleration errors (default {d.forward_norm})",
+    )
+    p.add_argument(
+        "--loss-weights",
+        default=None,
+        metavar="PART=W,...",
+        help="weights of the loss parts inverse, forward, power, e.g. forward=0,power=1 "
+        "(parts not named keep the model's defaults); hamiltonian models: pdot, qd, power, "
+        "forward",
+    )
+    p.add_argument(
+        "--output-scales",
+        dest="scale_outputs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="structured and hamiltonian models: scale H's rows and V (the black-box hamiltonian: its "
+        "momenta and energy) to the data's torques and accelerations "
+        "(default on)",
+    )
     p.add_argument("--device", default=None, metavar="cpu|cuda", help=f"device to train on (default {d.device})")
-    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                   help=f"floating-point precision of the model and data (default {d.dtype})")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default=None,
+        help=f"floating-point precision of the model and data (default {d.dtype})",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--force", action="store_true", help="start afresh in an existing RUN_DIR (replaces its run files)")
-    p.add_argument("--stop-after", type=int, default=None, metavar="N",
-                   help="stop (checkpointed, resumable) once N epochs are done")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop (checkpointed, resumable) once N epochs are done",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -145,8 +215,18 @@ def config_from_args(args: argparse.Namespace) -> dict:
     for name, _, _, _ in _OPTIONS:
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
-    for name in ("model", "optimizer", "amsgrad", "schedule", "friction", "joint_types", "forward_norm",
-                 "scale_outputs", "device", "dtype"):
+    for name in (
+        "model",
+        "optimizer",
+        "amsgrad",
+        "schedule",
+        "friction",
+        "joint_types",
+        "forward_norm",
+        "scale_outputs",
+        "device",
+        "dtype",
+    ):
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
     if args.test is not None:
@@ -199,10 +279,14 @@ def check_model_size(args: argparse.Namespace, given: dict) -> None:
     n_dof, samples = peek if peek else (2, batch)
     dtype_bytes = 8 if given.get("dtype", d.dtype) == "float64" else 4
     batch = min(batch, max(samples, 1))
-    parts = [f"--width {width}", f"--depth {depth}"] + ([f"--batch-size {given['batch_size']}"] if "batch_size" in given
-                                                        else [])
-    check_memory(model_bytes(n_dof, width, depth, batch, dtype_bytes),
-                 f"a model of {', '.join(parts)} ({n_dof} joints)", "choose a smaller model")
+    parts = [f"--width {width}", f"--depth {depth}"] + (
+        [f"--batch-size {given['batch_size']}"] if "batch_size" in given else []
+    )
+    check_memory(
+        model_bytes(n_dof, width, depth, batch, dtype_bytes),
+        f"a model of {', '.join(parts)} ({n_dof} joints)",
+        "choose a smaller model",
+    )
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -242,37 +326,52 @@ def run(args: argparse.Namespace) -> int:
         check_model_size(args, given)
         if "epochs" not in given and "time_budget" not in given and _main_rank():
             print(f"training for {DEFAULT_TIME_BUDGET:g} s (the default; set --time-budget S or --epochs N)")
-        result = train(args.data, args.output, test=test, model=model, force=args.force,
-                       stop_after=args.stop_after, **given)
+        result = train(
+            args.data, args.output, test=test, model=model, force=args.force, stop_after=args.stop_after, **given
+        )
     s = result.summary
     if not _main_rank():
         return 0  # under torchrun rank 0 reports for the group
-    how = {"epochs": "epoch limit", "time budget": "time budget", "early stopping": "early stopping",
-           "stopped": f"--stop-after {args.stop_after} (resume with --resume)"}[s["stop_reason"]]
+    how = {
+        "epochs": "epoch limit",
+        "time budget": "time budget",
+        "early stopping": "early stopping",
+        "stopped": f"--stop-after {args.stop_after} (resume with --resume)",
+    }[s["stop_reason"]]
     v = s["validation"]
     if v["scheme"] == "time blocks":
-        val = (f"{v['n_samples']} samples in one block of time from each of {len(v['blocks'])} trajectories "
-               f"(data.json lists them)")
+        val = (
+            f"{v['n_samples']} samples in one block of time from each of {len(v['blocks'])} trajectories "
+            f"(data.json lists them)"
+        )
     elif v["scheme"] == "whole trajectories":
         val = f"trajectories {', '.join(v['trajectories'])}"
     else:
         val = "none"
     jt = s.get("joint_types")
-    print(f"trained {result.config.model} model on {s['n_train_samples']} samples of "
-          f"{len(s['train_trajectories'])} trajectories; joints: "
-          f"{', '.join(jt) if jt else 'types not given (q used as is)'}")
+    print(
+        f"trained {result.config.model} model on {s['n_train_samples']} samples of "
+        f"{len(s['train_trajectories'])} trajectories; joints: "
+        f"{', '.join(jt) if jt else 'types not given (q used as is)'}"
+    )
     fr = s.get("friction") or {}
     if fr.get("decided") == "from the data":
         ev = ", ".join(f"{x:g}" for x in fr["coulomb_evidence"])
-        print(f"friction: {'learned' if fr['learned'] else 'not learned'}, decided from the data (Coulomb "
-              f"evidence per joint {ev}; threshold {fr['threshold']:g}; --friction/--no-friction to choose)")
+        print(
+            f"friction: {'learned' if fr['learned'] else 'not learned'}, decided from the data (Coulomb "
+            f"evidence per joint {ev}; threshold {fr['threshold']:g}; --friction/--no-friction to choose)"
+        )
     print(f"validation: {val}; test held out: {', '.join(s['test_trajectories']) or 'none'}")
     mode = s.get("data_mode") or {}
     if mode.get("mode") == "streaming" or s.get("world_size"):
-        print(f"data: {mode.get('mode', 'in memory')}" + (f"; data-parallel over {s['world_size']} processes "
-                                                          f"(torchrun)" if s.get("world_size") else ""))
-    print(f"{s['epochs']} epochs in {s['seconds']:.1f} s, stopped by {how}; best epoch {s['best_epoch']} of "
-          f"{s['epochs']} ({s['selected_by']} {s['best_loss']:.3e})")
+        print(
+            f"data: {mode.get('mode', 'in memory')}"
+            + (f"; data-parallel over {s['world_size']} processes (torchrun)" if s.get("world_size") else "")
+        )
+    print(
+        f"{s['epochs']} epochs in {s['seconds']:.1f} s, stopped by {how}; best epoch {s['best_epoch']} of "
+        f"{s['epochs']} ({s['selected_by']} {s['best_loss']:.3e})"
+    )
     model_file = f" (model: {os.path.join(args.output, 'model.pt')})" if s["finished"] else ""
     print(f"run directory: {args.output}{model_file}")
     return 0

@@ -7,9 +7,19 @@
 >>> ds.joint_types, ds.revolute_mask()      # ['revolute', 'revolute'], [True, True] (None: not recorded)
 >>> parse_joint_types("R,P", 2)             # ['revolute', 'prismatic']
 """
+
 from delan.data.derivatives import estimate_derivatives
 from delan.data.logs import load_log
 from delan.data.schema import JOINT_TYPES, TRUTH, Dataset, Trajectory, load_dataset, parse_joint_types, save_dataset
 
-__all__ = ["Trajectory", "Dataset", "load_dataset", "save_dataset", "load_log", "estimate_derivatives", "TRUTH",
-           "JOINT_TYPES", "parse_joint_types"]
+__all__ = [
+    "Trajectory",
+    "Dataset",
+    "load_dataset",
+    "save_dataset",
+    "load_log",
+    "estimate_derivatives",
+    "TRUTH",
+    "JOINT_TYPES",
+    "parse_joint_types",
+]

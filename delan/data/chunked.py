@@ -10,6 +10,7 @@ the pieces of a trajectory get the same numbers).
 
 :class:`PieceWriter` writes any data set this way (``delan data import`` of a large log).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ from delan.data.schema import FORMAT, TRUTH, VERSION, _text
 from delan.errors import DataError
 from delan.fileio import atomic_path
 
-DEFAULT_PIECE = 2 ** 18  # samples per piece: 7 DoF with ground truth, about 230 MB at float64
+DEFAULT_PIECE = 2**18  # samples per piece: 7 DoF with ground truth, about 230 MB at float64
 _NOISY = ("q", "qd", "qdd", "tau")
 
 
@@ -35,8 +36,16 @@ class PieceWriter:
     ...     w.write("a", 0, {"t": t0, "q": q0, ...})
     """
 
-    def __init__(self, path: str, n_dof: int, joint_names, system: Optional[str], attrs: Dict[str, Any],
-                 joint_types=None, compression: Optional[str] = "gzip") -> None:
+    def __init__(
+        self,
+        path: str,
+        n_dof: int,
+        joint_names,
+        system: Optional[str],
+        attrs: Dict[str, Any],
+        joint_types=None,
+        compression: Optional[str] = "gzip",
+    ) -> None:
         import h5py
 
         self.n = int(n_dof)
@@ -63,13 +72,19 @@ class PieceWriter:
             shape = (length,) if k == "t" else (length, self.n, self.n) if k == "H" else (length, self.n)
             size = int(np.prod(shape))
             squeeze = self.compression is not None and size > 64
-            g.create_dataset(k, shape=shape, dtype=np.float64, chunks=True if squeeze else None,
-                             compression=self.compression if squeeze else None, shuffle=squeeze)
+            g.create_dataset(
+                k,
+                shape=shape,
+                dtype=np.float64,
+                chunks=True if squeeze else None,
+                compression=self.compression if squeeze else None,
+                shuffle=squeeze,
+            )
 
     def write(self, name: str, start: int, fields: Dict[str, np.ndarray]) -> None:
         g = self.group[name]
         for k, v in fields.items():
-            g[k][start:start + len(v)] = v
+            g[k][start : start + len(v)] = v
 
     def read(self, name: str, field: str, start: int, stop: int) -> np.ndarray:
         return self.group[name][field][start:stop]
@@ -84,10 +99,20 @@ class PieceWriter:
         self.close()
 
 
-def generate_to_file(path: str, system_name: str, kind: str = "fourier", n_trajectories: Optional[int] = None,
-                     duration: Optional[float] = None, rate: float = 250.0, noise: float = 0.0,
-                     friction: bool = False, n_dof: Optional[int] = None, seed: int = 0,
-                     piece: int = DEFAULT_PIECE, **system_params) -> Dict[str, Any]:
+def generate_to_file(
+    path: str,
+    system_name: str,
+    kind: str = "fourier",
+    n_trajectories: Optional[int] = None,
+    duration: Optional[float] = None,
+    rate: float = 250.0,
+    noise: float = 0.0,
+    friction: bool = False,
+    n_dof: Optional[int] = None,
+    seed: int = 0,
+    piece: int = DEFAULT_PIECE,
+    **system_params,
+) -> Dict[str, Any]:
     """Generate a data set as :func:`delan.data.generate.generate_dataset` does and write it to
     ``path`` (atomically) ``piece`` samples at a time; memory stays about ``piece`` samples
     whatever the file's size. Not for ``simulate`` (the tracking run integrates all trajectories
@@ -102,20 +127,43 @@ def generate_to_file(path: str, system_name: str, kind: str = "fourier", n_traje
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise DataError(f"{path}: folder {folder} does not exist")
-    system, refs, T, duration = plan_generation(system_name, kind, n_trajectories, duration, rate, noise, friction,
-                                                n_dof, seed, False, check_memory_use=False, disk_folder=folder,
-                                                **system_params)
+    system, refs, T, duration = plan_generation(
+        system_name,
+        kind,
+        n_trajectories,
+        duration,
+        rate,
+        noise,
+        friction,
+        n_dof,
+        seed,
+        False,
+        check_memory_use=False,
+        disk_folder=folder,
+        **system_params,
+    )
     started = time.perf_counter()
     keep_heap_flat()
     n = system.n_dof
     fields = ["t", "q", "qd", "qdd", "tau"] + list(TRUTH)
-    info = {"kind": kind, "n_trajectories": len(refs), "duration": duration, "rate": float(rate),
-            "noise": noise, "noise_model": "relative: std = noise * per-joint RMS of q, qd, qdd, tau",
-            "friction": bool(friction), "simulate": False, "seed": int(seed), "system_params": system.describe()}
+    info = {
+        "kind": kind,
+        "n_trajectories": len(refs),
+        "duration": duration,
+        "rate": float(rate),
+        "noise": noise,
+        "noise_model": "relative: std = noise * per-joint RMS of q, qd, qdd, tau",
+        "friction": bool(friction),
+        "simulate": False,
+        "seed": int(seed),
+        "system_params": system.describe(),
+    }
     threads = torch.get_num_threads()
     try:
-        with atomic_path(path) as tmp, PieceWriter(tmp, n, system.joint_names, system.name, {"generator": info},
-                                                  system.joint_types) as w:
+        with (
+            atomic_path(path) as tmp,
+            PieceWriter(tmp, n, system.joint_names, system.name, {"generator": info}, system.joint_types) as w,
+        ):
             squares = {k: np.zeros(n) for k in _NOISY}
             for ref in refs:
                 w.create(ref.name, T, fields)
@@ -143,5 +191,12 @@ def generate_to_file(path: str, system_name: str, kind: str = "fourier", n_traje
         raise DataError(f"{path}: cannot write: {exc}") from None
     finally:
         torch.set_num_threads(threads)
-    return {"system": system.name, "n_dof": n, "trajectories": len(refs), "samples": T * len(refs),
-            "generator": info, "truth": list(TRUTH), "seconds": round(time.perf_counter() - started, 3)}
+    return {
+        "system": system.name,
+        "n_dof": n,
+        "trajectories": len(refs),
+        "samples": T * len(refs),
+        "generator": info,
+        "truth": list(TRUTH),
+        "seconds": round(time.perf_counter() - started, 3),
+    }

@@ -14,6 +14,7 @@ into velocity error (see tests/test_data_import_real.py for measured figures).
 
 Torque spikes: :func:`hampel` (moving median, MAD scale). Measured accuracy: datasets/README.md.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -42,8 +43,10 @@ def check_time(t: np.ndarray, source: Optional[str] = None) -> None:
     dt = np.diff(t)
     if np.any(~(dt > 0)):
         k = int(np.argmax(~(dt > 0)))
-        raise DataError(f"{source or '<memory>'}: field 't': time must be strictly increasing "
-                        f"(t[{k + 1}] = {float(t[k + 1])!r} <= t[{k}] = {float(t[k])!r})")
+        raise DataError(
+            f"{source or '<memory>'}: field 't': time must be strictly increasing "
+            f"(t[{k + 1}] = {float(t[k + 1])!r} <= t[{k}] = {float(t[k])!r})"
+        )
 
 
 def clock_info(t: np.ndarray) -> dict:
@@ -56,11 +59,17 @@ def clock_info(t: np.ndarray) -> dict:
     med = float(np.median(dt))
     dev = np.abs(dt - med)
     typical = dt[dev <= 0.5 * med]  # leaves out dropped samples (gaps of 2 steps and more)
-    return {"uniform": bool(dev.max() <= UNIFORM_TOLERANCE * med), "rate": 1.0 / med,
-            "rate_mean": 1.0 / float(typical.mean()),
-            "step_median": med, "step_min": float(dt.min()), "step_max": float(dt.max()),
-            "step_std": float(dt.std()), "jittered_steps": int(np.sum(dev > JITTER_REPORT * med)),
-            "steps": int(len(dt))}
+    return {
+        "uniform": bool(dev.max() <= UNIFORM_TOLERANCE * med),
+        "rate": 1.0 / med,
+        "rate_mean": 1.0 / float(typical.mean()),
+        "step_median": med,
+        "step_min": float(dt.min()),
+        "step_max": float(dt.max()),
+        "step_std": float(dt.std()),
+        "jittered_steps": int(np.sum(dev > JITTER_REPORT * med)),
+        "steps": int(len(dt)),
+    }
 
 
 def _windows(T: int, w: int, centres: np.ndarray) -> np.ndarray:
@@ -69,8 +78,9 @@ def _windows(T: int, w: int, centres: np.ndarray) -> np.ndarray:
     return start[:, None] + np.arange(w)
 
 
-def local_polynomial_derivatives(t: np.ndarray, q: np.ndarray, window: int, polyorder: int,
-                                 derivs: Tuple[int, ...] = (1, 2)) -> Tuple[np.ndarray, ...]:
+def local_polynomial_derivatives(
+    t: np.ndarray, q: np.ndarray, window: int, polyorder: int, derivs: Tuple[int, ...] = (1, 2)
+) -> Tuple[np.ndarray, ...]:
     """Savitzky-Golay generalised to non-uniform time stamps, vectorised over all centres.
 
     For each sample i: least-squares polynomial of order ``polyorder`` in (t - t_i) over the
@@ -95,13 +105,18 @@ def local_polynomial_derivatives(t: np.ndarray, q: np.ndarray, window: int, poly
         qw = q[idx]  # (B, w, n)
         for k, d in enumerate(derivs):
             fact = float(np.prod(np.arange(1, d + 1)))  # d-th derivative at offset 0 = d! a_d
-            out[k][centres] = np.einsum("tw,twn->tn", P[:, d, :] * (fact / scale ** d), qw)
+            out[k][centres] = np.einsum("tw,twn->tn", P[:, d, :] * (fact / scale**d), qw)
     return tuple(out)
 
 
-def estimate_derivatives(t: np.ndarray, q: np.ndarray, window: Optional[int] = None,
-                         polyorder: int = DEFAULT_POLYORDER, source: Optional[str] = None,
-                         smooth_q: bool = False) -> Tuple[np.ndarray, np.ndarray, dict]:
+def estimate_derivatives(
+    t: np.ndarray,
+    q: np.ndarray,
+    window: Optional[int] = None,
+    polyorder: int = DEFAULT_POLYORDER,
+    source: Optional[str] = None,
+    smooth_q: bool = False,
+) -> Tuple[np.ndarray, np.ndarray, dict]:
     """qd, qdd (T, n) from positions q (T, n) sampled at times t (T,), uniform or jittered.
 
     A uniform clock (every step within 1e-3 of the median step) uses
@@ -140,13 +155,17 @@ def estimate_derivatives(t: np.ndarray, q: np.ndarray, window: Optional[int] = N
         if w < 1 or w % 2 == 0:
             raise DataError(f"{where}: window (--window) must be a positive odd number of samples, got {w}")
         if w <= polyorder:
-            raise DataError(f"{where}: window (--window) of {w} samples must be larger than polyorder "
-                            f"(--polyorder) {polyorder}; give --window {need} or more")
+            raise DataError(
+                f"{where}: window (--window) of {w} samples must be larger than polyorder "
+                f"(--polyorder) {polyorder}; give --window {need} or more"
+            )
     if w > T:
         w = T if T % 2 == 1 else T - 1
     if w <= polyorder:
-        raise DataError(f"{where}: {T} samples are too few to fit polynomials of order {polyorder} (--polyorder) "
-                        f"for qd, qdd; a trajectory needs at least {need} (or lower --polyorder, or record qd, qdd)")
+        raise DataError(
+            f"{where}: {T} samples are too few to fit polynomials of order {polyorder} (--polyorder) "
+            f"for qd, qdd; a trajectory needs at least {need} (or lower --polyorder, or record qd, qdd)"
+        )
     info = {"window": w, "polyorder": polyorder, "rate": rate, "window_s": w * dt, "clock": clock}
     if clock["uniform"]:
         qd = savgol_filter(q, w, polyorder, deriv=1, delta=dt, axis=0, mode="interp")
@@ -158,9 +177,11 @@ def estimate_derivatives(t: np.ndarray, q: np.ndarray, window: Optional[int] = N
         derivs = (1, 2, 0) if smooth_q else (1, 2)
         res = local_polynomial_derivatives(t, q, w, polyorder, derivs)
         qd, qdd = res[0], res[1]
-        info.update(method="local-polynomial",
-                    fit="least-squares polynomial in (t - t_i) over the window centred on each sample, "
-                        "on the actual time stamps; windows shifted inward at the ends")
+        info.update(
+            method="local-polynomial",
+            fit="least-squares polynomial in (t - t_i) over the window centred on each sample, "
+            "on the actual time stamps; windows shifted inward at the ends",
+        )
         if smooth_q:
             info["q"] = res[2]
     return qd, qdd, info
@@ -170,11 +191,15 @@ def describe_method(info: dict) -> str:
     """The filter of :func:`estimate_derivatives` in words, e.g. "Savitzky-Golay filter: window
     25 samples (100 ms at 250 Hz), polynomial order 3"."""
     if info.get("method") == "local-polynomial":
-        return (f"local polynomial fits on the actual time stamps: window {info['window']} samples "
-                f"(~{1000 * info['window_s']:.0f} ms at the median {info['rate']:.4g} Hz), "
-                f"polynomial order {info['polyorder']}")
-    return (f"Savitzky-Golay filter: window {info['window']} samples "
-            f"({1000 * info['window_s']:.0f} ms at {info['rate']:.6g} Hz), polynomial order {info['polyorder']}")
+        return (
+            f"local polynomial fits on the actual time stamps: window {info['window']} samples "
+            f"(~{1000 * info['window_s']:.0f} ms at the median {info['rate']:.4g} Hz), "
+            f"polynomial order {info['polyorder']}"
+        )
+    return (
+        f"Savitzky-Golay filter: window {info['window']} samples "
+        f"({1000 * info['window_s']:.0f} ms at {info['rate']:.6g} Hz), polynomial order {info['polyorder']}"
+    )
 
 
 def describe(info: dict) -> str:
@@ -189,16 +214,25 @@ def describe(info: dict) -> str:
     return f"{', '.join(measured)} measured; {est}" if measured else est
 
 
-def fill_derivatives(t, q, qd=None, qdd=None, window: Optional[int] = None,
-                     polyorder: int = DEFAULT_POLYORDER, source: Optional[str] = None):
+def fill_derivatives(
+    t,
+    q,
+    qd=None,
+    qdd=None,
+    window: Optional[int] = None,
+    polyorder: int = DEFAULT_POLYORDER,
+    source: Optional[str] = None,
+):
     """Keep measured qd / qdd, estimate the missing ones from q (:func:`estimate_derivatives`).
 
     Returns (qd, qdd, meta): ``meta["sources"]`` = {"qd": "measured" | "estimated", "qdd": ...};
     when anything was estimated, ``meta["derivatives"]`` = the estimator's info plus
     ``estimated`` / ``measured`` (lists of field names).
     """
-    sources = {"qd": "measured" if qd is not None else "estimated",
-               "qdd": "measured" if qdd is not None else "estimated"}
+    sources = {
+        "qd": "measured" if qd is not None else "estimated",
+        "qdd": "measured" if qdd is not None else "estimated",
+    }
     meta = {"sources": sources}
     if qd is None or qdd is None:
         e_qd, e_qdd, info = estimate_derivatives(t, q, window, polyorder, source=source)
@@ -218,9 +252,11 @@ def describe_clock(clock: dict) -> str:
     """One line about the time stamps (:func:`clock_info`)."""
     if clock["uniform"]:
         return f"clock uniform: {clock['rate']:.6g} Hz (step {_ms(clock['step_median'])} ms)"
-    return (f"clock jittered: {clock['rate_mean']:.4g} Hz, median step {_ms(clock['step_median'])} ms, steps "
-            f"{_ms(clock['step_min'])}–{_ms(clock['step_max'])} ms, std {_ms(clock['step_std'])} ms, "
-            f"{clock['jittered_steps']} of {clock['steps']} steps > 1 % off the median")
+    return (
+        f"clock jittered: {clock['rate_mean']:.4g} Hz, median step {_ms(clock['step_median'])} ms, steps "
+        f"{_ms(clock['step_min'])}–{_ms(clock['step_max'])} ms, std {_ms(clock['step_std'])} ms, "
+        f"{clock['jittered_steps']} of {clock['steps']} steps > 1 % off the median"
+    )
 
 
 # -- torque spikes ---------------------------------------------------------------------------
@@ -228,8 +264,9 @@ DESPIKE_WINDOW = 11
 DESPIKE_THRESHOLD = 5.0
 
 
-def hampel(x: np.ndarray, window: int = DESPIKE_WINDOW, threshold: float = DESPIKE_THRESHOLD
-           ) -> Tuple[np.ndarray, np.ndarray]:
+def hampel(
+    x: np.ndarray, window: int = DESPIKE_WINDOW, threshold: float = DESPIKE_THRESHOLD
+) -> Tuple[np.ndarray, np.ndarray]:
     """Hampel filter on each column of x (T, n): a sample further than ``threshold`` scaled MADs
     from the median of the ``window`` samples centred on it is replaced by that median.
 
@@ -271,7 +308,7 @@ def hampel(x: np.ndarray, window: int = DESPIKE_WINDOW, threshold: float = DESPI
     med = x.copy()
     if h > 0:
         m = np.median(sliding_window_view(x, 2 * h + 1, axis=0), axis=-1)  # (T - 2h, n)
-        med[h:T - h] = m
+        med[h : T - h] = m
     L = min(10 * window, T - 2)  # second differences per local noise estimate
     if L >= 9:
         local = noise(sliding_window_view(d2, L, axis=0), -1)  # (T - 1 - L, n)
@@ -279,7 +316,7 @@ def hampel(x: np.ndarray, window: int = DESPIKE_WINDOW, threshold: float = DESPI
         scale = np.maximum(scale, local[start])
         for i in range(1, h):  # symmetric shrinking windows at both ends
             for c in (i, T - 1 - i):
-                med[c] = np.median(x[c - i:c + i + 1], axis=0)
+                med[c] = np.median(x[c - i : c + i + 1], axis=0)
     r = x - med
     mask = np.abs(r) > threshold * scale
     return np.where(mask, med, x), mask

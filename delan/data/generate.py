@@ -14,6 +14,7 @@ recorded states before any sensor noise. ``noise`` adds white Gaussian noise to 
 q, qd, qdd and tau, with standard deviation ``noise`` times each channel's RMS over the data
 set (relative, so one number fits every system and unit).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,9 +39,14 @@ def _truth(system, q, qd, qdd):
     to = lambda x: torch.as_tensor(x, dtype=torch.float64)  # noqa: E731
     with torch.no_grad():
         tr = system.terms(to(q), to(qd), to(qdd))
-    return {"tau": tr.tau.numpy(), "H": tr.H.numpy(), "tau_inertial": tr.inertial.numpy(),
-            "tau_coriolis": tr.coriolis.numpy(), "tau_gravity": tr.gravity.numpy(),
-            "tau_friction": tr.friction.numpy()}
+    return {
+        "tau": tr.tau.numpy(),
+        "H": tr.H.numpy(),
+        "tau_inertial": tr.inertial.numpy(),
+        "tau_coriolis": tr.coriolis.numpy(),
+        "tau_gravity": tr.gravity.numpy(),
+        "tau_friction": tr.friction.numpy(),
+    }
 
 
 def _simulate(system, refs, t: np.ndarray, rate: float, rng: np.random.Generator):
@@ -48,7 +54,7 @@ def _simulate(system, refs, t: np.ndarray, rate: float, rng: np.random.Generator
     sub = max(1, int(math.ceil(500.0 / rate)))  # RK4 step <= 2 ms: well below the 5 Hz loop's time scale
     dt = 1.0 / (rate * sub)
     wn = 2 * math.pi * 5.0
-    kp, kd = wn ** 2, 2 * wn
+    kp, kd = wn**2, 2 * wn
     to = lambda x: torch.as_tensor(x, dtype=torch.float64)  # noqa: E731
     # RK4 only asks for times on the half-step grid, so evaluate every reference there once
     half = np.arange(2 * (len(t) - 1) * sub + 1) * (dt / 2)
@@ -79,11 +85,21 @@ def _simulate(system, refs, t: np.ndarray, rate: float, rng: np.random.Generator
     return out
 
 
-def plan_generation(system_name: str, kind: str = "fourier", n_trajectories: Optional[int] = None,
-                    duration: Optional[float] = None, rate: float = 250.0, noise: float = 0.0,
-                    friction: bool = False, n_dof: Optional[int] = None, seed: int = 0,
-                    simulate: bool = False, check_memory_use: bool = True, disk_folder: Optional[str] = None,
-                    **system_params):
+def plan_generation(
+    system_name: str,
+    kind: str = "fourier",
+    n_trajectories: Optional[int] = None,
+    duration: Optional[float] = None,
+    rate: float = 250.0,
+    noise: float = 0.0,
+    friction: bool = False,
+    n_dof: Optional[int] = None,
+    seed: int = 0,
+    simulate: bool = False,
+    check_memory_use: bool = True,
+    disk_folder: Optional[str] = None,
+    **system_params,
+):
     """Check the options of :func:`generate_dataset` and make its system and references:
     (system, refs, samples per trajectory T, duration). ``check_memory_use``: refuse sizes beyond
     the memory limit (off for :mod:`delan.data.chunked`, which writes a file in pieces);
@@ -114,25 +130,35 @@ def plan_generation(system_name: str, kind: str = "fourier", n_trajectories: Opt
     sub = max(1, int(math.ceil(500.0 / rate))) if simulate else 0
 
     def check_size(n_traj: int) -> None:
-        what = (f"rate (--rate) {format_number(rate)} Hz x duration (--duration) {format_number(duration)} s x "
-                f"{n_traj} trajector{'y' if n_traj == 1 else 'ies'} (--trajectories) = {samples * n_traj:.3g} samples "
-                f"of {system.n_dof} joint{'s' if system.n_dof != 1 else ''}")
+        what = (
+            f"rate (--rate) {format_number(rate)} Hz x duration (--duration) {format_number(duration)} s x "
+            f"{n_traj} trajector{'y' if n_traj == 1 else 'ies'} (--trajectories) = {samples * n_traj:.3g} samples "
+            f"of {system.n_dof} joint{'s' if system.n_dof != 1 else ''}"
+        )
         if check_memory_use:
-            check_memory(dataset_bytes(system.n_dof, samples * n_traj, sub), what,
-                         "lower the rate, the duration or the number of trajectories (or write the file in "
-                         "pieces: `delan generate --piece-samples N`)", error=DataError)
+            check_memory(
+                dataset_bytes(system.n_dof, samples * n_traj, sub),
+                what,
+                "lower the rate, the duration or the number of trajectories (or write the file in "
+                "pieces: `delan generate --piece-samples N`)",
+                error=DataError,
+            )
         if disk_folder is not None:
             import shutil
 
             need = file_bytes(system.n_dof, samples * n_traj)
             free = shutil.disk_usage(disk_folder).free
             if not need <= free:
-                raise DataError(f"{what} would write up to {format_bytes(need)} to {disk_folder}, more than its "
-                                f"{format_bytes(free)} free; lower the rate, the duration or the number of "
-                                f"trajectories")
+                raise DataError(
+                    f"{what} would write up to {format_bytes(need)} to {disk_folder}, more than its "
+                    f"{format_bytes(free)} free; lower the rate, the duration or the number of "
+                    f"trajectories"
+                )
         if samples < 2:
-            raise DataError(f"duration (--duration) {format_number(duration)} s at rate (--rate) "
-                            f"{format_number(rate)} Hz gives fewer than 2 samples")
+            raise DataError(
+                f"duration (--duration) {format_number(duration)} s at rate (--rate) "
+                f"{format_number(rate)} Hz gives fewer than 2 samples"
+            )
 
     if n_trajectories is not None:
         check_size(int(n_trajectories))
@@ -141,8 +167,10 @@ def plan_generation(system_name: str, kind: str = "fourier", n_trajectories: Opt
     check_size(len(refs))
     T = int(round(duration * rate)) + 1
     if T < 2:
-        raise DataError(f"duration (--duration) {format_number(duration)} s at rate (--rate) "
-                        f"{format_number(rate)} Hz gives fewer than 2 samples")
+        raise DataError(
+            f"duration (--duration) {format_number(duration)} s at rate (--rate) "
+            f"{format_number(rate)} Hz gives fewer than 2 samples"
+        )
     return system, refs, T, duration
 
 
@@ -152,10 +180,19 @@ def file_bytes(n_dof: int, samples: float) -> float:
     return 8.0 * samples * (1 + 8 * n_dof + n_dof * n_dof)
 
 
-def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Optional[int] = None,
-                     duration: Optional[float] = None, rate: float = 250.0, noise: float = 0.0,
-                     friction: bool = False, n_dof: Optional[int] = None, seed: int = 0,
-                     simulate: bool = False, **system_params) -> Dataset:
+def generate_dataset(
+    system_name: str,
+    kind: str = "fourier",
+    n_trajectories: Optional[int] = None,
+    duration: Optional[float] = None,
+    rate: float = 250.0,
+    noise: float = 0.0,
+    friction: bool = False,
+    n_dof: Optional[int] = None,
+    seed: int = 0,
+    simulate: bool = False,
+    **system_params,
+) -> Dataset:
     """Simulate a data set of ``system_name`` (see :data:`delan.systems.SYSTEMS`).
 
     Args:
@@ -176,8 +213,9 @@ def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Op
         Dataset with ground truth in every trajectory's ``truth`` and the system's
         ``joint_types``.
     """
-    system, refs, T, duration = plan_generation(system_name, kind, n_trajectories, duration, rate, noise, friction,
-                                                n_dof, seed, simulate, **system_params)
+    system, refs, T, duration = plan_generation(
+        system_name, kind, n_trajectories, duration, rate, noise, friction, n_dof, seed, simulate, **system_params
+    )
     rate = float(rate)
     t = np.arange(T) / rate
     started = time.perf_counter()
@@ -197,10 +235,19 @@ def generate_dataset(system_name: str, kind: str = "fourier", n_trajectories: Op
             for tr in trajs:
                 x = getattr(tr, f)
                 setattr(tr, f, x + nrng.normal(size=x.shape) * (noise * rms))
-    info = {"kind": kind, "n_trajectories": len(trajs), "duration": duration, "rate": rate,
-            "noise": noise, "noise_model": "relative: std = noise * per-joint RMS of q, qd, qdd, tau",
-            "friction": bool(friction), "simulate": bool(simulate), "seed": int(seed),
-            "system_params": system.describe(), "seconds": round(time.perf_counter() - started, 3)}
+    info = {
+        "kind": kind,
+        "n_trajectories": len(trajs),
+        "duration": duration,
+        "rate": rate,
+        "noise": noise,
+        "noise_model": "relative: std = noise * per-joint RMS of q, qd, qdd, tau",
+        "friction": bool(friction),
+        "simulate": bool(simulate),
+        "seed": int(seed),
+        "system_params": system.describe(),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
     if simulate:
         info["controller"] = "ID at reference + PD in acceleration space, 5 Hz, zeta = 1; RK4 step <= 2 ms"
     # timing varies run to run, so keep it out of the file (a seed must reproduce it exactly)

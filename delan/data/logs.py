@@ -17,6 +17,7 @@ one); measured ones are kept. Each trajectory's meta records per field what was 
 what estimated (``sources``), how (``derivatives``) and, with ``despike=True``, how many torque
 samples per joint the Hampel filter replaced (``despike``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,8 +54,10 @@ def _joint_columns(
         if c:
             by_field.setdefault(c[0], {})[c[1]] = col
     if "q" not in by_field:
-        raise DataError(f"{path}: trajectory {stem!r}: field 'q': no position columns; expected columns named "
-                        f"q0..q{{n-1}} or q_<joint>, got {header}")
+        raise DataError(
+            f"{path}: trajectory {stem!r}: field 'q': no position columns; expected columns named "
+            f"q0..q{{n-1}} or q_<joint>, got {header}"
+        )
     labels = list(by_field["q"])
     if all(x.isdigit() for x in labels):
         n = max(int(x) for x in labels) + 1
@@ -65,8 +68,9 @@ def _joint_columns(
     else:
         style = "{f}_{j}"
     if n_dof is not None and len(labels) != int(n_dof):
-        raise DataError(f"{path}: trajectory {stem!r}: field 'q': found {len(labels)} position columns, "
-                        f"expected n_dof = {n_dof}")
+        raise DataError(
+            f"{path}: trajectory {stem!r}: field 'q': found {len(labels)} position columns, expected n_dof = {n_dof}"
+        )
     cols = {}
     for f in ("q", "tau", "qd", "qdd"):
         if f not in by_field and f in ("qd", "qdd"):
@@ -75,8 +79,9 @@ def _joint_columns(
         missing = [style.format(f=f, j=j) for j in labels if j not in have]
         if missing:
             expected = ", ".join(style.format(f=f, j=j) for j in labels)
-            raise DataError(f"{path}: trajectory {stem!r}: field {f!r}: missing column {missing[0]!r} "
-                            f"(expected columns {expected})")
+            raise DataError(
+                f"{path}: trajectory {stem!r}: field {f!r}: missing column {missing[0]!r} (expected columns {expected})"
+            )
         cols[f] = [have[j] for j in labels]
     names = [j if style == "{f}_{j}" else f"q{j}" for j in labels]
     return names, cols
@@ -93,8 +98,9 @@ def _time(n_rows: int, t: Optional[np.ndarray], rate: Optional[float], path: str
 
 def _check_rate(rate, path):
     if rate is not None and not (np.isfinite(rate) and rate > 0):
-        raise DataError(f"{path}: the sampling rate (--rate) must be a positive number of Hz, "
-                        f"got {format_number(rate)}")
+        raise DataError(
+            f"{path}: the sampling rate (--rate) must be a positive number of Hz, got {format_number(rate)}"
+        )
 
 
 def _make(name, t, q, tau, qd, qdd, path, window, polyorder, n, despike=None, allow_large=False) -> Trajectory:
@@ -108,10 +114,16 @@ def _make(name, t, q, tau, qd, qdd, path, window, polyorder, n, despike=None, al
     if despike is not None:
         w, k = despike
         tau, mask = hampel(np.asarray(tau, float), w, k)
-        meta["despike"] = {"method": "hampel", "field": "tau", "window": int(w), "threshold": float(k),
-                           "scale": "1.4826 MAD / sqrt(6) of second differences, the larger of over 10 windows and "
-                                    "over the whole channel",
-                           "replaced": [int(x) for x in mask.sum(0)], "samples": int(len(t))}
+        meta["despike"] = {
+            "method": "hampel",
+            "field": "tau",
+            "window": int(w),
+            "threshold": float(k),
+            "scale": "1.4826 MAD / sqrt(6) of second differences, the larger of over 10 windows and "
+            "over the whole channel",
+            "replaced": [int(x) for x in mask.sum(0)],
+            "samples": int(len(t)),
+        }
     return Trajectory(name, t, q, qd, qdd, tau, meta=meta)
 
 
@@ -145,13 +157,16 @@ def _read_rows(path: str):
     first = next((x for x in lines if x.strip()), "")
     sep = max(_SEP_NAMES, key=lambda d: (len(first.split(d)), d == ","))
     try:
-        rows = [(i, r) for i, r in enumerate(csv.reader(lines, delimiter=sep), start=1)
-                if r and any(c.strip() for c in r)]
+        rows = [
+            (i, r) for i, r in enumerate(csv.reader(lines, delimiter=sep), start=1) if r and any(c.strip() for c in r)
+        ]
     except csv.Error as exc:
         raise DataError(f"{path}: cannot read CSV log: {exc}") from None
     if rows and len(rows[0][1]) == 1 and len(first.split()) > 1:
-        raise DataError(f"{path}: header {first.strip()[:80]!r}: one column only; cells must be separated by commas, "
-                        f"semicolons or tabs")
+        raise DataError(
+            f"{path}: header {first.strip()[:80]!r}: one column only; cells must be separated by commas, "
+            f"semicolons or tabs"
+        )
     return rows, sep
 
 
@@ -168,10 +183,18 @@ def _types(path, joint_types, n):
     return None if joint_types is None else parse_joint_types(joint_types, n, source=f"{path}: joint_types")
 
 
-def load_csv(path: str, rate: Optional[float] = None, window: Optional[int] = None,
-             polyorder: int = 3, n_dof: Optional[int] = None, despike: bool = False,
-             despike_window: int = DESPIKE_WINDOW, despike_threshold: float = DESPIKE_THRESHOLD,
-             joint_types=None, allow_large_values: bool = False) -> Dataset:
+def load_csv(
+    path: str,
+    rate: Optional[float] = None,
+    window: Optional[int] = None,
+    polyorder: int = 3,
+    n_dof: Optional[int] = None,
+    despike: bool = False,
+    despike_window: int = DESPIKE_WINDOW,
+    despike_threshold: float = DESPIKE_THRESHOLD,
+    joint_types=None,
+    allow_large_values: bool = False,
+) -> Dataset:
     """Read a CSV log (naming convention in the module docstring) into a Dataset.
 
     ``despike``: Hampel filter on tau per joint (:func:`delan.data.derivatives.hampel`).
@@ -200,8 +223,10 @@ def load_csv(path: str, rate: Optional[float] = None, window: Optional[int] = No
     data = np.empty((len(rows) - 1, len(numeric)))
     for r, (line, row) in enumerate(rows[1:]):
         if len(row) != len(header):
-            raise DataError(f"{path}: line {line}: {len(row)} cells, expected {len(header)} like the header "
-                            f"(cells separated by {_SEP_NAMES[sep]})")
+            raise DataError(
+                f"{path}: line {line}: {len(row)} cells, expected {len(header)} like the header "
+                f"(cells separated by {_SEP_NAMES[sep]})"
+            )
         for j, c in enumerate(numeric):
             cell = row[index[c]].strip()
             try:
@@ -210,22 +235,53 @@ def load_csv(path: str, rate: Optional[float] = None, window: Optional[int] = No
                 raise DataError(f"{path}: line {line}: column {c!r}: not a number: {cell!r}") from None
     col = {c: data[:, j] for j, c in enumerate(numeric)}
     labels = np.array([row[label_col].strip() for _, row in rows[1:]]) if label_col is not None else None
-    groups = [(stem, np.arange(len(data)))] if labels is None else \
-        [(lab, np.flatnonzero(labels == lab)) for lab in dict.fromkeys(labels.tolist())]
+    groups = (
+        [(stem, np.arange(len(data)))]
+        if labels is None
+        else [(lab, np.flatnonzero(labels == lab)) for lab in dict.fromkeys(labels.tolist())]
+    )
     trs = []
     for name, idx in groups:
         get = lambda f, idx=idx: None if f not in cols else np.stack([col[c][idx] for c in cols[f]], -1)  # noqa: E731
         t = _time(len(idx), col["t"][idx] if "t" in col else None, rate, path, name)
-        trs.append(_make(name, t, get("q"), get("tau"), get("qd"), get("qdd"), path, window, polyorder, len(names),
-                         spikes, allow_large_values))
-    return Dataset(trs, len(names), names, attrs=_attrs(path, allow_large_values), source=path,
-                   joint_types=_types(path, joint_types, len(names)))
+        trs.append(
+            _make(
+                name,
+                t,
+                get("q"),
+                get("tau"),
+                get("qd"),
+                get("qdd"),
+                path,
+                window,
+                polyorder,
+                len(names),
+                spikes,
+                allow_large_values,
+            )
+        )
+    return Dataset(
+        trs,
+        len(names),
+        names,
+        attrs=_attrs(path, allow_large_values),
+        source=path,
+        joint_types=_types(path, joint_types, len(names)),
+    )
 
 
-def load_npz(path: str, rate: Optional[float] = None, window: Optional[int] = None,
-             polyorder: int = 3, n_dof: Optional[int] = None, despike: bool = False,
-             despike_window: int = DESPIKE_WINDOW, despike_threshold: float = DESPIKE_THRESHOLD,
-             joint_types=None, allow_large_values: bool = False) -> Dataset:
+def load_npz(
+    path: str,
+    rate: Optional[float] = None,
+    window: Optional[int] = None,
+    polyorder: int = 3,
+    n_dof: Optional[int] = None,
+    despike: bool = False,
+    despike_window: int = DESPIKE_WINDOW,
+    despike_threshold: float = DESPIKE_THRESHOLD,
+    joint_types=None,
+    allow_large_values: bool = False,
+) -> Dataset:
     """Read a NumPy .npz log (keys q, tau [, t, qd, qdd, joint_names]) into a Dataset; options
     as :func:`load_csv`."""
     path = os.fspath(path)
@@ -242,26 +298,47 @@ def load_npz(path: str, rate: Optional[float] = None, window: Optional[int] = No
         raise DataError(f"{path}: cannot read .npz log: too large for memory") from None
     except Exception as exc:  # noqa: BLE001 - zipfile, zlib, numpy: whatever a damaged archive raises
         lines = [x for x in str(exc).splitlines() if x.strip()]
-        raise DataError(f"{path}: cannot read .npz log ({type(exc).__name__}: "
-                        f"{lines[0] if lines else 'no message'})") from None
+        raise DataError(
+            f"{path}: cannot read .npz log ({type(exc).__name__}: {lines[0] if lines else 'no message'})"
+        ) from None
     name = os.path.splitext(os.path.basename(path))[0]
     for req in ("q", "tau"):
         if req not in arrays:
-            raise DataError(f"{path}: trajectory {name!r}: field {req!r}: required array is missing "
-                            f"(found {sorted(arrays)})")
+            raise DataError(
+                f"{path}: trajectory {name!r}: field {req!r}: required array is missing (found {sorted(arrays)})"
+            )
     q = arrays["q"]
     if q.ndim != 2:
         raise DataError(f"{path}: trajectory {name!r}: field 'q': expected shape (T, n_dof), got {q.shape}")
     n = q.shape[1]
     if n_dof is not None and n != int(n_dof):
-        raise DataError(f"{path}: trajectory {name!r}: field 'q': expected shape ({q.shape[0]}, {n_dof}), "
-                        f"got {q.shape}")
+        raise DataError(
+            f"{path}: trajectory {name!r}: field 'q': expected shape ({q.shape[0]}, {n_dof}), got {q.shape}"
+        )
     t = _time(q.shape[0], arrays.get("t"), rate, path, name)
     joint_names = [str(x) for x in np.atleast_1d(arrays["joint_names"])] if "joint_names" in arrays else None
-    tr = _make(name, t, q, arrays["tau"], arrays.get("qd"), arrays.get("qdd"), path, window, polyorder, n, spikes,
-               allow_large_values)
-    return Dataset([tr], n, joint_names, attrs=_attrs(path, allow_large_values), source=path,
-                   joint_types=_types(path, joint_types, n))
+    tr = _make(
+        name,
+        t,
+        q,
+        arrays["tau"],
+        arrays.get("qd"),
+        arrays.get("qdd"),
+        path,
+        window,
+        polyorder,
+        n,
+        spikes,
+        allow_large_values,
+    )
+    return Dataset(
+        [tr],
+        n,
+        joint_names,
+        attrs=_attrs(path, allow_large_values),
+        source=path,
+        joint_types=_types(path, joint_types, n),
+    )
 
 
 def load_log(path: str, **kwargs) -> Dataset:

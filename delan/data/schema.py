@@ -3,6 +3,7 @@
 Every check raises :class:`~delan.errors.DataError` with one message naming the file, the
 trajectory and the field, and what was expected. Files are written atomically.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,10 @@ def parse_joint_types(spec, n_dof: int, source: Optional[str] = None) -> List[st
     n = int(n_dof)
     tokens = spec.split(",") if isinstance(spec, str) else [str(x) for x in spec]
     tokens = [x.strip() for x in tokens]
-    allowed = ("revolute or prismatic (R/P), one for all joints or one per joint "
-               f"comma-separated for n_dof = {n}, e.g. {','.join(['R'] * n)}")
+    allowed = (
+        "revolute or prismatic (R/P), one for all joints or one per joint "
+        f"comma-separated for n_dof = {n}, e.g. {','.join(['R'] * n)}"
+    )
     out = []
     for i, tok in enumerate(tokens):
         kind = _JOINT_ABBREV.get(tok.lower())
@@ -68,10 +71,15 @@ def check_joint_types(values, n_dof: int, source: Optional[str] = None) -> Optio
     vals = [v.decode() if isinstance(v, bytes) else v for v in vals]
     bad = [v for v in vals if not isinstance(v, str) or v not in JOINT_TYPES]
     if len(vals) != int(n_dof) or bad:
-        problem = (f"{len(vals)} entr{'y' if len(vals) == 1 else 'ies'} for n_dof = {n_dof}" if len(vals) != int(n_dof)
-                   else f"unknown joint type {bad[0]!r}")
-        raise DataError(f"{_where(source)}: attribute 'joint_types': {problem}; expected a list of {n_dof} "
-                        f"strings, each 'revolute' or 'prismatic', got {vals!r}")
+        problem = (
+            f"{len(vals)} entr{'y' if len(vals) == 1 else 'ies'} for n_dof = {n_dof}"
+            if len(vals) != int(n_dof)
+            else f"unknown joint type {bad[0]!r}"
+        )
+        raise DataError(
+            f"{_where(source)}: attribute 'joint_types': {problem}; expected a list of {n_dof} "
+            f"strings, each 'revolute' or 'prismatic', got {vals!r}"
+        )
     return vals
 
 
@@ -83,8 +91,9 @@ class Trajectory:
     ``meta`` is a dict of JSON-friendly notes (e.g. how qd, qdd were estimated).
     """
 
-    def __init__(self, name: str, t, q, qd, qdd, tau, truth: Optional[Dict[str, np.ndarray]] = None,
-                 meta: Optional[dict] = None):
+    def __init__(
+        self, name: str, t, q, qd, qdd, tau, truth: Optional[Dict[str, np.ndarray]] = None, meta: Optional[dict] = None
+    ):
         self.name = str(name)
         self.t = np.asarray(t, dtype=np.float64)
         self.q = np.asarray(q, dtype=np.float64)
@@ -145,29 +154,51 @@ def validate_arrays(name: str, fields: Dict[str, np.ndarray], n_dof: Optional[in
             what = "(T,)" if f == "t" else "(T, n_dof, n_dof)" if f == "H" else "(T, n_dof)"
             raise DataError(f"{_where(source, name, f)}: expected shape {what} = {expected}, got {v.shape}")
         if not np.issubdtype(v.dtype, np.floating):
-            what = ("complex numbers" if np.issubdtype(v.dtype, np.complexfloating) else
-                    "integers" if np.issubdtype(v.dtype, np.integer) else
-                    "booleans" if v.dtype == bool else "no numbers")
-            raise DataError(f"{_where(source, name, f)}: expected real floating-point numbers (float32 or float64), "
-                            f"got {what} (dtype {v.dtype})")
+            what = (
+                "complex numbers"
+                if np.issubdtype(v.dtype, np.complexfloating)
+                else "integers"
+                if np.issubdtype(v.dtype, np.integer)
+                else "booleans"
+                if v.dtype == bool
+                else "no numbers"
+            )
+            raise DataError(
+                f"{_where(source, name, f)}: expected real floating-point numbers (float32 or float64), "
+                f"got {what} (dtype {v.dtype})"
+            )
         bad = ~np.isfinite(v)
         if bad.any():
             idx = np.argwhere(bad)[0]
             kind = "NaN" if np.isnan(v[tuple(idx)]) else "inf"
-            raise DataError(f"{_where(source, name, f)}: {int(bad.sum())} non-finite values "
-                            f"(first: {kind} at sample {int(idx[0])}); all values must be finite")
+            raise DataError(
+                f"{_where(source, name, f)}: {int(bad.sum())} non-finite values "
+                f"(first: {kind} at sample {int(idx[0])}); all values must be finite"
+            )
     dt = np.diff(t)
     if np.any(dt <= 0):
         k = int(np.argmax(dt <= 0))
-        raise DataError(f"{_where(source, name, 't')}: time must be strictly increasing "
-                        f"(t[{k + 1}] = {float(t[k + 1])!r} <= t[{k}] = {float(t[k])!r})")
+        raise DataError(
+            f"{_where(source, name, 't')}: time must be strictly increasing "
+            f"(t[{k + 1}] = {float(t[k + 1])!r} <= t[{k}] = {float(t[k])!r})"
+        )
 
 
 # Magnitudes beyond which values are taken for wrong units or corrupt data: refused when a file
 # or log is loaded (unless the file says allow_large_values; `delan data import
 # --allow-large-values` records that), flagged by `delan data info`.
-PLAUSIBLE = {"t": 1e10, "q": 1e4, "qd": 1e5, "qdd": 1e7, "tau": 1e6, "H": 1e6, "tau_inertial": 1e6,
-             "tau_coriolis": 1e6, "tau_gravity": 1e6, "tau_friction": 1e6}
+PLAUSIBLE = {
+    "t": 1e10,
+    "q": 1e4,
+    "qd": 1e5,
+    "qdd": 1e7,
+    "tau": 1e6,
+    "H": 1e6,
+    "tau_inertial": 1e6,
+    "tau_coriolis": 1e6,
+    "tau_gravity": 1e6,
+    "tau_friction": 1e6,
+}
 ALLOW_LARGE = "allow_large_values"  # file attribute: values beyond PLAUSIBLE are real
 
 
@@ -187,16 +218,19 @@ def implausible(fields: Dict[str, np.ndarray]) -> List[Tuple[str, int, float, in
 
 
 def describe_implausible(f: str, count: int, largest: float, sample: int) -> str:
-    return (f"{count} value{'s' if count != 1 else ''} beyond the plausible range |{f}| <= {PLAUSIBLE[f]:g} "
-            f"(largest {largest:.4g} at sample {sample})")
+    return (
+        f"{count} value{'s' if count != 1 else ''} beyond the plausible range |{f}| <= {PLAUSIBLE[f]:g} "
+        f"(largest {largest:.4g} at sample {sample})"
+    )
 
 
 def check_plausible(name: str, fields: Dict[str, np.ndarray], source: Optional[str], hint: str) -> None:
     """DataError naming the first field with values beyond :data:`PLAUSIBLE` (see there)."""
     bad = implausible(fields)
     if bad:
-        raise DataError(f"{_where(source, name, bad[0][0])}: {describe_implausible(*bad[0])}; wrong units or "
-                        f"corrupt data? {hint}")
+        raise DataError(
+            f"{_where(source, name, bad[0][0])}: {describe_implausible(*bad[0])}; wrong units or corrupt data? {hint}"
+        )
 
 
 class Dataset:
@@ -207,10 +241,16 @@ class Dataset:
     joints enter the networks as (sin q, cos q) (see :meth:`revolute_mask`).
     """
 
-    def __init__(self, trajectories: Sequence[Trajectory], n_dof: Optional[int] = None,
-                 joint_names: Optional[Sequence[str]] = None, system: Optional[str] = None,
-                 attrs: Optional[dict] = None, source: Optional[str] = None,
-                 joint_types: Optional[Sequence[str]] = None):
+    def __init__(
+        self,
+        trajectories: Sequence[Trajectory],
+        n_dof: Optional[int] = None,
+        joint_names: Optional[Sequence[str]] = None,
+        system: Optional[str] = None,
+        attrs: Optional[dict] = None,
+        source: Optional[str] = None,
+        joint_types: Optional[Sequence[str]] = None,
+    ):
         self.trajectories: Dict[str, Trajectory] = {}
         for tr in trajectories:
             if tr.name in self.trajectories:
@@ -237,8 +277,9 @@ class Dataset:
         try:
             return self.trajectories[name]
         except KeyError:
-            raise DataError(f"{_where(self.source, name)}: no such trajectory; valid names: "
-                            f"{', '.join(self.names)}") from None
+            raise DataError(
+                f"{_where(self.source, name)}: no such trajectory; valid names: {', '.join(self.names)}"
+            ) from None
 
     def __len__(self) -> int:
         return len(self.trajectories)
@@ -270,9 +311,11 @@ class Dataset:
         self.joint_types = check_joint_types(self.joint_types, self.n_dof, self.source)
         for tr in self:
             if tr.q.ndim == 2 and tr.n_dof != self.n_dof:
-                raise DataError(f"{_where(self.source, tr.name, 'q')}: has {tr.n_dof} degrees of freedom, "
-                                f"expected n_dof = {self.n_dof} like the rest of the file; "
-                                f"expected shape ({len(tr)}, {self.n_dof}), got {tr.q.shape}")
+                raise DataError(
+                    f"{_where(self.source, tr.name, 'q')}: has {tr.n_dof} degrees of freedom, "
+                    f"expected n_dof = {self.n_dof} like the rest of the file; "
+                    f"expected shape ({len(tr)}, {self.n_dof}), got {tr.q.shape}"
+                )
             tr.validate(self.n_dof, self.source)
 
     def split(self, names: Sequence[str]) -> Tuple[Dataset, Dataset]:
@@ -280,12 +323,20 @@ class Dataset:
         names = list(names)
         unknown = [x for x in names if x not in self.trajectories]
         if unknown:
-            raise DataError(f"{_where(self.source)}: unknown trajectory names {unknown}; "
-                            f"valid names: {', '.join(self.names)}")
+            raise DataError(
+                f"{_where(self.source)}: unknown trajectory names {unknown}; valid names: {', '.join(self.names)}"
+            )
         chosen = [self.trajectories[x] for x in names]
         rest = [tr for tr in self if tr.name not in set(names)]
-        mk = lambda trs: Dataset(trs, self.n_dof, self.joint_names, self.system, self.attrs, self.source,  # noqa: E731
-                                 joint_types=self.joint_types)
+        mk = lambda trs: Dataset(
+            trs,
+            self.n_dof,
+            self.joint_names,
+            self.system,
+            self.attrs,
+            self.source,  # noqa: E731
+            joint_types=self.joint_types,
+        )
         return mk(chosen), mk(rest)
 
     def concatenate(self) -> Dict[str, np.ndarray]:
@@ -299,8 +350,10 @@ class Dataset:
         return out
 
     def __repr__(self) -> str:
-        return (f"Dataset(system={self.system!r}, n_dof={self.n_dof}, trajectories={len(self)}, "
-                f"samples={self.n_samples}, joint_types={self.joint_types})")
+        return (
+            f"Dataset(system={self.system!r}, n_dof={self.n_dof}, trajectories={len(self)}, "
+            f"samples={self.n_samples}, joint_types={self.joint_types})"
+        )
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -334,8 +387,12 @@ def save_dataset(ds: Dataset, path: str, compression: Optional[str] = "gzip") ->
             for tr in ds:
                 g = grp.create_group(tr.name)
                 for k, v in tr.fields().items():
-                    g.create_dataset(k, data=v, compression=compression if v.size > 64 else None,
-                                     shuffle=compression is not None and v.size > 64)
+                    g.create_dataset(
+                        k,
+                        data=v,
+                        compression=compression if v.size > 64 else None,
+                        shuffle=compression is not None and v.size > 64,
+                    )
                 for k, v in tr.meta.items():
                     g.attrs[k] = _text(json.dumps(v))
 
@@ -387,8 +444,9 @@ def load_dataset(path: str, estimate_missing: bool = True, check_range: bool = T
     except MemoryError:
         raise DataError(f"{path}: too large to load into memory") from None
     except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes h5py or numpy raise
-        raise DataError(f"{path}: unreadable (truncated or corrupt?): "
-                        f"{type(exc).__name__}: {_first_line(exc)}") from None
+        raise DataError(
+            f"{path}: unreadable (truncated or corrupt?): {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
 
 
 def _show(v) -> str:
@@ -434,10 +492,16 @@ def _read(f, path: str, estimate_missing: bool, check_range: bool = True) -> Dat
     if n < 1:
         raise DataError(f"{path}: attribute 'n_dof' must be >= 1, got {n}")
     if "trajectories" in f and isinstance(f["trajectories"], h5py.Group):
-        total = sum(d.size * d.dtype.itemsize for g in f["trajectories"].values() if isinstance(g, h5py.Group)
-                    for d in g.values() if isinstance(d, h5py.Dataset))
-        check_memory(3.0 * total, f"{path}: its arrays ({format_bytes(total)} as stored)",
-                     "split the file", error=DataError)
+        total = sum(
+            d.size * d.dtype.itemsize
+            for g in f["trajectories"].values()
+            if isinstance(g, h5py.Group)
+            for d in g.values()
+            if isinstance(d, h5py.Dataset)
+        )
+        check_memory(
+            3.0 * total, f"{path}: its arrays ({format_bytes(total)} as stored)", "split the file", error=DataError
+        )
     joint_names = [_attr_str(x) for x in np.atleast_1d(f.attrs["joint_names"])] if "joint_names" in f.attrs else None
     system = _attr_str(f.attrs["system"]) if "system" in f.attrs else None
     joint_types = None
@@ -484,8 +548,13 @@ def _read(f, path: str, estimate_missing: bool, check_range: bool = True) -> Dat
         # validate before estimating so errors point at the stored data
         validate_arrays(name, fields, n, path)
         if check_range and not extra.get(ALLOW_LARGE):
-            check_plausible(name, fields, path, "If the values are real, set the file's attribute "
-                            f"{ALLOW_LARGE} = 1 (`delan data import --allow-large-values` does for logs)")
+            check_plausible(
+                name,
+                fields,
+                path,
+                "If the values are real, set the file's attribute "
+                f"{ALLOW_LARGE} = 1 (`delan data import --allow-large-values` does for logs)",
+            )
         if "qd" not in fields or "qdd" not in fields:
             if not estimate_missing:
                 miss = "qd" if "qd" not in fields else "qdd"
@@ -493,7 +562,8 @@ def _read(f, path: str, estimate_missing: bool, check_range: bool = True) -> Dat
             from delan.data.derivatives import fill_derivatives
 
             fields["qd"], fields["qdd"], notes = fill_derivatives(
-                fields["t"], fields["q"], fields.get("qd"), fields.get("qdd"), source=_where(path, name))
+                fields["t"], fields["q"], fields.get("qd"), fields.get("qdd"), source=_where(path, name)
+            )
             meta.update(notes)
         truth = {k: fields[k] for k in TRUTH if k in fields}
         trs.append(Trajectory(name, fields["t"], fields["q"], fields["qd"], fields["qdd"], fields["tau"], truth, meta))

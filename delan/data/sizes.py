@@ -8,6 +8,7 @@ estimate, instead of failing minutes later in an allocation (or being killed by 
 The limit is half of this machine's physical memory; the environment variable
 ``DELAN_MEMORY_LIMIT`` (bytes, or with a unit: ``8G``, ``500M``) sets another.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,21 @@ from typing import Optional
 
 from delan.errors import OptionError
 
-_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-          "KIB": 2 ** 10, "MIB": 2 ** 20, "GIB": 2 ** 30, "TIB": 2 ** 40}
+_UNITS = {
+    "": 1,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "KB": 1e3,
+    "MB": 1e6,
+    "GB": 1e9,
+    "TB": 1e12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def format_number(x) -> str:
@@ -56,7 +70,7 @@ def physical_memory() -> Optional[int]:
 def _parse_bytes(text: str) -> Optional[float]:
     s = text.strip().upper().replace(" ", "")
     num = s.rstrip("KMGTIB")
-    unit = s[len(num):]
+    unit = s[len(num) :]
     try:
         value = float(num) * _UNITS[unit]
     except (ValueError, KeyError):
@@ -93,8 +107,9 @@ def check_memory(estimate: float, what: str, hint: str = "", error=OptionError) 
     """
     if not (estimate <= memory_limit()):  # also catches an estimate of inf or NaN
         size = format_bytes(estimate) if math.isfinite(estimate) else "an unbounded amount"
-        raise error(f"{what} would need about {size} of memory, more than {_limit_text()}"
-                    + (f"; {hint}" if hint else ""))
+        raise error(
+            f"{what} would need about {size} of memory, more than {_limit_text()}" + (f"; {hint}" if hint else "")
+        )
 
 
 # -- estimates -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """How training splits a data set: validation blocks or whole trajectories, held-out samples,
 joint types, tensors. Shared by the in-memory trainer (:mod:`delan.training`) and the streamed one
 (:mod:`delan.training_streaming`), so both validate on exactly the same samples."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple

@@ -18,6 +18,7 @@ decompresses; torch releases the GIL in its kernels, so both make progress). The
 on the epoch's seed alone, so an epoch is reproducible, and a run stopped inside an epoch goes on
 from the same sample (``start``). Every training sample comes exactly once per epoch.
 """
+
 from __future__ import annotations
 
 import queue
@@ -32,8 +33,8 @@ from torch import Tensor
 from delan.errors import DataError
 
 FIELDS = ("q", "qd", "qdd", "tau")
-DEFAULT_CHUNK = 16384     # samples per chunk: big enough that HDF5 reads are sequential and cheap
-DEFAULT_WINDOW = 16       # chunks shuffled together
+DEFAULT_CHUNK = 16384  # samples per chunk: big enough that HDF5 reads are sequential and cheap
+DEFAULT_WINDOW = 16  # chunks shuffled together
 # bytes a training sample takes in memory at float64 per joint and field (file dtype)
 _F64 = 8
 
@@ -66,8 +67,9 @@ class Segment:
         return self.stop - self.start
 
 
-def training_segments(lengths: Dict[str, int], whole_validation: Sequence[str],
-                      blocks: Dict[str, Tuple[int, int]]) -> List[Segment]:
+def training_segments(
+    lengths: Dict[str, int], whole_validation: Sequence[str], blocks: Dict[str, Tuple[int, int]]
+) -> List[Segment]:
     """The contiguous training parts of the trajectories ``lengths`` ({name: samples}, test
     trajectories already left out) in file order: all of each, but for trajectories validated
     on whole and the validation block [a, b) of the others (same rule as
@@ -106,12 +108,21 @@ class StreamingSource:
         prefetch: read the next window in a background thread.
     """
 
-    def __init__(self, path: str, segments: Sequence[Segment], batch_size: int, dtype: torch.dtype = torch.float32,
-                 device: str = "cpu", chunk: int = DEFAULT_CHUNK, window: int = DEFAULT_WINDOW,
-                 prefetch: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        segments: Sequence[Segment],
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+        device: str = "cpu",
+        chunk: int = DEFAULT_CHUNK,
+        window: int = DEFAULT_WINDOW,
+        prefetch: bool = True,
+    ) -> None:
         if chunk < 1 or window < 1 or batch_size < 1:
-            raise DataError(f"streaming: chunk ({chunk}), window ({window}) and batch size ({batch_size}) "
-                            f"must be positive")
+            raise DataError(
+                f"streaming: chunk ({chunk}), window ({window}) and batch size ({batch_size}) must be positive"
+            )
         self.path = path
         self.segments = list(segments)
         self.chunks = split_chunks(self.segments, chunk)
@@ -136,7 +147,7 @@ class StreamingSource:
 
             try:
                 # a chunk cache big enough for one chunk of every field of the gzip-compressed datasets
-                self._file = h5py.File(self.path, "r", rdcc_nbytes=64 * 2 ** 20)
+                self._file = h5py.File(self.path, "r", rdcc_nbytes=64 * 2**20)
             except OSError as exc:
                 raise DataError(f"{self.path}: not a readable HDF5 file: {exc}") from None
         return self._file
@@ -160,9 +171,11 @@ class StreamingSource:
             g = f["trajectories"][name]
             for k in FIELDS:
                 if k not in g:
-                    raise DataError(f"{self.path}: trajectory {name!r}: field {k!r} is not stored; streaming needs "
-                                    f"q, qd, qdd and tau in the file (estimating derivatives needs the whole "
-                                    f"trajectory in memory); write the file with `delan data import`")
+                    raise DataError(
+                        f"{self.path}: trajectory {name!r}: field {k!r} is not stored; streaming needs "
+                        f"q, qd, qdd and tau in the file (estimating derivatives needs the whole "
+                        f"trajectory in memory); write the file with `delan data import`"
+                    )
 
     def read(self, chunks: Sequence[Segment]) -> Dict[str, np.ndarray]:
         """The samples of ``chunks`` concatenated: {"q", "qd", "qdd", "tau"} float64 (N, n).
@@ -173,7 +186,7 @@ class StreamingSource:
             for c in chunks:
                 g = f["trajectories"][c.name]
                 for k in FIELDS:
-                    x = np.asarray(g[k][c.start:c.stop], dtype=np.float64)
+                    x = np.asarray(g[k][c.start : c.stop], dtype=np.float64)
                     if not np.isfinite(x).all():
                         bad = c.start + int(np.argwhere(~np.isfinite(x))[0][0])
                         raise DataError(f"{self.path}: trajectory {c.name!r}: field {k!r}: sample {bad} is not finite")
@@ -183,7 +196,7 @@ class StreamingSource:
     # -- the order of an epoch ---------------------------------------------------------------
     def _windows(self, seed: int) -> List[List[int]]:
         order = np.random.default_rng([int(seed), 0]).permutation(len(self.chunks))
-        return [list(order[i:i + self.window]) for i in range(0, len(order), self.window)]
+        return [list(order[i : i + self.window]) for i in range(0, len(order), self.window)]
 
     def _window_tensors(self, seed: int, w: int, members: List[int]) -> Dict[str, Tensor]:
         arrays = self.read([self.chunks[i] for i in members])
@@ -224,7 +237,7 @@ class StreamingSource:
             buf = {k: torch.cat([p[k] for p in pending]) if len(pending) > 1 else pending[0][k] for k in FIELDS}
             full = (have // self.batch_size) * self.batch_size
             for i in range(0, full, self.batch_size):
-                yield pos, {k: v[i:i + self.batch_size] for k, v in buf.items()}
+                yield pos, {k: v[i : i + self.batch_size] for k, v in buf.items()}
                 pos += self.batch_size
             pending = [{k: v[full:] for k, v in buf.items()}] if have > full else []
         if pending:
@@ -268,7 +281,7 @@ class StreamingSource:
             stop.set()
             thread.join()
 
-    def stats_arrays(self, max_samples: int = 2 ** 18) -> Tuple[Dict[str, np.ndarray], List[Dict[str, np.ndarray]]]:
+    def stats_arrays(self, max_samples: int = 2**18) -> Tuple[Dict[str, np.ndarray], List[Dict[str, np.ndarray]]]:
         """Training data for the statistics the trainer takes from it (loss scales, output scales,
         friction evidence): all of it when it has at most ``max_samples`` samples (then the same
         arrays, in the same order, as in memory), else whole chunks in a fixed random choice up to
@@ -308,7 +321,7 @@ def shard(batch: Dict[str, Tensor], rank: int, world: int) -> Dict[str, Tensor]:
 def epoch_seed(generator: torch.Generator) -> int:
     """A seed for an epoch's streaming order, drawn from the trainer's shuffling generator (so
     it is checkpointed and resumed with it)."""
-    return int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+    return int(torch.randint(0, 2**62, (1,), generator=generator))
 
 
 def in_memory_bytes(n_samples: float, n_dof: int, dtype_bytes: int = 4) -> float:

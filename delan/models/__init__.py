@@ -6,6 +6,7 @@
 * :class:`DeepHamiltonianNetwork` — structured Hamiltonian, H = 1/2 p^T M^-1 p + V;
 * :class:`BlackBoxHamiltonianNetwork` — one network for the Hamiltonian H(q, p).
 """
+
 from delan.models.black_box import BlackBoxLagrangianNetwork, IndefiniteMassMatrixError
 from delan.models.feedforward import FeedForwardModel, NoDecompositionError
 from delan.models.friction import JointFriction

@@ -1,4 +1,5 @@
 """Plumbing shared by the learned models: config, dtype/device of parameters, input checks."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -71,8 +72,10 @@ class LearnedModel(nn.Module, Dynamics):
         DeLaN has one. Raises NoFastPathError here."""
         from delan.errors import NoFastPathError
 
-        raise NoFastPathError(f"{type(self).__name__} has no single-sample fast path (only the structured "
-                              f"DeLaN, model kind 'structured', has one); use model.inverse_dynamics")
+        raise NoFastPathError(
+            f"{type(self).__name__} has no single-sample fast path (only the structured "
+            f"DeLaN, model kind 'structured', has one); use model.inverse_dynamics"
+        )
 
     def _check(self, x: Tensor, name: str) -> Tensor:
         """(B, n) or (n,) -> (B, n) with the model's dtype and device, else ValueError."""
@@ -97,7 +100,8 @@ class LearnedModel(nn.Module, Dynamics):
             if v is not None and v.shape[0] != batch:
                 if v.shape[0] != 1:
                     others = ", ".join(f"{a}: {b.shape[0]}" for a, b in xs.items() if b is not None)
-                    raise ValueError(f"{k} must have shape ({batch}, {self.n_dof}) to match the other inputs "
-                                     f"(batch sizes {others})")
+                    raise ValueError(
+                        f"{k} must have shape ({batch}, {self.n_dof}) to match the other inputs (batch sizes {others})"
+                    )
                 xs[k] = v.expand(batch, -1)
         return tuple(xs.values())

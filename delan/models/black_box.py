@@ -16,6 +16,7 @@ Since L need not be T - V with T quadratic in qd, the decomposition is a definit
 Forward dynamics solves with H (+ a small regularisation), which is only possible where the
 learned L is strictly convex in qd; elsewhere :class:`IndefiniteMassMatrixError` is raised.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple, Union
@@ -70,9 +71,16 @@ class BlackBoxLagrangianNetwork(LearnedModel):
         self.n_dof = n
         self.regularisation = float(regularisation)
         self._config = dict(
-            n_dof=n, width=int(width), depth=int(depth), activation=activation,
-            revolute=None if revolute is None else [bool(r) for r in revolute], friction=bool(friction),
-            regularisation=self.regularisation, init=init, gain=float(gain), output_gain=float(output_gain),
+            n_dof=n,
+            width=int(width),
+            depth=int(depth),
+            activation=activation,
+            revolute=None if revolute is None else [bool(r) for r in revolute],
+            friction=bool(friction),
+            regularisation=self.regularisation,
+            init=init,
+            gain=float(gain),
+            output_gain=float(output_gain),
             activation_options=None if activation_options is None else dict(activation_options),
             dtype=dtype_name(dtype),
         )
@@ -80,8 +88,18 @@ class BlackBoxLagrangianNetwork(LearnedModel):
         self.features = None if mask is None else ddn.AngleFeatures(list(mask) + [False] * n).to(device)
         n_in = 2 * n if mask is None else self.features.n_features
         self.net = ddn.DifferentialNetwork(
-            n_in, 1, width=width, depth=depth, activation=activation, activation_options=activation_options,
-            init=init, gain=gain, output_gain=output_gain, dtype=dtype, device=device)
+            n_in,
+            1,
+            width=width,
+            depth=depth,
+            activation=activation,
+            activation_options=activation_options,
+            init=init,
+            gain=gain,
+            output_gain=output_gain,
+            dtype=dtype,
+            device=device,
+        )
         self.friction_model = JointFriction(n, dtype=dtype, device=device) if friction else None
         self.register_buffer("_eye", torch.eye(n, dtype=dtype, device=device), persistent=False)
 
@@ -157,7 +175,7 @@ class BlackBoxLagrangianNetwork(LearnedModel):
         q, qd = self._inputs(q=q, qd=qd)
         Lv, J = self._derivatives(q, qd, 1)
         V = -self._derivatives(q, torch.zeros_like(qd), 0)
-        return (qd * J[:, self.n_dof:]).sum(-1) - Lv - V, V
+        return (qd * J[:, self.n_dof :]).sum(-1) - Lv - V, V
 
     def friction(self, q: Tensor, qd: Tensor) -> Tensor:
         """Learned friction torques (B, n); zeros when the model has none."""
@@ -173,7 +191,8 @@ class BlackBoxLagrangianNetwork(LearnedModel):
             raise IndefiniteMassMatrixError(
                 f"d2L/dqd2 of the black-box Lagrangian is not positive definite at {bad} of {H.shape[0]} "
                 f"states (the learned L is not convex in qd there), so its forward dynamics is undefined; "
-                f"train longer, raise `regularisation`, or use the structured DeepLagrangianNetwork")
+                f"train longer, raise `regularisation`, or use the structured DeepLagrangianNetwork"
+            )
         return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
 
     def forward_dynamics(self, q: Tensor, qd: Tensor, tau: Tensor) -> Tensor:

@@ -4,6 +4,7 @@ It learns inverse dynamics only. Every other :class:`delan.Dynamics` method rais
 :class:`NoDecompositionError`: the network has no mass matrix, Coriolis, gravity or energy terms,
 and no forward model to simulate with.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
@@ -30,10 +31,19 @@ class FeedForwardModel(LearnedModel):
     # the loss parts training uses unless told (read by delan.losses.resolve_weights)
     default_loss_weights = {"inverse": 1.0, "forward": 0.0, "power": 0.0}
 
-    def __init__(self, n_dof: int, width: int = 64, depth: int = 2, activation: str = "softplus",
-                 init: str = "xavier_normal", gain: float = 1.0, activation_options: Optional[dict] = None,
-                 revolute: Optional[Sequence[bool]] = None,
-                 dtype: Union[None, str, torch.dtype] = None, device=None):
+    def __init__(
+        self,
+        n_dof: int,
+        width: int = 64,
+        depth: int = 2,
+        activation: str = "softplus",
+        init: str = "xavier_normal",
+        gain: float = 1.0,
+        activation_options: Optional[dict] = None,
+        revolute: Optional[Sequence[bool]] = None,
+        dtype: Union[None, str, torch.dtype] = None,
+        device=None,
+    ):
         super().__init__()
         n = int(n_dof)
         if n < 1:
@@ -41,11 +51,17 @@ class FeedForwardModel(LearnedModel):
         dtype = resolve_dtype(dtype)
         mask = revolute_mask(revolute, n)
         self.n_dof = n
-        self._config = dict(n_dof=n, width=int(width), depth=int(depth), activation=activation, init=init,
-                            gain=float(gain),
-                            activation_options=None if activation_options is None else dict(activation_options),
-                            revolute=None if revolute is None else [bool(r) for r in revolute],
-                            dtype=dtype_name(dtype))
+        self._config = dict(
+            n_dof=n,
+            width=int(width),
+            depth=int(depth),
+            activation=activation,
+            init=init,
+            gain=float(gain),
+            activation_options=None if activation_options is None else dict(activation_options),
+            revolute=None if revolute is None else [bool(r) for r in revolute],
+            dtype=dtype_name(dtype),
+        )
         # revolute angles enter as (sin q, cos q) like in the Lagrangian models, so a joint that
         # wrapped past 2 pi looks the same to the network as it does to the robot
         self._revolute = None if mask is None else torch.tensor(mask)
@@ -56,9 +72,18 @@ class FeedForwardModel(LearnedModel):
                 index = torch.tensor([i for i, r in enumerate(mask) if r == keep], dtype=torch.long)
                 self.register_buffer(name, index.to(device), persistent=False)
         n_q = n if mask is None else n + sum(mask)
-        self.net = ddn.DifferentialNetwork(n_q + 2 * n, n, width=width, depth=depth, activation=activation,
-                                           activation_options=activation_options, init=init, gain=gain,
-                                           dtype=dtype, device=device)
+        self.net = ddn.DifferentialNetwork(
+            n_q + 2 * n,
+            n,
+            width=width,
+            depth=depth,
+            activation=activation,
+            activation_options=activation_options,
+            init=init,
+            gain=gain,
+            dtype=dtype,
+            device=device,
+        )
 
     def inverse_dynamics(self, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
         """tau (B, n) predicted from (q, qd, qdd) (B, n)."""
@@ -71,7 +96,8 @@ class FeedForwardModel(LearnedModel):
     def _none(self, what: str):
         raise NoDecompositionError(
             f"FeedForwardModel (the mlp baseline) maps (q, qd, qdd) to tau only: it has no {what}. "
-            f"Use DeepLagrangianNetwork for the decomposition, energies and forward dynamics.")
+            f"Use DeepLagrangianNetwork for the decomposition, energies and forward dynamics."
+        )
 
     def terms(self, q, qd, qdd=None):
         self._none("decomposition into inertial, Coriolis, gravity and friction terms")

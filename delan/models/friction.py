@@ -4,6 +4,7 @@ The torque follows the one project formula :func:`delan.friction.joint_friction`
 coefficients are ``softplus(raw)``, so they stay >= 0 (friction never adds energy) while the raw
 parameters train freely.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,15 @@ class JointFriction(nn.Module):
         smoothing: velocity scale of the tanh that smooths sign(qd) (fixed, not learned).
     """
 
-    def __init__(self, n_dof: int, viscous: float = 0.01, coulomb: float = 0.01, smoothing: float = 0.01,
-                 dtype: Optional[torch.dtype] = None, device=None):
+    def __init__(
+        self,
+        n_dof: int,
+        viscous: float = 0.01,
+        coulomb: float = 0.01,
+        smoothing: float = 0.01,
+        dtype: Optional[torch.dtype] = None,
+        device=None,
+    ):
         super().__init__()
         if viscous <= 0 or coulomb <= 0 or smoothing <= 0:
             raise ValueError("friction viscous, coulomb and smoothing must be positive")

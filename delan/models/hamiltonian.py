@@ -34,6 +34,7 @@ qdd = H_pq qd + H_pp pdot (H_pq = d2H/dp dq, H_pp = d2H/dp2), so with M = H_pp^-
 
 For the structured H, M = L L^T + eps I and M (qdd - H_pq qd) = M qdd + Mdot qd.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,7 @@ class _HamiltonsEquations:
     """Hamilton's equations from a model's ``hamiltonian_gradients`` (H, dH/dq, dH/dp), the same
     for both Hamiltonian models."""
 
-    def hamiltonian_vector_field(self, q: Tensor, p: Tensor, tau: Optional[Tensor] = None
-                                 ) -> Tuple[Tensor, Tensor]:
+    def hamiltonian_vector_field(self, q: Tensor, p: Tensor, tau: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Hamilton's equations: (qd = dH/dp, pdot = -dH/dq + tau - f(qd)), each (B, n);
         tau None means no applied torque."""
         _, dH_dq, qd = self.hamiltonian_gradients(q, p)
@@ -115,6 +115,7 @@ class DeepHamiltonianNetwork(_HamiltonsEquations, DeepLagrangianNetwork):
 
             def solve(r: Tensor) -> Tensor:
                 return torch.cholesky_solve(r.unsqueeze(-1), chol).squeeze(-1)
+
         return solve
 
     def _mass_times(self, l: Tensor, v: Tensor) -> Tensor:
@@ -243,10 +244,19 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
         self.newton_max_iter = int(newton_max_iter)
         self.kinetic_prior = bool(kinetic_prior)
         self._config = dict(
-            n_dof=n, width=int(width), depth=int(depth), activation=activation,
-            revolute=None if revolute is None else [bool(r) for r in revolute], friction=bool(friction),
-            mass_scale=mass_scale, energy_scale=self.energy_scale, newton_tol=self.newton_tol,
-            newton_max_iter=self.newton_max_iter, kinetic_prior=self.kinetic_prior, init=init, gain=float(gain),
+            n_dof=n,
+            width=int(width),
+            depth=int(depth),
+            activation=activation,
+            revolute=None if revolute is None else [bool(r) for r in revolute],
+            friction=bool(friction),
+            mass_scale=mass_scale,
+            energy_scale=self.energy_scale,
+            newton_tol=self.newton_tol,
+            newton_max_iter=self.newton_max_iter,
+            kinetic_prior=self.kinetic_prior,
+            init=init,
+            gain=float(gain),
             output_gain=float(output_gain),
             activation_options=None if activation_options is None else dict(activation_options),
             dtype=dtype_name(dtype),
@@ -255,8 +265,18 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
         self.features = None if mask is None else ddn.AngleFeatures(list(mask) + [False] * n).to(device)
         n_in = 2 * n if mask is None else self.features.n_features
         self.net = ddn.DifferentialNetwork(
-            n_in, 1, width=width, depth=depth, activation=activation, activation_options=activation_options,
-            init=init, gain=gain, output_gain=output_gain, dtype=dtype, device=device)
+            n_in,
+            1,
+            width=width,
+            depth=depth,
+            activation=activation,
+            activation_options=activation_options,
+            init=init,
+            gain=gain,
+            output_gain=output_gain,
+            dtype=dtype,
+            device=device,
+        )
         if self.net.out_act is not None:  # _second assumes an affine output layer
             raise ValueError("the black-box Hamiltonian's network must have a linear output")
         self.friction_model = JointFriction(n, dtype=dtype, device=device) if friction else None
@@ -267,11 +287,16 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
         z_scale = torch.cat([torch.ones(n, **kw), u_scale])
         prior_hess = torch.zeros(2 * n, 2 * n, **kw)
         prior_hess[n:, n:] = torch.diag(1.0 / m)
-        for name, t in [("_eye", torch.eye(n, **kw)), ("_u_scale", u_scale), ("_z_scale", z_scale),
-                        ("_z_outer", self.energy_scale * torch.outer(z_scale, z_scale)),
-                        ("_inv_mass", 1.0 / m), ("_prior_hess", prior_hess),
-                        # the scaled momenta u are the network's last n inputs (after any angle features)
-                        ("_u_dirs", torch.eye(n_in, **kw)[n_in - n:].unsqueeze(1))]:
+        for name, t in [
+            ("_eye", torch.eye(n, **kw)),
+            ("_u_scale", u_scale),
+            ("_z_scale", z_scale),
+            ("_z_outer", self.energy_scale * torch.outer(z_scale, z_scale)),
+            ("_inv_mass", 1.0 / m),
+            ("_prior_hess", prior_hess),
+            # the scaled momenta u are the network's last n inputs (after any angle features)
+            ("_u_dirs", torch.eye(n_in, **kw)[n_in - n :].unsqueeze(1)),
+        ]:
             self.register_buffer(name, t.to(device), persistent=False)
 
     def _param(self) -> Tensor:
@@ -296,7 +321,7 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
         grad = out[1][:, 0] * (self.energy_scale * self._z_scale)
         if prior is not None:
             Hv = Hv + prior[0]
-            grad = torch.cat([grad[:, : self.n_dof], grad[:, self.n_dof:] + prior[1]], -1)
+            grad = torch.cat([grad[:, : self.n_dof], grad[:, self.n_dof :] + prior[1]], -1)
         return Hv, grad
 
     def _grad_hvp(self, x: Tensor, dirs: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -361,7 +386,8 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
             raise IndefiniteMassMatrixError(
                 f"d2H/dp2 of the black-box Hamiltonian is not positive definite at {bad} of {H_pp.shape[0]} "
                 f"states (the learned H is not convex in p there), so its velocity -> momentum map is not "
-                f"invertible; train longer or use the structured DeepHamiltonianNetwork")
+                f"invertible; train longer or use the structured DeepHamiltonianNetwork"
+            )
         return chol
 
     def _tolerance(self, dtype: torch.dtype) -> float:
@@ -393,9 +419,12 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
             if not err <= tol:
                 raise MomentumSolveError(
                     f"the momentum of the black-box Hamiltonian did not converge (Newton residual {err:.3g} "
-                    f"> {tol:.3g} after {self.newton_max_iter} steps): H is not convex enough in p there")
-        if not (torch.is_grad_enabled() and (q.requires_grad or qd.requires_grad
-                                             or any(t.requires_grad for t in self.parameters()))):
+                    f"> {tol:.3g} after {self.newton_max_iter} steps): H is not convex enough in p there"
+                )
+        if not (
+            torch.is_grad_enabled()
+            and (q.requires_grad or qd.requires_grad or any(t.requires_grad for t in self.parameters()))
+        ):
             return p
         # one Newton step with the graph: value p (the step is below tolerance), derivative the
         # implicit function's; H_pp^-1 is held constant since it multiplies a zero residual
@@ -419,7 +448,7 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
         """(H (B,), dH/dq (B, n), dH/dp (B, n)) from one first-order network pass."""
         q, p = self._inputs(q=q, p=p)
         Hv, grad = self._derivatives(q, p, 1)
-        return Hv, grad[:, : self.n_dof], grad[:, self.n_dof:]
+        return Hv, grad[:, : self.n_dof], grad[:, self.n_dof :]
 
     def momentum(self, q: Tensor, qd: Tensor) -> Tensor:
         """p (B, n) with dH/dp (q, p) = qd, by Newton's method (class docstring)."""
@@ -441,8 +470,9 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
         def solve_mass(r: Tensor) -> Tensor:
             return (H_pp @ r.unsqueeze(-1)).squeeze(-1)
 
-        return HamiltonianTerms(p, pdot, dH_dq, self._friction(qd), solve_mass,
-                                lambda: self._derivatives(q, p, 1)[1][:, n:])
+        return HamiltonianTerms(
+            p, pdot, dH_dq, self._friction(qd), solve_mass, lambda: self._derivatives(q, p, 1)[1][:, n:]
+        )
 
     # ------------------------------------------------------------------ Dynamics
     def _rest(self, q: Tensor) -> Tuple[Tensor, Tensor]:

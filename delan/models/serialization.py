@@ -4,6 +4,7 @@ The file is ``torch.save`` of a plain dict (tensors and JSON-like values only, s
 ``weights_only=True`` and runs no pickled code), written atomically: to a temporary file in the
 same directory, then ``os.replace``, so an interrupted save never leaves a corrupt model.
 """
+
 from __future__ import annotations
 
 import io
@@ -22,8 +23,14 @@ from delan.models.structured import DeepLagrangianNetwork
 FORMAT = "delan-model"
 VERSION = 1
 MODEL_CLASSES: Dict[str, Type[torch.nn.Module]] = {
-    cls.__name__: cls for cls in (DeepLagrangianNetwork, BlackBoxLagrangianNetwork, FeedForwardModel,
-                                  DeepHamiltonianNetwork, BlackBoxHamiltonianNetwork)
+    cls.__name__: cls
+    for cls in (
+        DeepLagrangianNetwork,
+        BlackBoxLagrangianNetwork,
+        FeedForwardModel,
+        DeepHamiltonianNetwork,
+        BlackBoxHamiltonianNetwork,
+    )
 }
 
 
@@ -58,8 +65,10 @@ def load_model(path: str, device=None) -> torch.nn.Module:
         raise RunError(f"{path}: not a DeLaN model file (no format {FORMAT!r})")
     version = payload.get("version")
     if version != VERSION:
-        raise RunError(f"{path}: model format version {version!r} is not supported (this library reads "
-                       f"version {VERSION}); update or downgrade delan")
+        raise RunError(
+            f"{path}: model format version {version!r} is not supported (this library reads "
+            f"version {VERSION}); update or downgrade delan"
+        )
     name = payload.get("class")
     if name not in MODEL_CLASSES:
         raise RunError(f"{path}: unknown model class {name!r}; known: {', '.join(MODEL_CLASSES)}")

@@ -24,6 +24,7 @@ every call it re-reads which tensors, activation and modules the model holds, ta
 weight is a new tensor at every read). Configurations it does not cover raise
 :class:`~delan.errors.NoFastPathError` saying why and what to use instead.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,6 +46,7 @@ _ALTERNATIVE = "use model.inverse_dynamics (plain torch, any configuration)"
 
 def _numpy_activations(beta: float):
     """Candidate NumPy (g, g') pairs by activation name (softplus with the probed beta)."""
+
     def softplus(a):
         if beta == 1.0:
             return np.logaddexp(0.0, a).astype(a.dtype, copy=False), expit(a)
@@ -86,32 +88,43 @@ def numpy_activation(activation) -> ActFn:
         beta = math.log(2.0) / float(activation(torch.zeros(1, dtype=torch.float64), 0)[0])
     fn = _numpy_activations(beta).get(base)
     if fn is None:
-        raise NoFastPathError(f"the single-sample fast path has no NumPy version of the activation {name!r} "
-                              f"(it has {', '.join(SUPPORTED_ACTIVATIONS)}); {_ALTERNATIVE}")
+        raise NoFastPathError(
+            f"the single-sample fast path has no NumPy version of the activation {name!r} "
+            f"(it has {', '.join(SUPPORTED_ACTIVATIONS)}); {_ALTERNATIVE}"
+        )
     g, dg = (t.numpy() for t in activation(probe, 1))
     g_np, dg_np = fn(probe.numpy())
     if not (np.allclose(g_np, g, rtol=1e-13, atol=1e-13) and np.allclose(dg_np, dg, rtol=1e-13, atol=1e-13)):
-        raise NoFastPathError(f"the activation {name!r} does not compute what its name says (a user-registered "
-                              f"replacement?), so the single-sample fast path cannot mirror it; {_ALTERNATIVE}")
+        raise NoFastPathError(
+            f"the activation {name!r} does not compute what its name says (a user-registered "
+            f"replacement?), so the single-sample fast path cannot mirror it; {_ALTERNATIVE}"
+        )
     return fn
 
 
 def check_supported(model) -> None:
     """Raise NoFastPathError if the model's current configuration has no fast path."""
     if getattr(model, "trunk", None) is None:
-        raise NoFastPathError("the single-sample fast path covers the shared trunk only (this model has separate "
-                              f"networks for L and V, shared_trunk=False); {_ALTERNATIVE}")
+        raise NoFastPathError(
+            "the single-sample fast path covers the shared trunk only (this model has separate "
+            f"networks for L and V, shared_trunk=False); {_ALTERNATIVE}"
+        )
     params = [p for p in model.parameters()] + [b for b in model.buffers() if b.is_floating_point()]
     for t in params:
         if t.dtype not in _NUMPY_DTYPES:
-            raise NoFastPathError(f"the single-sample fast path runs in float32 or float64 NumPy; the model holds "
-                                  f"{t.dtype} tensors; {_ALTERNATIVE}, or convert the model with .double()")
+            raise NoFastPathError(
+                f"the single-sample fast path runs in float32 or float64 NumPy; the model holds "
+                f"{t.dtype} tensors; {_ALTERNATIVE}, or convert the model with .double()"
+            )
         if t.device.type != "cpu":
-            raise NoFastPathError(f"the single-sample fast path runs on the CPU; the model is on {t.device}; "
-                                  f"{_ALTERNATIVE}, or move the model with .cpu()")
+            raise NoFastPathError(
+                f"the single-sample fast path runs on the CPU; the model is on {t.device}; "
+                f"{_ALTERNATIVE}, or move the model with .cpu()"
+            )
     if len({t.dtype for t in params}) > 1:
-        raise NoFastPathError(f"the model mixes dtypes {sorted({str(t.dtype) for t in params})}; the single-sample "
-                              f"fast path needs one")
+        raise NoFastPathError(
+            f"the model mixes dtypes {sorted({str(t.dtype) for t in params})}; the single-sample fast path needs one"
+        )
     net = model.trunk
     if net.output_activation is not None:
         raise NoFastPathError(f"the single-sample fast path covers a linear output layer only; {_ALTERNATIVE}")
@@ -186,8 +199,13 @@ class SingleSampleInverseDynamics:
         self._features = None
         if m.features is not None:
             kind = arr(m.features.kind)
-            self._features = (arr(buf["_feature_sel"]).copy(), arr(m.features.src).copy(), kind == 1, kind == 2,
-                              bool(np.all(kind != 0)))
+            self._features = (
+                arr(buf["_feature_sel"]).copy(),
+                arr(m.features.src).copy(),
+                kind == 1,
+                kind == 2,
+                bool(np.all(kind != 0)),
+            )
         fr = m.friction_model
         self._friction = None if fr is None else (arr(fr.raw_viscous), arr(fr.raw_coulomb), 1.0 / fr.smoothing)
         self.dtype = self._Wo.dtype
@@ -197,8 +215,11 @@ class SingleSampleInverseDynamics:
         """Refresh unless every object, tensor and tensor storage is the one seen last time (the
         comparisons run in C, map over the lists)."""
         objs, tensors = self._seen()
-        if not (all(map(operator.is_, objs, self._objs)) and all(map(operator.is_, tensors, self._tensors))
-                and list(map(Tensor.data_ptr, tensors)) == self._ptrs):
+        if not (
+            all(map(operator.is_, objs, self._objs))
+            and all(map(operator.is_, tensors, self._tensors))
+            and list(map(Tensor.data_ptr, tensors)) == self._ptrs
+        ):
             self._refresh()
 
     # ------------------------------------------------------------------ the call
@@ -208,8 +229,10 @@ class SingleSampleInverseDynamics:
         dtype, n = self.dtype, self.n_dof
         q, qd, qdd = np.asarray(q, dtype), np.asarray(qd, dtype), np.asarray(qdd, dtype)
         if q.shape != (n,) or qd.shape != (n,) or qdd.shape != (n,):
-            raise ValueError(f"q, qd, qdd must each have shape ({n},) (one state), got "
-                             f"{q.shape}, {qd.shape}, {qdd.shape}; for batches use model.inverse_dynamics")
+            raise ValueError(
+                f"q, qd, qdd must each have shape ({n},) (one state), got "
+                f"{q.shape}, {qd.shape}, {qdd.shape}; for batches use model.inverse_dynamics"
+            )
         dot, act = np.dot, self._act
         features = self._features
         if features is None:
@@ -250,6 +273,7 @@ class SingleSampleInverseDynamics:
         tau = tau - (u if features is None else dot(u * dphi, sel))
         if self._friction is not None:  # delan.friction.joint_friction, coefficients softplus(raw)
             raw_viscous, raw_coulomb, inv_smoothing = self._friction
-            tau = (tau + np.logaddexp(0.0, raw_viscous) * qd
-                   + np.logaddexp(0.0, raw_coulomb) * np.tanh(qd * inv_smoothing))
+            tau = (
+                tau + np.logaddexp(0.0, raw_viscous) * qd + np.logaddexp(0.0, raw_coulomb) * np.tanh(qd * inv_smoothing)
+            )
         return tau.astype(dtype, copy=False)

@@ -20,6 +20,7 @@ of L (times softplus' on the diagonal). Products with L and L^T act on its packe
 constant 0/1 selection matrices (two small matrix products each), so no batched n x n matrix
 is built except H itself, and no scatter/index_put appears anywhere.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,10 @@ def _frozen(name: str, doc: str) -> property:
         return self._config[name]
 
     def refuse(self, value):
-        raise AttributeError(f"{name} is fixed when the model is built (its constant buffers are derived from it); "
-                             f"build a new {type(self).__name__}(..., {name}=...) and load_state_dict into it")
+        raise AttributeError(
+            f"{name} is fixed when the model is built (its constant buffers are derived from it); "
+            f"build a new {type(self).__name__}(..., {name}=...) and load_state_dict into it"
+        )
 
     return property(get, refuse, doc=doc)
 
@@ -114,11 +117,20 @@ class DeepLagrangianNetwork(LearnedModel):
         self.n_dof = n
         # the options below are read-only properties (see _frozen): they are baked into buffers
         self._config = dict(
-            n_dof=n, width=int(width), depth=int(depth), activation=activation,
+            n_dof=n,
+            width=int(width),
+            depth=int(depth),
+            activation=activation,
             revolute=None if revolute is None else [bool(r) for r in revolute],
-            shared_trunk=bool(shared_trunk), diagonal_shift=float(diagonal_shift), epsilon=float(epsilon),
-            friction=bool(friction), init=init, gain=float(gain), output_gain=float(output_gain),
-            mass_scale=mass_scale, potential_scale=float(potential_scale),
+            shared_trunk=bool(shared_trunk),
+            diagonal_shift=float(diagonal_shift),
+            epsilon=float(epsilon),
+            friction=bool(friction),
+            init=init,
+            gain=float(gain),
+            output_gain=float(output_gain),
+            mass_scale=mass_scale,
+            potential_scale=float(potential_scale),
             activation_options=None if activation_options is None else dict(activation_options),
             dtype=dtype_name(dtype),
         )
@@ -126,8 +138,17 @@ class DeepLagrangianNetwork(LearnedModel):
         self.features = None if mask is None else ddn.AngleFeatures(mask).to(device)
         n_in = n if mask is None else self.features.n_features
         n_entries = n * (n + 1) // 2
-        net = dict(width=width, depth=depth, activation=activation, activation_options=activation_options,
-                   init=init, gain=gain, output_gain=output_gain, dtype=dtype, device=device)
+        net = dict(
+            width=width,
+            depth=depth,
+            activation=activation,
+            activation_options=activation_options,
+            init=init,
+            gain=gain,
+            output_gain=output_gain,
+            dtype=dtype,
+            device=device,
+        )
         if self.shared_trunk:
             self.trunk = ddn.DifferentialNetwork(n_in, n_entries + 1, **net)
             n_out = n_entries + 1  # the last output is V
@@ -178,10 +199,21 @@ class DeepLagrangianNetwork(LearnedModel):
         if self.mass_scale is not None:
             lscale[e] = torch.tensor(self.mass_scale, **kw).sqrt()[r]
         # contiguous transposes: transposed views would slow every later elementwise op
-        for name, t in [("_R", R), ("_Rt", R.t().contiguous()), ("_C", C), ("_Ct", C.t().contiguous()),
-                        ("_CCt", C @ C.t()), ("_S", S), ("_diag", diag), ("_unit_V", unit_V),
-                        ("_shift", shift), ("_ones", torch.ones(n_out, **kw)), ("_neg_unit_V", -unit_V),
-                        ("_eye", torch.eye(n, **kw)), ("_lscale", lscale)]:
+        for name, t in [
+            ("_R", R),
+            ("_Rt", R.t().contiguous()),
+            ("_C", C),
+            ("_Ct", C.t().contiguous()),
+            ("_CCt", C @ C.t()),
+            ("_S", S),
+            ("_diag", diag),
+            ("_unit_V", unit_V),
+            ("_shift", shift),
+            ("_ones", torch.ones(n_out, **kw)),
+            ("_neg_unit_V", -unit_V),
+            ("_eye", torch.eye(n, **kw)),
+            ("_lscale", lscale),
+        ]:
             self.register_buffer(name, t.to(device), persistent=False)
         # H = L L^T entry by entry: H_rc = sum_{k <= c} L_rk L_ck for r >= c, one product per
         # (r, c, k); (l @ P1) * (l @ P2) lists the products and @ Q sums them into H and H^T.
@@ -199,8 +231,9 @@ class DeepLagrangianNetwork(LearnedModel):
         self.register_buffer("_P1", P1.to(device), persistent=False)
         self.register_buffer("_P2", P2.to(device), persistent=False)
         self.register_buffer("_Q", Q.to(device), persistent=False)
-        self.register_buffer("_eps_eye_flat", (self.epsilon * torch.eye(n, **kw).reshape(-1)).to(device),
-                             persistent=False)
+        self.register_buffer(
+            "_eps_eye_flat", (self.epsilon * torch.eye(n, **kw).reshape(-1)).to(device), persistent=False
+        )
         if self.features is not None:
             sel = torch.zeros(n_in, n, **kw)  # pulls feature cotangents back onto their joint
             sel[torch.arange(n_in), self.features.src.cpu()] = 1.0
@@ -326,9 +359,16 @@ class DeepLagrangianNetwork(LearnedModel):
     def _inverse_dynamics(self, q: Tensor, qd: Tensor, qdd: Tensor, with_entries: bool):
         p = self._eye
         # the common case checked in a few attribute reads; anything else by the full checks
-        if not (isinstance(q, Tensor) and isinstance(qd, Tensor) and isinstance(qdd, Tensor)
-                and q.dim() == 2 and q.shape == qd.shape == qdd.shape and q.shape[1] == self.n_dof
-                and q.dtype == qd.dtype == qdd.dtype == p.dtype and q.device == qd.device == qdd.device == p.device):
+        if not (
+            isinstance(q, Tensor)
+            and isinstance(qd, Tensor)
+            and isinstance(qdd, Tensor)
+            and q.dim() == 2
+            and q.shape == qd.shape == qdd.shape
+            and q.shape[1] == self.n_dof
+            and q.dtype == qd.dtype == qdd.dtype == p.dtype
+            and q.device == qd.device == qdd.device == p.device
+        ):
             q, qd, qdd = self._inputs(q=q, qd=qd, qdd=qdd)
         l, ldot, dmod, V, Vdot, pull = self._linearise(q, qd)
         a, b = qd @ self._R, qdd @ self._R
@@ -402,5 +442,7 @@ class DeepLagrangianNetwork(LearnedModel):
         return solve_spd(t.H, tau - t.coriolis - t.gravity - t.friction)
 
     def extra_repr(self) -> str:
-        return (f"n_dof={self.n_dof}, shared_trunk={self.shared_trunk}, diagonal_shift={self.diagonal_shift:g}, "
-                f"epsilon={self.epsilon:g}")
+        return (
+            f"n_dof={self.n_dof}, shared_trunk={self.shared_trunk}, diagonal_shift={self.diagonal_shift:g}, "
+            f"epsilon={self.epsilon:g}"
+        )

@@ -7,6 +7,7 @@
 Every system is a :class:`delan.Dynamics` with ``n_dof``, ``joint_names`` and joint limits
 ``q_min``, ``q_max``, ``qd_max`` (numpy (n,)) used to generate trajectories.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -47,8 +48,7 @@ def make_system(name: str, n_dof: Optional[int] = None, friction: bool = False, 
     if key == "panda":
         from delan.systems.panda import Panda as cls  # imports pinocchio lazily
     else:
-        cls = {"n-link": NLink, "pendulum": Pendulum, "two-link": TwoLink, "cartpole": CartPole,
-               "furuta": Furuta}[key]
+        cls = {"n-link": NLink, "pendulum": Pendulum, "two-link": TwoLink, "cartpole": CartPole, "furuta": Furuta}[key]
     known = _parameters(cls) - {"friction", "n_dof"}
     unknown = sorted(set(params) - known)
     if unknown:

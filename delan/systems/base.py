@@ -1,5 +1,6 @@
 """Shared plumbing of the true (simulated) systems: parameters, friction, rotor inertia, joint
 limits and joint types."""
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence
@@ -38,9 +39,14 @@ class TrueSystem(Dynamics):
     q_max: np.ndarray
     qd_max: np.ndarray
 
-    def __init__(self, friction: bool = False, viscous: Optional[Sequence[float]] = None,
-                 coulomb: Optional[Sequence[float]] = None, smoothing: float = 0.01,
-                 armature: Optional[Sequence[float]] = None):
+    def __init__(
+        self,
+        friction: bool = False,
+        viscous: Optional[Sequence[float]] = None,
+        coulomb: Optional[Sequence[float]] = None,
+        smoothing: float = 0.01,
+        armature: Optional[Sequence[float]] = None,
+    ):
         self.has_friction = bool(friction)
         n = self.n_dof
         self.viscous = np.broadcast_to(np.asarray(0.1 if viscous is None else viscous, float), (n,)).copy()
@@ -54,8 +60,9 @@ class TrueSystem(Dynamics):
         try:
             arr = np.broadcast_to(np.asarray(value, float), (self.n_dof,)).copy()
         except (ValueError, TypeError):
-            raise DataError(f"system {self.name!r}: {what} must be one number or one per joint "
-                            f"({self.n_dof}), got {value!r}") from None
+            raise DataError(
+                f"system {self.name!r}: {what} must be one number or one per joint ({self.n_dof}), got {value!r}"
+            ) from None
         if not np.all(np.isfinite(arr)) or np.any(arr < 0):
             raise DataError(f"system {self.name!r}: {what} must be finite and >= 0, got {arr.tolist()}")
         return arr
@@ -73,7 +80,7 @@ class TrueSystem(Dynamics):
         if np.any(self.armature):
             a = const(self.armature, q)
             H = H + torch.diag_embed(a.expand_as(q))
-            T = T + 0.5 * (a * qd ** 2).sum(-1)
+            T = T + 0.5 * (a * qd**2).sum(-1)
         f = self._friction(qd)
         if qdd is None:
             return DynamicsTerms(H, c, g, f, T, V)
@@ -90,8 +97,13 @@ class TrueSystem(Dynamics):
 
     def describe(self) -> dict:
         """Parameters as a JSON-friendly dict (stored in data files)."""
-        d = {"name": self.name, "n_dof": self.n_dof, "friction": self.has_friction,
-             "joint_types": list(self.joint_types), "armature": self.armature.tolist()}
+        d = {
+            "name": self.name,
+            "n_dof": self.n_dof,
+            "friction": self.has_friction,
+            "joint_types": list(self.joint_types),
+            "armature": self.armature.tolist(),
+        }
         if self.has_friction:
             d.update(viscous=self.viscous.tolist(), coulomb=self.coulomb.tolist(), smoothing=self.smoothing)
         return d

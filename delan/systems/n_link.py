@@ -14,6 +14,7 @@ and, the map being linear, H = S^T M S, c = S^T c_phi, g = S^T g_phi.
 Defaults: every link 1 kg, 0.5 m, uniform rod (lc = l/2, I = m l^2/12); ``masses``, ``lengths``,
 ``coms``, ``inertias`` take per-link sequences.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,9 @@ from delan.systems.base import GRAVITY, TrueSystem, const
 class NLink(TrueSystem):
     name = "n-link"
 
-    def __init__(self, n_dof: int = 3, masses=None, lengths=None, coms=None, inertias=None,
-                 gravity: float = GRAVITY, **friction):
+    def __init__(
+        self, n_dof: int = 3, masses=None, lengths=None, coms=None, inertias=None, gravity: float = GRAVITY, **friction
+    ):
         n = int(n_dof)
         if n < 1:
             raise DataError(f"n-link needs `n_dof` >= 1, got {n}")
@@ -37,8 +39,9 @@ class NLink(TrueSystem):
         self.m = np.broadcast_to(np.asarray(1.0 if masses is None else masses, float), (n,)).copy()
         self.l = np.broadcast_to(np.asarray(0.5 if lengths is None else lengths, float), (n,)).copy()
         self.lc = self.l / 2 if coms is None else np.broadcast_to(np.asarray(coms, float), (n,)).copy()
-        self.I = (self.m * self.l ** 2 / 12 if inertias is None
-                  else np.broadcast_to(np.asarray(inertias, float), (n,)).copy())
+        self.I = (
+            self.m * self.l**2 / 12 if inertias is None else np.broadcast_to(np.asarray(inertias, float), (n,)).copy()
+        )
         self.g0 = float(gravity)
         self.joint_names = [f"joint{i}" for i in range(n)]
         self.joint_types = ["revolute"] * n
@@ -60,7 +63,7 @@ class NLink(TrueSystem):
         S = torch.tril(torch.ones(self.n_dof, self.n_dof, dtype=q.dtype, device=q.device))
         H = S.T @ M @ S
         H = 0.5 * (H + H.transpose(-1, -2))  # exactly symmetric, not just to rounding
-        c_phi = ((mu * torch.sin(diff)) @ (phid ** 2).unsqueeze(-1)).squeeze(-1)
+        c_phi = ((mu * torch.sin(diff)) @ (phid**2).unsqueeze(-1)).squeeze(-1)
         g_phi = self.g0 * const(self.beta, q) * torch.sin(phi)
         # S^T x = reverse cumulative sum
         c = torch.flip(torch.cumsum(torch.flip(c_phi, [-1]), -1), [-1])
@@ -71,6 +74,11 @@ class NLink(TrueSystem):
 
     def describe(self):
         d = super().describe()
-        d.update(masses=self.m.tolist(), lengths=self.l.tolist(), coms=self.lc.tolist(),
-                 inertias=self.I.tolist(), gravity=self.g0)
+        d.update(
+            masses=self.m.tolist(),
+            lengths=self.l.tolist(),
+            coms=self.lc.tolist(),
+            inertias=self.I.tolist(),
+            gravity=self.g0,
+        )
         return d

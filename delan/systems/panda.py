@@ -8,6 +8,7 @@ through torch (they provide data and ground truth, not training graphs).
 
 Needs the optional dependency: ``pip install "delan[robots]"`` (Pinocchio, package ``pin``).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,7 @@ def import_pinocchio():
 
 
 def _joint_type(joint) -> str:
-    """"prismatic" for Pinocchio's prismatic joint models (JointModelPX/PY/PZ, PrismaticUnaligned),
+    """ "prismatic" for Pinocchio's prismatic joint models (JointModelPX/PY/PZ, PrismaticUnaligned),
     else "revolute" (RX/RY/RZ, RevoluteUnaligned; nq == nv rules out the others)."""
     kind = joint.shortname()
     return "prismatic" if kind.startswith("JointModelP") else "revolute"
@@ -46,8 +47,7 @@ class PinocchioSystem(TrueSystem):
         name: system name stored in data files.
     """
 
-    def __init__(self, urdf: str, gravity: Optional[Sequence[float]] = None, name: str = "urdf",
-                 **friction):
+    def __init__(self, urdf: str, gravity: Optional[Sequence[float]] = None, name: str = "urdf", **friction):
         pin = import_pinocchio()
         self._pin = pin
         if urdf.lstrip().startswith("<"):
@@ -89,7 +89,6 @@ class PinocchioSystem(TrueSystem):
         T = 0.5 * np.einsum("bi,bij,bj->b", vn, H, vn)
         out = [torch.as_tensor(x, dtype=q.dtype, device=q.device) for x in (H, nle - g, g, T, V)]
         return tuple(out)
-
 
     # Simulation calls only these two, so give them Pinocchio's O(n) recursive algorithms
     # (RNEA, ABA) instead of assembling every term.

@@ -5,6 +5,7 @@ q = angle from the downward vertical [rad] (0 = hanging at rest). Defaults: mass
 
     H = m lc^2 + I,   c = 0,   g = m g0 lc sin q,   V = -m g0 lc cos q
 """
+
 from __future__ import annotations
 
 import math
@@ -19,11 +20,18 @@ class Pendulum(TrueSystem):
     name = "pendulum"
     n_dof = 1
 
-    def __init__(self, mass: float = 1.0, length: float = 1.0, com: float = None,
-                 inertia: float = None, gravity: float = GRAVITY, **friction):
+    def __init__(
+        self,
+        mass: float = 1.0,
+        length: float = 1.0,
+        com: float = None,
+        inertia: float = None,
+        gravity: float = GRAVITY,
+        **friction,
+    ):
         self.mass, self.length = float(mass), float(length)
         self.com = self.length / 2 if com is None else float(com)
-        self.inertia = self.mass * self.length ** 2 / 12 if inertia is None else float(inertia)
+        self.inertia = self.mass * self.length**2 / 12 if inertia is None else float(inertia)
         self.g0 = float(gravity)
         self.joint_names = ["theta"]
         self.joint_types = ["revolute"]
@@ -32,7 +40,7 @@ class Pendulum(TrueSystem):
         super().__init__(**friction)
 
     def _rigid_terms(self, q, qd):
-        J = self.mass * self.com ** 2 + self.inertia
+        J = self.mass * self.com**2 + self.inertia
         H = torch.full_like(q, J).unsqueeze(-1)
         c = torch.zeros_like(q)
         mgl = self.mass * self.g0 * self.com

@@ -13,6 +13,7 @@ Closed form (c2 = cos q2, s2 = sin q2, s1 = sin q1, s12 = sin(q1 + q2)):
     c   = h (-2 qd1 qd2 - qd2^2, qd1^2),  h = m2 l1 lc2 s2
     g   = g0 ((m1 lc1 + m2 l1) s1 + m2 lc2 s12,  m2 lc2 s12)
 """
+
 from __future__ import annotations
 
 import math
@@ -27,13 +28,14 @@ class TwoLink(TrueSystem):
     name = "two-link"
     n_dof = 2
 
-    def __init__(self, masses=(2.0, 1.0), lengths=(0.5, 0.5), coms=None, inertias=None,
-                 gravity: float = GRAVITY, **friction):
+    def __init__(
+        self, masses=(2.0, 1.0), lengths=(0.5, 0.5), coms=None, inertias=None, gravity: float = GRAVITY, **friction
+    ):
         self.m1, self.m2 = map(float, masses)
         self.l1, self.l2 = map(float, lengths)
         self.lc1, self.lc2 = (self.l1 / 2, self.l2 / 2) if coms is None else map(float, coms)
         if inertias is None:
-            inertias = (self.m1 * self.l1 ** 2 / 12, self.m2 * self.l2 ** 2 / 12)
+            inertias = (self.m1 * self.l1**2 / 12, self.m2 * self.l2**2 / 12)
         self.I1, self.I2 = map(float, inertias)
         self.g0 = float(gravity)
         self.joint_names = ["shoulder", "elbow"]
@@ -47,15 +49,15 @@ class TwoLink(TrueSystem):
         q1, q2 = q[:, 0], q[:, 1]
         qd1, qd2 = qd[:, 0], qd[:, 1]
         c2, s2 = torch.cos(q2), torch.sin(q2)
-        H11 = I1 + I2 + m1 * lc1 ** 2 + m2 * (l1 ** 2 + lc2 ** 2 + 2 * l1 * lc2 * c2)
-        H12 = I2 + m2 * (lc2 ** 2 + l1 * lc2 * c2)
-        H22 = torch.full_like(q1, I2 + m2 * lc2 ** 2)
+        H11 = I1 + I2 + m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * c2)
+        H12 = I2 + m2 * (lc2**2 + l1 * lc2 * c2)
+        H22 = torch.full_like(q1, I2 + m2 * lc2**2)
         H = torch.stack([torch.stack([H11, H12], -1), torch.stack([H12, H22], -1)], -2)
         h = m2 * l1 * lc2 * s2
-        c = torch.stack([h * (-2 * qd1 * qd2 - qd2 ** 2), h * qd1 ** 2], -1)
+        c = torch.stack([h * (-2 * qd1 * qd2 - qd2**2), h * qd1**2], -1)
         s1, s12 = torch.sin(q1), torch.sin(q1 + q2)
         g = self.g0 * torch.stack([(m1 * lc1 + m2 * l1) * s1 + m2 * lc2 * s12, m2 * lc2 * s12], -1)
-        T = 0.5 * (H11 * qd1 ** 2 + 2 * H12 * qd1 * qd2 + H22 * qd2 ** 2)
+        T = 0.5 * (H11 * qd1**2 + 2 * H12 * qd1 * qd2 + H22 * qd2**2)
         V = -self.g0 * ((m1 * lc1 + m2 * l1) * torch.cos(q1) + m2 * lc2 * torch.cos(q1 + q2))
         return H, c, g, T, V
 
@@ -77,7 +79,7 @@ class TwoLink(TrueSystem):
         l1, l2 = self.l1, self.l2
         # rotate so the angle is measured from the "down" axis: u = -y, v = x
         u, v = -p[:, 1], p[:, 0]
-        cos2 = (u ** 2 + v ** 2 - l1 ** 2 - l2 ** 2) / (2 * l1 * l2)
+        cos2 = (u**2 + v**2 - l1**2 - l2**2) / (2 * l1 * l2)
         if np.any(np.abs(cos2) > 0.999):
             raise ValueError("path leaves the well-conditioned workspace of the two-link arm")
         q2 = elbow * np.arccos(cos2)
@@ -91,12 +93,17 @@ class TwoLink(TrueSystem):
         J[:, 1, 0], J[:, 1, 1] = l1 * s1 + l2 * s12, l2 * s12
         qd = np.linalg.solve(J, pd[..., None])[..., 0]
         w1, w12 = qd[:, 0], qd[:, 0] + qd[:, 1]
-        Jdqd = np.stack([-l1 * s1 * w1 ** 2 - l2 * s12 * w12 ** 2, l1 * c1 * w1 ** 2 + l2 * c12 * w12 ** 2], -1)
+        Jdqd = np.stack([-l1 * s1 * w1**2 - l2 * s12 * w12**2, l1 * c1 * w1**2 + l2 * c12 * w12**2], -1)
         qdd = np.linalg.solve(J, (pdd - Jdqd)[..., None])[..., 0]
         return q, qd, qdd
 
     def describe(self):
         d = super().describe()
-        d.update(masses=[self.m1, self.m2], lengths=[self.l1, self.l2], coms=[self.lc1, self.lc2],
-                 inertias=[self.I1, self.I2], gravity=self.g0)
+        d.update(
+            masses=[self.m1, self.m2],
+            lengths=[self.l1, self.l2],
+            coms=[self.lc1, self.lc2],
+            inertias=[self.I1, self.I2],
+            gravity=self.g0,
+        )
         return d
