@@ -25,6 +25,7 @@ The files are made (in /tmp, not in the repository) when missing:
 samples, about 6.6 GB, written in pieces) and 10 trajectories for the medium file.
 Writes benchmarks/results/scale_cpu.md. The machine is shared: the load average is recorded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,25 @@ def _load() -> str:
 
 def _make(path: str, trajectories: int) -> None:
     if not os.path.exists(path):
-        subprocess.run(["delan", "generate", "n-link", "--n-dof", "7", "--trajectories", str(trajectories),
-                        "--duration", "40", "--piece-samples", "262144", "-o", path], check=True, env=ENV)
+        subprocess.run(
+            [
+                "delan",
+                "generate",
+                "n-link",
+                "--n-dof",
+                "7",
+                "--trajectories",
+                str(trajectories),
+                "--duration",
+                "40",
+                "--piece-samples",
+                "262144",
+                "-o",
+                path,
+            ],
+            check=True,
+            env=ENV,
+        )
 
 
 def _peak_rss_mb(pid: int):
@@ -77,19 +95,47 @@ def _num(x) -> str:
 def train_rate(data: str, world: int, batch: int, epochs: int = 1) -> dict:
     """samples/s of `delan train` (``world`` processes) over ``epochs`` epochs, validation off."""
     run = tempfile.mkdtemp(prefix="scale_run_")
-    args = ["-m", "delan", "train", data, "-o", os.path.join(run, "r"), "--epochs", str(epochs), "--batch-size",
-            str(batch), "--validation", "0", "--quiet", "--threads", "1"]
+    args = [
+        "-m",
+        "delan",
+        "train",
+        data,
+        "-o",
+        os.path.join(run, "r"),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch),
+        "--validation",
+        "0",
+        "--quiet",
+        "--threads",
+        "1",
+    ]
     if world == 1:
         cmd = [sys.executable] + args
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world), "--master-addr",
-               "127.0.0.1", "--master-port", str(_free_port())] + args
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(world),
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(_free_port()),
+        ] + args
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     s = json.load(open(os.path.join(run, "r", "summary.json")))
-    return {"samples_per_s": epochs * s["n_train_samples"] / s["seconds"], "train_s": s["seconds"], "wall_s": wall,
-            "steps": s["steps"]}
+    return {
+        "samples_per_s": epochs * s["n_train_samples"] / s["seconds"],
+        "train_s": s["seconds"],
+        "wall_s": wall,
+        "steps": s["steps"],
+    }
 
 
 # -- the loop body fed two ways (run in a child process: `scale.py --loop MODE BIG STEPS BATCH`) -------
@@ -122,7 +168,7 @@ def _loop(mode: str, path: str, steps: int, batch: int) -> dict:
 
         def batches():
             for i in range(0, n, batch):
-                idx = perm[i:i + batch]
+                idx = perm[i : i + batch]
                 yield {k: v[idx] for k, v in train.items()}
     else:
         src = StreamingSource(path, segments, batch, torch.float32, window=window_for(1e9, index.n_dof))
@@ -131,6 +177,7 @@ def _loop(mode: str, path: str, steps: int, batch: int) -> dict:
         def batches():
             for _, b in src.batches(epoch_seed(torch.Generator().manual_seed(0))):
                 yield b
+
     torch.manual_seed(0)
     model = build_model(cfg, index.n_dof, [True] * index.n_dof, output_scales(stats))
     loss_fn = make_loss(cfg, {k: torch.as_tensor(np.asarray(v)) for k, v in stats.items()}, model)
@@ -148,13 +195,23 @@ def _loop(mode: str, path: str, steps: int, batch: int) -> dict:
         total.backward()
         opt.step()
     dt = time.perf_counter() - t1
-    return {"mode": mode, "samples_per_s": steps * batch / dt, "setup_s": setup, "steps": steps,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    return {
+        "mode": mode,
+        "samples_per_s": steps * batch / dt,
+        "setup_s": setup,
+        "steps": steps,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
 
 
 def loop_rate(mode: str, path: str, steps: int, batch: int) -> dict:
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--loop", mode, path, str(steps), str(batch)],
-                         check=True, env=ENV, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--loop", mode, path, str(steps), str(batch)],
+        check=True,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -162,10 +219,17 @@ def cli_streaming(path: str, seconds: float) -> dict:
     """`delan train BIG --max-memory 1`, SIGTERM after ``seconds``: peak RSS, steps, samples/s."""
     run = os.path.join(tempfile.mkdtemp(prefix="scale_cli_"), "r")
     # the CLI in a child that reports its own peak RSS when it ends (finished or stopped by the signal)
-    code = ("import resource, sys\nfrom delan.cli import main\nc = main(sys.argv[1:])\n"
-            "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'EXIT', c)\n")
-    p = subprocess.Popen([sys.executable, "-c", code, "train", path, "-o", run, "--max-memory", "1", "--epochs", "1",
-                          "--threads", "1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    code = (
+        "import resource, sys\nfrom delan.cli import main\nc = main(sys.argv[1:])\n"
+        "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'EXIT', c)\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, "train", path, "-o", run, "--max-memory", "1", "--epochs", "1", "--threads", "1"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         p.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
@@ -176,19 +240,28 @@ def cli_streaming(path: str, seconds: float) -> dict:
     exit_code = int(tail[-1][3]) if tail else None
     s = json.load(open(os.path.join(run, "summary.json"))) if os.path.exists(os.path.join(run, "summary.json")) else {}
     steps = s.get("steps", 0)
-    return {"exit": exit_code, "steps": steps, "train_s": s.get("seconds"),
-            "samples_per_s": steps * 512 / s["seconds"] if steps and s.get("seconds") else None,
-            "peak_rss_mb": rss, "mode": (s.get("data_mode") or {}).get("mode"),
-            "printed": [x for x in out.splitlines() if x.startswith("data:")][:1]}
+    return {
+        "exit": exit_code,
+        "steps": steps,
+        "train_s": s.get("seconds"),
+        "samples_per_s": steps * 512 / s["seconds"] if steps and s.get("seconds") else None,
+        "peak_rss_mb": rss,
+        "mode": (s.get("data_mode") or {}).get("mode"),
+        "printed": [x for x in out.splitlines() if x.startswith("data:")][:1],
+    }
 
 
 def _cli_lines(args, r: dict) -> list:
-    return ["", f"## `delan train {args.big} --max-memory 1 --epochs 1` (SIGTERM after {args.cli_seconds:g} s "
-            f"if still running)", "",
-            f"exit {r['exit']}; data mode {r['mode']}; printed: {r['printed']}; steps {r['steps']} (batch 512) in "
-            f"{r['train_s']} training s = {_num(r['samples_per_s'])} samples/s; peak RSS {_num(r['peak_rss_mb'])} MB "
-            f"(whole process: python, torch, fingerprint pass, statistics sample, validation blocks, stream); "
-            f"load {_load()}."]
+    return [
+        "",
+        f"## `delan train {args.big} --max-memory 1 --epochs 1` (SIGTERM after {args.cli_seconds:g} s "
+        f"if still running)",
+        "",
+        f"exit {r['exit']}; data mode {r['mode']}; printed: {r['printed']}; steps {r['steps']} (batch 512) in "
+        f"{r['train_s']} training s = {_num(r['samples_per_s'])} samples/s; peak RSS {_num(r['peak_rss_mb'])} MB "
+        f"(whole process: python, torch, fingerprint pass, statistics sample, validation blocks, stream); "
+        f"load {_load()}.",
+    ]
 
 
 def main() -> None:
@@ -218,37 +291,58 @@ def main() -> None:
             f.write("\n".join(kept + _cli_lines(args, r)) + "\n")
         print("\n".join(_cli_lines(args, r)))
         return
-    lines = ["# Training throughput at scale (CPU)", "",
-             f"torch {torch.__version__}, {os.cpu_count()} CPUs (shared with other jobs), 1 thread per process; "
-             f"structured DeLaN width 64 depth 2, float32, 7-DoF n-link data. Command: "
-             f"`python benchmarks/scale.py --steps {args.steps} --repeats {args.repeats}`.", "",
-             f"Load average at the start: {_load()}. The machine is shared and loaded: absolute rates move with "
-             f"the load; compare rows measured side by side.", ""]
+    lines = [
+        "# Training throughput at scale (CPU)",
+        "",
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs (shared with other jobs), 1 thread per process; "
+        f"structured DeLaN width 64 depth 2, float32, 7-DoF n-link data. Command: "
+        f"`python benchmarks/scale.py --steps {args.steps} --repeats {args.repeats}`.",
+        "",
+        f"Load average at the start: {_load()}. The machine is shared and loaded: absolute rates move with "
+        f"the load; compare rows measured side by side.",
+        "",
+    ]
     print(lines[2])
 
-    lines += ["## World size (`delan train` vs `torchrun --nproc-per-node 2`, gloo), medium file (100,010 samples), "
-              "3 epochs", "", "| processes | batch (global) | samples/s | training s | load |", "|---|---|---|---|---|"]
+    lines += [
+        "## World size (`delan train` vs `torchrun --nproc-per-node 2`, gloo), medium file (100,010 samples), 3 epochs",
+        "",
+        "| processes | batch (global) | samples/s | training s | load |",
+        "|---|---|---|---|---|",
+    ]
     for world in (1, 2):
         r = train_rate(args.medium, world, 2048, epochs=3)
         lines.append(f"| {world} | 2048 | {r['samples_per_s']:.0f} | {r['train_s']:.1f} | {_load()} |")
         print(lines[-1], flush=True)
-    lines += ["", "## Batch size (one process), medium file, 3 epochs", "", "| batch | samples/s | training s | load |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Batch size (one process), medium file, 3 epochs",
+        "",
+        "| batch | samples/s | training s | load |",
+        "|---|---|---|---|",
+    ]
     for batch in (256, 1024, 4096):
         r = train_rate(args.medium, 1, batch, epochs=3)
         lines.append(f"| {batch} | {r['samples_per_s']:.0f} | {r['train_s']:.1f} | {_load()} |")
         print(lines[-1], flush=True)
 
-    lines += ["", f"## Streaming vs in memory, big file ({args.big}: 10,001,000 samples), batch 512, "
-              f"{args.steps} steps after 20 warm-up steps", "",
-              "| run | data | samples/s | setup s | peak RSS MB | load |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Streaming vs in memory, big file ({args.big}: 10,001,000 samples), batch 512, "
+        f"{args.steps} steps after 20 warm-up steps",
+        "",
+        "| run | data | samples/s | setup s | peak RSS MB | load |",
+        "|---|---|---|---|---|---|",
+    ]
     rates = {"memory": [], "stream": []}
     for rep in range(args.repeats):
         for mode in ("memory", "stream"):
             r = loop_rate(mode, args.big, args.steps, 512)
             rates[mode].append(r["samples_per_s"])
-            lines.append(f"| {rep + 1} | {'in memory' if mode == 'memory' else 'streamed (budget 1 GB)'} | "
-                         f"{r['samples_per_s']:.0f} | {r['setup_s']:.1f} | {r['peak_rss_mb']:.0f} | {_load()} |")
+            lines.append(
+                f"| {rep + 1} | {'in memory' if mode == 'memory' else 'streamed (budget 1 GB)'} | "
+                f"{r['samples_per_s']:.0f} | {r['setup_s']:.1f} | {r['peak_rss_mb']:.0f} | {_load()} |"
+            )
             print(lines[-1], flush=True)
     ratio = [s / m for s, m in zip(rates["stream"], rates["memory"])]
     lines += ["", "Streamed / in-memory samples/s per pair: " + ", ".join(f"{x:.2f}" for x in ratio) + "."]
