@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+import ddn
 from delan.dynamics import Dynamics, as_batch
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -46,6 +47,17 @@ def lagrangian_options(
     if not isinstance(activation, str):
         raise ValueError("activation must be a registry name (see ddn.available_activations())")
     return n, resolve_dtype(dtype), revolute_mask(revolute, n)
+
+
+def scalar_network_of_state(
+    n_dof: int, mask: Optional[Tuple[bool, ...]], device: Any = None, **network: Any
+) -> Tuple[Optional[ddn.AngleFeatures], ddn.DifferentialNetwork]:
+    """(features, network) of a model that is one scalar of the whole state z = (q, s), s the
+    velocity (black-box Lagrangian) or the scaled momentum (black-box Hamiltonian), n_dof entries
+    each: revolute angles enter as (sin, cos), s as it is. ``network``: DifferentialNetwork options."""
+    features = None if mask is None else ddn.AngleFeatures(list(mask) + [False] * n_dof).to(device)
+    n_in = 2 * n_dof if features is None else features.n_features
+    return features, ddn.DifferentialNetwork(n_in, 1, device=device, **network)
 
 
 class LearnedModel(nn.Module, Dynamics):

@@ -24,11 +24,10 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-import ddn
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms
 from delan.errors import IndefiniteMassMatrixError
-from delan.models.base import LearnedModel, dtype_name, lagrangian_options
+from delan.models.base import LearnedModel, dtype_name, lagrangian_options, scalar_network_of_state
 from delan.models.friction import JointFriction
 
 
@@ -85,11 +84,9 @@ class BlackBoxLagrangianNetwork(LearnedModel):
             dtype=dtype_name(dtype),
         )
         # features of z = (q, qd): angles of revolute joints as (sin, cos), velocities as they are
-        self.features = None if mask is None else ddn.AngleFeatures(list(mask) + [False] * n).to(device)
-        n_in = 2 * n if mask is None else self.features.n_features
-        self.net = ddn.DifferentialNetwork(
-            n_in,
-            1,
+        self.features, self.net = scalar_network_of_state(
+            n,
+            mask,
             width=width,
             depth=depth,
             activation=activation,

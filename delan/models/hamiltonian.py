@@ -43,10 +43,9 @@ from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-import ddn
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms
-from delan.models.base import LearnedModel, dtype_name, lagrangian_options
+from delan.models.base import LearnedModel, dtype_name, lagrangian_options, scalar_network_of_state
 from delan.models.black_box import IndefiniteMassMatrixError
 from delan.models.friction import JointFriction
 from delan.models.structured import DeepLagrangianNetwork
@@ -262,11 +261,9 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
             dtype=dtype_name(dtype),
         )
         # features of z = (q, u): revolute angles as (sin, cos), scaled momenta as they are
-        self.features = None if mask is None else ddn.AngleFeatures(list(mask) + [False] * n).to(device)
-        n_in = 2 * n if mask is None else self.features.n_features
-        self.net = ddn.DifferentialNetwork(
-            n_in,
-            1,
+        self.features, self.net = scalar_network_of_state(
+            n,
+            mask,
             width=width,
             depth=depth,
             activation=activation,
@@ -295,7 +292,7 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
             ("_inv_mass", 1.0 / m),
             ("_prior_hess", prior_hess),
             # the scaled momenta u are the network's last n inputs (after any angle features)
-            ("_u_dirs", torch.eye(n_in, **kw)[n_in - n :].unsqueeze(1)),
+            ("_u_dirs", torch.eye(self.net.n_input, **kw)[self.net.n_input - n :].unsqueeze(1)),
         ]:
             self.register_buffer(name, t.to(device), persistent=False)
 
