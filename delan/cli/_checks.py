@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple, Type
 
 from delan.data.sizes import format_number
 from delan.errors import OptionError, OutputError
@@ -146,6 +146,20 @@ def check_distinct(outputs: Sequence[Tuple[str, str]]) -> None:
         seen.append((real, option))
 
 
+def check_json_and_plots(
+    json_path: Optional[str], plots: Optional[str], figures: Sequence[str], inputs: Sequence[Tuple[str, str]]
+) -> None:
+    """``--json FILE`` and ``--plots DIR`` (which gets ``figures``) of a command that reports
+    results (evaluate, simulate, control): each a safe output, and no two the same file."""
+    outs = []
+    if json_path is not None:
+        check_output_file(json_path, "--json", "json", inputs)
+        outs.append((json_path, "--json"))
+    if plots is not None:
+        outs += [(f, "--plots") for f in check_output_folder(plots, "--plots", figures, inputs)]
+    check_distinct(outs)
+
+
 def run_files(run_dir: Optional[str]) -> List[Tuple[str, str]]:
     """The files of a run directory as inputs [(path, what)], and the data file it records.
 
@@ -199,6 +213,15 @@ def finite(value, option: str, positive: bool = False, minimum=None) -> None:
         raise OptionError(f"{option} must be a positive number, got {format_number(v)}")
     if minimum is not None and v < minimum:
         raise OptionError(f"{option} must be >= {format_number(minimum)}, got {format_number(v)}")
+
+
+def positive_integer(
+    value: Optional[int], option: str, what: str = "a positive integer", error: Type[Exception] = OptionError
+) -> None:
+    """``error`` naming ``option`` when ``value`` (None: not given) is below 1; ``what`` words
+    the rule ("a positive number of joints")."""
+    if value is not None and value < 1:
+        raise error(f"{option} must be {what}, got {value}")
 
 
 def numbers(text: Optional[str], option: str) -> Optional[List[float]]:

@@ -307,19 +307,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """--json and --plots checked before any work (see :mod:`delan.cli._checks`)."""
-    from delan.cli._checks import check_distinct, check_output_file, check_output_folder, run_files
+    from delan.cli._checks import check_json_and_plots, run_files
 
     inputs = [] if args.run_dir == "true" else run_files(args.run_dir)
     if args.trajectory and args.trajectory != "generated" and ":" in args.trajectory:
         inputs.append((args.trajectory.rsplit(":", 1)[0], "data file of --trajectory"))
-    outs = []
-    if args.json is not None:
-        check_output_file(args.json, "--json", "json", inputs)
-        outs.append((args.json, "--json"))
-    if args.plots is not None:
-        figure = "tracking.png" if args.task == "track" else "swing_up.png"
-        outs += [(f, "--plots") for f in check_output_folder(args.plots, "--plots", [figure], inputs)]
-    check_distinct(outs)
+    figure = "tracking.png" if args.task == "track" else "swing_up.png"
+    check_json_and_plots(args.json, args.plots, [figure], inputs)
 
 
 def _run(args: argparse.Namespace) -> int:

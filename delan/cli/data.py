@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from delan.cli._checks import check_output_file, finite
+from delan.cli._checks import check_output_file, finite, positive_integer
 from delan.errors import DataError, OptionError
 
 
@@ -97,8 +97,7 @@ def run_import(args: argparse.Namespace) -> int:
         raise OptionError(f"--polyorder must be >= 2 to estimate accelerations, got {args.polyorder}")
     if args.window is not None and args.window <= args.polyorder:
         raise OptionError(f"--window {args.window} must be larger than --polyorder {args.polyorder}")
-    if args.n_dof is not None and args.n_dof < 1:
-        raise OptionError(f"--n-dof must be a positive number of joints, got {args.n_dof}")
+    positive_integer(args.n_dof, "--n-dof", "a positive number of joints")
     ds = load_log(
         args.log,
         rate=args.rate,

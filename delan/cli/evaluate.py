@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from delan.cli._checks import check_distinct, check_output_file, check_output_folder, run_files
+from delan.cli._checks import check_json_and_plots, run_files
 
 
 def add_parser(subparsers) -> None:
@@ -61,13 +61,7 @@ FIGURES = ["decomposition.png", "training.png"]
 def check_outputs(args: argparse.Namespace) -> None:
     """--json and --plots checked before any work (see :mod:`delan.cli._checks`)."""
     inputs = run_files(args.run_dir) + ([(args.data, "data file being evaluated")] if args.data else [])
-    outs = []
-    if args.json is not None:
-        check_output_file(args.json, "--json", "json", inputs)
-        outs.append((args.json, "--json"))
-    if args.plots is not None:
-        outs += [(f, "--plots") for f in check_output_folder(args.plots, "--plots", FIGURES, inputs)]
-    check_distinct(outs)
+    check_json_and_plots(args.json, args.plots, FIGURES, inputs)
 
 
 def run(args: argparse.Namespace) -> int:

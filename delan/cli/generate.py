@@ -6,7 +6,7 @@ import argparse
 import os
 import time
 
-from delan.cli._checks import check_output_file, finite
+from delan.cli._checks import check_output_file, finite, positive_integer
 from delan.errors import DataError
 
 
@@ -81,22 +81,21 @@ def run(args: argparse.Namespace) -> int:
     finite(args.noise, "--noise", minimum=0)
     started = time.perf_counter()
     piece = _piece_samples(args)
+    # the options of generate_dataset, the same whether the file is written whole or in pieces
+    recipe = dict(
+        kind=args.kind,
+        n_trajectories=args.trajectories,
+        duration=args.duration,
+        rate=args.rate,
+        noise=args.noise,
+        friction=args.friction,
+        n_dof=args.n_dof,
+        seed=args.seed,
+    )
     if piece is not None:
         from delan.data.chunked import generate_to_file
 
-        info = generate_to_file(
-            args.output,
-            args.system,
-            args.kind,
-            args.trajectories,
-            args.duration,
-            args.rate,
-            args.noise,
-            args.friction,
-            args.n_dof,
-            args.seed,
-            piece=piece,
-        )
+        info = generate_to_file(args.output, args.system, piece=piece, **recipe)
         g = info["generator"]
         print(
             f"wrote {args.output} in pieces of {piece} samples: system {info['system']} (n_dof {info['n_dof']}, "
@@ -106,18 +105,7 @@ def run(args: argparse.Namespace) -> int:
             f"{os.path.getsize(args.output) / 1e6:.2f} MB in {time.perf_counter() - started:.2f} s"
         )
         return 0
-    ds = generate_dataset(
-        args.system,
-        args.kind,
-        args.trajectories,
-        args.duration,
-        args.rate,
-        args.noise,
-        args.friction,
-        args.n_dof,
-        args.seed,
-        args.simulate,
-    )
+    ds = generate_dataset(args.system, simulate=args.simulate, **recipe)
     try:
         save_dataset(ds, args.output)
     except OSError as exc:
@@ -137,10 +125,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _piece_samples(args: argparse.Namespace):
     """Samples per piece when the file is to be written in pieces (--piece-samples), else None."""
+    # DataError, as delan.data.chunked.generate_to_file refuses such a piece size
+    positive_integer(args.piece_samples, "--piece-samples", error=DataError)
     if args.piece_samples is None:
         return None
-    if args.piece_samples < 1:
-        raise DataError(f"--piece-samples must be a positive integer, got {args.piece_samples}")
     if args.simulate:
         raise DataError(
             "--piece-samples: a --simulate run integrates all trajectories together and is "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from delan.cli._checks import check_distinct, check_output_file, check_output_folder, finite, numbers, run_files
+from delan.cli._checks import check_json_and_plots, finite, numbers, positive_integer, run_files
 from delan.errors import OptionError
 from delan.evaluation import DEFAULT_THRESHOLD
 
@@ -87,13 +87,7 @@ def add_parser(subparsers) -> None:
 def check_outputs(args: argparse.Namespace) -> None:
     """--json and --plots checked before any work (see :mod:`delan.cli._checks`)."""
     inputs = run_files(args.run_dir) + ([(args.data, "data file being replayed")] if args.data else [])
-    outs = []
-    if args.json is not None:
-        check_output_file(args.json, "--json", "json", inputs)
-        outs.append((args.json, "--json"))
-    if args.plots is not None:
-        outs += [(f, "--plots") for f in check_output_folder(args.plots, "--plots", ["rollout.png"], inputs)]
-    check_distinct(outs)
+    check_json_and_plots(args.json, args.plots, ["rollout.png"], inputs)
 
 
 def _short(values) -> str:
@@ -111,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
     q0, qd0 = numbers(args.q0, "--q0"), numbers(args.qd0, "--qd0")
     finite(args.dt, "--dt", positive=True)
     finite(args.threshold, "--threshold", positive=True)
-    if args.steps is not None and args.steps < 1:
-        raise OptionError(f"--steps must be a positive integer, got {args.steps}")
+    positive_integer(args.steps, "--steps")
     check_outputs(args)
     res = simulate(
         args.run_dir,

@@ -8,7 +8,7 @@ import math
 import os
 from typing import Any, Dict, List
 
-from delan.cli._checks import finite
+from delan.cli._checks import finite, positive_integer
 from delan.errors import OptionError, RunError
 from delan.training import DEFAULT_TIME_BUDGET, MODEL_KINDS, OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -309,8 +309,7 @@ def run(args: argparse.Namespace) -> int:
     check_options(args)
     if args.resume and args.force:
         raise RunError("--resume and --force contradict each other; give one")
-    if args.stop_after is not None and args.stop_after < 1:
-        raise RunError(f"--stop-after must be a positive integer, got {args.stop_after}")
+    positive_integer(args.stop_after, "--stop-after", error=RunError)
     given = config_from_args(args)
     if args.resume:
         # what may change is decided in one place (delan.training.resume_config), the data by content

@@ -99,24 +99,13 @@ class PieceWriter:
         self.close()
 
 
-def generate_to_file(
-    path: str,
-    system_name: str,
-    kind: str = "fourier",
-    n_trajectories: Optional[int] = None,
-    duration: Optional[float] = None,
-    rate: float = 250.0,
-    noise: float = 0.0,
-    friction: bool = False,
-    n_dof: Optional[int] = None,
-    seed: int = 0,
-    piece: int = DEFAULT_PIECE,
-    **system_params,
-) -> Dict[str, Any]:
-    """Generate a data set as :func:`delan.data.generate.generate_dataset` does and write it to
-    ``path`` (atomically) ``piece`` samples at a time; memory stays about ``piece`` samples
-    whatever the file's size. Not for ``simulate`` (the tracking run integrates all trajectories
-    together). Returns a summary: system, n_dof, trajectories, samples, seconds."""
+def generate_to_file(path: str, system_name: str, *, piece: int = DEFAULT_PIECE, **recipe: Any) -> Dict[str, Any]:
+    """Generate a data set as :func:`delan.data.generate.generate_dataset` does (``recipe``: its
+    keyword arguments, e.g. ``kind``, ``n_trajectories``, ``rate``, ``noise``, ``seed``, system
+    parameters) and write it to ``path`` (atomically) ``piece`` samples at a time; memory stays
+    about ``piece`` samples whatever the file's size. Not for ``simulate`` (the tracking run
+    integrates all trajectories together). Returns a summary: system, n_dof, trajectories,
+    samples, seconds."""
     import torch
 
     from delan.data.generate import _truth, plan_generation
@@ -124,40 +113,21 @@ def generate_to_file(
 
     if not (isinstance(piece, (int, np.integer)) and piece >= 1):
         raise DataError(f"--piece-samples must be a positive integer, got {piece!r}")
+    if recipe.get("simulate"):
+        raise DataError(
+            "simulate=True: the tracking run integrates all trajectories together and is written whole; "
+            "use generate_dataset"
+        )
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise DataError(f"{path}: folder {folder} does not exist")
-    system, refs, T, duration = plan_generation(
-        system_name,
-        kind,
-        n_trajectories,
-        duration,
-        rate,
-        noise,
-        friction,
-        n_dof,
-        seed,
-        False,
-        check_memory_use=False,
-        disk_folder=folder,
-        **system_params,
-    )
+    plan = plan_generation(system_name, check_memory_use=False, disk_folder=folder, **recipe)
+    system, refs, T, r = plan.system, plan.refs, plan.T, plan.recipe
     started = time.perf_counter()
     keep_heap_flat()
     n = system.n_dof
     fields = ["t", "q", "qd", "qdd", "tau"] + list(TRUTH)
-    info = {
-        "kind": kind,
-        "n_trajectories": len(refs),
-        "duration": duration,
-        "rate": float(rate),
-        "noise": noise,
-        "noise_model": "relative: std = noise * per-joint RMS of q, qd, qdd, tau",
-        "friction": bool(friction),
-        "simulate": False,
-        "seed": int(seed),
-        "system_params": system.describe(),
-    }
+    info = plan.generator_info()
     threads = torch.get_num_threads()
     try:
         with (
@@ -168,25 +138,25 @@ def generate_to_file(
             for ref in refs:
                 w.create(ref.name, T, fields)
                 for a in range(0, T, piece):
-                    tp = np.arange(a, min(a + piece, T)) / float(rate)  # as (arange(T) / rate)[a:a + piece]
+                    tp = np.arange(a, min(a + piece, T)) / r.rate  # as (arange(T) / rate)[a:a + piece]
                     q, qd, qdd = ref(tp)
                     truth = _truth(system, q, qd, qdd)
                     tau = truth.pop("tau")
                     part = dict(t=tp, q=q, qd=qd, qdd=qdd, tau=tau, **truth)
                     w.write(ref.name, a, part)
-                    if noise > 0:
+                    if r.noise > 0:
                         for k in _NOISY:
                             squares[k] += (np.asarray(part[k], float) ** 2).sum(0)
-            if noise > 0:
+            if r.noise > 0:
                 # same draws as the in-memory generator: field by field, trajectory by trajectory
-                nrng = np.random.default_rng([seed, 1])
+                nrng = np.random.default_rng([r.seed, 1])
                 total = T * len(refs)
                 for k in _NOISY:
                     rms = np.sqrt(squares[k] / total)
                     for ref in refs:
                         for a in range(0, T, piece):
                             x = w.read(ref.name, k, a, a + piece)
-                            w.write(ref.name, a, {k: x + nrng.normal(size=x.shape) * (noise * rms)})
+                            w.write(ref.name, a, {k: x + nrng.normal(size=x.shape) * (r.noise * rms)})
     except OSError as exc:
         raise DataError(f"{path}: cannot write: {exc}") from None
     finally:

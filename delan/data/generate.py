@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import List, Optional
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 
+from delan.data._options import bind_options
 from delan.data.schema import Dataset, Trajectory
 from delan.data.sizes import check_memory, dataset_bytes, format_bytes, format_number
 from delan.errors import DataError
@@ -85,28 +88,51 @@ def _simulate(system, refs, t: np.ndarray, rate: float, rng: np.random.Generator
     return out
 
 
+@dataclass
+class GenerationPlan:
+    """A generation recipe checked and set up by :func:`plan_generation`."""
+
+    #: the arguments of :func:`generate_dataset` by name, defaults filled in; ``duration`` (its
+    #: default per kind applied) and ``rate`` as floats
+    recipe: SimpleNamespace
+    system: Any
+    refs: list
+    T: int  # samples per trajectory
+
+    def generator_info(self) -> Dict[str, Any]:
+        """The data file's ``generator`` attribute: the recipe as carried out."""
+        r = self.recipe
+        info = {
+            "kind": r.kind,
+            "n_trajectories": len(self.refs),
+            "duration": r.duration,
+            "rate": r.rate,
+            "noise": r.noise,
+            "noise_model": "relative: std = noise * per-joint RMS of q, qd, qdd, tau",
+            "friction": bool(r.friction),
+            "simulate": bool(r.simulate),
+            "seed": int(r.seed),
+            "system_params": self.system.describe(),
+        }
+        if r.simulate:
+            info["controller"] = "ID at reference + PD in acceleration space, 5 Hz, zeta = 1; RK4 step <= 2 ms"
+        return info
+
+
 def plan_generation(
-    system_name: str,
-    kind: str = "fourier",
-    n_trajectories: Optional[int] = None,
-    duration: Optional[float] = None,
-    rate: float = 250.0,
-    noise: float = 0.0,
-    friction: bool = False,
-    n_dof: Optional[int] = None,
-    seed: int = 0,
-    simulate: bool = False,
-    check_memory_use: bool = True,
-    disk_folder: Optional[str] = None,
-    **system_params,
-):
-    """Check the options of :func:`generate_dataset` and make its system and references:
-    (system, refs, samples per trajectory T, duration). ``check_memory_use``: refuse sizes beyond
-    the memory limit (off for :mod:`delan.data.chunked`, which writes a file in pieces);
-    ``disk_folder``: refuse a file larger than the free space there."""
+    *recipe_args: Any, check_memory_use: bool = True, disk_folder: Optional[str] = None, **recipe_kwargs: Any
+) -> GenerationPlan:
+    """Check a recipe (the arguments of :func:`generate_dataset`, positional or by name) and make
+    its system and references. ``check_memory_use``: refuse sizes beyond the memory limit (off for
+    :mod:`delan.data.chunked`, which writes a file in pieces); ``disk_folder``: refuse a file
+    larger than the free space there."""
+    # generate_dataset's signature is the one place the recipe's options and defaults are written
+    r = bind_options(generate_dataset, *recipe_args, **recipe_kwargs)
+    system_name, kind, n_trajectories, n_dof, seed = r.system_name, r.kind, r.n_trajectories, r.n_dof, r.seed
+    noise, friction, simulate, system_params = r.noise, r.friction, r.simulate, r.system_params
     if kind not in KINDS:
         raise DataError(f"unknown trajectory kind {kind!r}; valid kinds: {', '.join(KINDS)}")
-    rate = float(rate)
+    rate = r.rate = float(r.rate)
     if not (math.isfinite(rate) and rate > 0):
         raise DataError(f"rate must be a positive number of Hz (--rate), got {format_number(rate)}")
     if not (math.isfinite(noise) and noise >= 0):
@@ -115,7 +141,7 @@ def plan_generation(
         raise DataError(f"need at least one trajectory, got {n_trajectories}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"seed must be a non-negative integer (--seed), got {format_number(seed)}")
-    duration = DEFAULT_DURATION[kind] if duration is None else float(duration)
+    duration = r.duration = DEFAULT_DURATION[kind] if r.duration is None else float(r.duration)
     if not (math.isfinite(duration) and duration > 0):
         raise DataError(f"duration must be a positive number of seconds (--duration), got {format_number(duration)}")
     if n_dof is not None and n_dof < 1:
@@ -171,7 +197,7 @@ def plan_generation(
             f"duration (--duration) {format_number(duration)} s at rate (--rate) "
             f"{format_number(rate)} Hz gives fewer than 2 samples"
         )
-    return system, refs, T, duration
+    return GenerationPlan(r, system, refs, T)
 
 
 def file_bytes(n_dof: int, samples: float) -> float:
@@ -213,14 +239,14 @@ def generate_dataset(
         Dataset with ground truth in every trajectory's ``truth`` and the system's
         ``joint_types``.
     """
-    system, refs, T, duration = plan_generation(
+    plan = plan_generation(
         system_name, kind, n_trajectories, duration, rate, noise, friction, n_dof, seed, simulate, **system_params
     )
-    rate = float(rate)
-    t = np.arange(T) / rate
+    system, refs = plan.system, plan.refs
+    t = np.arange(plan.T) / plan.recipe.rate
     started = time.perf_counter()
     if simulate:
-        states = _simulate(system, refs, t, rate, np.random.default_rng([seed, 2]))
+        states = _simulate(system, refs, t, plan.recipe.rate, np.random.default_rng([seed, 2]))
     else:
         states = [r(t) for r in refs]
     trajs: List[Trajectory] = []
@@ -235,23 +261,9 @@ def generate_dataset(
             for tr in trajs:
                 x = getattr(tr, f)
                 setattr(tr, f, x + nrng.normal(size=x.shape) * (noise * rms))
-    info = {
-        "kind": kind,
-        "n_trajectories": len(trajs),
-        "duration": duration,
-        "rate": rate,
-        "noise": noise,
-        "noise_model": "relative: std = noise * per-joint RMS of q, qd, qdd, tau",
-        "friction": bool(friction),
-        "simulate": bool(simulate),
-        "seed": int(seed),
-        "system_params": system.describe(),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    if simulate:
-        info["controller"] = "ID at reference + PD in acceleration space, 5 Hz, zeta = 1; RK4 step <= 2 ms"
-    # timing varies run to run, so keep it out of the file (a seed must reproduce it exactly)
-    attrs = {"generator": {k: v for k, v in info.items() if k != "seconds"}}
+    seconds = round(time.perf_counter() - started, 3)
+    # timing varies run to run, so it stays out of the file (a seed must reproduce it exactly)
+    attrs = {"generator": plan.generator_info()}
     ds = Dataset(trajs, system.n_dof, system.joint_names, system.name, attrs, joint_types=system.joint_types)
-    ds.generation_seconds = info["seconds"]
+    ds.generation_seconds = seconds
     return ds

@@ -23,10 +23,11 @@ from __future__ import annotations
 import csv
 import os
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from delan.data._options import bind_options
 from delan.data.derivatives import DESPIKE_THRESHOLD, DESPIKE_WINDOW, fill_derivatives, hampel
 from delan.data.schema import Dataset, Trajectory, parse_joint_types
 from delan.data.sizes import format_number
@@ -270,22 +271,13 @@ def load_csv(
     )
 
 
-def load_npz(
-    path: str,
-    rate: Optional[float] = None,
-    window: Optional[int] = None,
-    polyorder: int = 3,
-    n_dof: Optional[int] = None,
-    despike: bool = False,
-    despike_window: int = DESPIKE_WINDOW,
-    despike_threshold: float = DESPIKE_THRESHOLD,
-    joint_types=None,
-    allow_large_values: bool = False,
-) -> Dataset:
-    """Read a NumPy .npz log (keys q, tau [, t, qd, qdd, joint_names]) into a Dataset; options
-    as :func:`load_csv`."""
+def load_npz(path: str, **options: Any) -> Dataset:
+    """Read a NumPy .npz log (keys q, tau [, t, qd, qdd, joint_names]) into a Dataset;
+    ``options``: the keyword options of :func:`load_csv`."""
+    # load_csv's signature is the one place the import options and their defaults are written
+    o = bind_options(load_csv, path, **options)
     path = os.fspath(path)
-    spikes = _options(path, despike, despike_window, despike_threshold)
+    spikes = _options(path, o.despike, o.despike_window, o.despike_threshold)
     try:
         z = np.load(path, allow_pickle=False)
         if not hasattr(z, "files"):  # a plain .npy renamed .npz gives an array
@@ -311,11 +303,11 @@ def load_npz(
     if q.ndim != 2:
         raise DataError(f"{path}: trajectory {name!r}: field 'q': expected shape (T, n_dof), got {q.shape}")
     n = q.shape[1]
-    if n_dof is not None and n != int(n_dof):
+    if o.n_dof is not None and n != int(o.n_dof):
         raise DataError(
-            f"{path}: trajectory {name!r}: field 'q': expected shape ({q.shape[0]}, {n_dof}), got {q.shape}"
+            f"{path}: trajectory {name!r}: field 'q': expected shape ({q.shape[0]}, {o.n_dof}), got {q.shape}"
         )
-    t = _time(q.shape[0], arrays.get("t"), rate, path, name)
+    t = _time(q.shape[0], arrays.get("t"), o.rate, path, name)
     joint_names = [str(x) for x in np.atleast_1d(arrays["joint_names"])] if "joint_names" in arrays else None
     tr = _make(
         name,
@@ -325,19 +317,19 @@ def load_npz(
         arrays.get("qd"),
         arrays.get("qdd"),
         path,
-        window,
-        polyorder,
+        o.window,
+        o.polyorder,
         n,
         spikes,
-        allow_large_values,
+        o.allow_large_values,
     )
     return Dataset(
         [tr],
         n,
         joint_names,
-        attrs=_attrs(path, allow_large_values),
+        attrs=_attrs(path, o.allow_large_values),
         source=path,
-        joint_types=_types(path, joint_types, n),
+        joint_types=_types(path, o.joint_types, n),
     )
 
 
