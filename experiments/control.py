@@ -426,6 +426,103 @@ def fmt(v, digits=3) -> str:
     return f"{v:.{digits}g}"
 
 
+def tracking_table(rows: dict, feed_forward: bool) -> List[str]:
+    """The table of tracking errors and effort per controller; with ``feed_forward``, a column for
+    the error of the model's feed-forward torque."""
+    head = ["controller", "RMS error norm [rad]", "RMS error per joint [rad]", "max error per joint [rad]"]
+    head += ["effort mean abs(tau)^2"] + (["feed-forward torque error [N m]"] if feed_forward else [])
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, m in rows.items():
+        cells = [name, f"{m['rms_error_norm']:.3g}", fmt(m["rms_error"]), fmt(m["max_error"]), f"{m['effort']:.4g}"]
+        cells += [fmt(m.get("ff_torque_error"), 2)] if feed_forward else []
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+# the ratios of the report (see ratios), in its order
+RATIO_NAMES = {
+    "pd_over_learned_ff": "PD / learned-FF",
+    "learned_ff_over_true_ff": "learned-FF / true-FF",
+    "mlp_ff_over_learned_ff": "mlp-FF / learned-FF",
+    "pd_over_true_ff": "PD / true-FF",
+    "pd_over_mlp_ff": "PD / mlp-FF",
+}
+
+
+def ratio_text(r: Dict[str, float], keys: Sequence[str], notes: Optional[Dict[str, str]] = None) -> str:
+    """The ratios ``keys`` of ``r`` as "PD / learned-FF = 4.1 (note), ...", each with its note if any."""
+    notes = notes or {}
+    return (
+        ", ".join(f"{RATIO_NAMES[k]} = {fmt(r.get(k))}" + (f" ({notes[k]})" if k in notes else "") for k in keys) + "."
+    )
+
+
+def tracking_section(system: str, tr: dict) -> List[str]:
+    """The report on tracking the held-out references of ``system`` (below its heading): the
+    setting, each controller's errors, the ratios, and the same again at stiffer PD gains."""
+    rec = TRACKING[system]
+    lines = [
+        f"Held-out references {', '.join(tr['references'])} (tracked over their first "
+        f"{tr['seconds_per_reference']:g} s of {rec['duration']:g} s; not seen in training) of "
+        f"{rec['trajectories']} generated Fourier trajectories; models trained "
+        f"{rec['budget']:g} s each on the other {rec['trajectories'] - N_TEST}. PD gains kp = w^2 m_i, "
+        f"kd = 2 zeta w m_i (m_i = 1 / (H^-1)_ii of the true H, median along the reference, "
+        f"w = {tr['bandwidth']:g} rad/s, zeta = "
+        f"{tr['damping']:g}); computed torque: w^2, 2 zeta w on accelerations. Errors pooled over the "
+        f"references.",
+        "",
+    ]
+    lines += tracking_table(tr["rows"], feed_forward=True)
+    lines += [
+        "",
+        f"Feed-forward torque error: RMS per joint of the model's minus the true inverse dynamics along "
+        f"the references [N m]; the true torque's RMS per joint is {fmt(tr.get('torque_rms'), 2)}.",
+    ]
+    r = tr["ratios"]
+    targets = {
+        "pd_over_learned_ff": f"worst joint {fmt(r.get('pd_over_learned_ff_worst_joint'))}; "
+        f"target >= {tr['target_pd_ratio']:g}",
+        "learned_ff_over_true_ff": "target <= 1.5",
+        "mlp_ff_over_learned_ff": "target > 1",
+    }
+    lines += ["", "Ratios of the RMS error norm: " + ratio_text(r, RATIO_NAMES, targets), ""]
+    for w, sw in tr.get("bandwidth_sweep", {}).items():
+        lines += [
+            f"The same references with stiffer PD gains (w = {w} rad/s, same gains for every row):",
+            "",
+        ]
+        lines += tracking_table(sw["rows"], feed_forward=False)
+        lines += ["", f"At w = {w}: " + ratio_text(sw["ratios"], list(RATIO_NAMES)[:3]), ""]
+    return lines
+
+
+def swing_up_section(system: str, sw: dict) -> List[str]:
+    """The report on the swing-ups of ``system`` from each model's energies (below its heading)."""
+    rec = SWING_UP[system]
+    lines = [
+        f"Energy swing-up + LQR (delan.control.swing_up_controller defaults) from the model's energies and "
+        f"linearisation; one structured DeLaN trained {rec['budget']:g} s on {rec['trajectories'] - N_TEST} "
+        f"generated Fourier trajectories of the fully actuated {system} (one model for all seeds). "
+        f"{sw['duration']:g} s per run; start {sw['initial']}; sensor noise: {sw['noise_seed']}. Success: "
+        "within 0.1 rad of upright, held 2 s.",
+        "",
+        "| energies from | successes | time to upright per seed [s] | final distance per seed [rad] | "
+        "RMS torque (actuated) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in sw["rows"].items():
+        if "error" in m:
+            lines.append(f"| {name} | 0 / {m['seeds']} (no controller: {m['error']}) | | | |")
+            continue
+        times = ", ".join("-" if t is None else f"{t:.2f}" for t in m["time"])
+        lines.append(
+            f"| {name} | {m['successes']} / {m['seeds']} | {times} | {fmt(m['final_error'], 2)} | "
+            f"{m['rms_torque'][0]:.3g} |"
+        )
+    lines.append("")
+    return lines
+
+
 def write_report(result: dict) -> None:
     with open(os.path.join(OUT, "control.json"), "w") as f:
         json.dump(result, f, indent=2)
@@ -442,91 +539,12 @@ def write_report(result: dict) -> None:
     ]
     if result.get("hamiltonian"):
         lines += [f"Learned Hamiltonian: {result['hamiltonian']}", ""]
-    for system, tr in result.get("tracking", {}).items():
-        rec = TRACKING[system]
-        lines += [
-            f"## Tracking: {system}",
-            "",
-            f"Held-out references {', '.join(tr['references'])} (tracked over their first "
-            f"{tr['seconds_per_reference']:g} s of {rec['duration']:g} s; not seen in training) of "
-            f"{rec['trajectories']} generated Fourier trajectories; models trained "
-            f"{rec['budget']:g} s each on the other {rec['trajectories'] - N_TEST}. PD gains kp = w^2 m_i, "
-            f"kd = 2 zeta w m_i (m_i = 1 / (H^-1)_ii of the true H, median along the reference, "
-            f"w = {tr['bandwidth']:g} rad/s, zeta = "
-            f"{tr['damping']:g}); computed torque: w^2, 2 zeta w on accelerations. Errors pooled over the "
-            f"references.",
-            "",
-            "| controller | RMS error norm [rad] | RMS error per joint [rad] | max error per joint [rad] | "
-            "effort mean abs(tau)^2 | feed-forward torque error [N m] |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, m in tr["rows"].items():
-            lines.append(
-                f"| {name} | {m['rms_error_norm']:.3g} | {fmt(m['rms_error'])} | {fmt(m['max_error'])} | "
-                f"{m['effort']:.4g} | {fmt(m.get('ff_torque_error'), 2)} |"
-            )
-        lines += [
-            "",
-            f"Feed-forward torque error: RMS per joint of the model's minus the true inverse dynamics along "
-            f"the references [N m]; the true torque's RMS per joint is {fmt(tr.get('torque_rms'), 2)}.",
-        ]
-        r = tr["ratios"]
-        lines += [
-            "",
-            "Ratios of the RMS error norm: "
-            f"PD / learned-FF = {fmt(r.get('pd_over_learned_ff'))} (worst joint "
-            f"{fmt(r.get('pd_over_learned_ff_worst_joint'))}; target >= {tr['target_pd_ratio']:g}), "
-            f"learned-FF / true-FF = {fmt(r.get('learned_ff_over_true_ff'))} (target <= 1.5), "
-            f"mlp-FF / learned-FF = {fmt(r.get('mlp_ff_over_learned_ff'))} (target > 1), "
-            f"PD / true-FF = {fmt(r.get('pd_over_true_ff'))}, PD / mlp-FF = {fmt(r.get('pd_over_mlp_ff'))}.",
-            "",
-        ]
-        for w, sw in tr.get("bandwidth_sweep", {}).items():
-            r = sw["ratios"]
-            lines += [
-                f"The same references with stiffer PD gains (w = {w} rad/s, same gains for every row):",
-                "",
-                "| controller | RMS error norm [rad] | RMS error per joint [rad] | max error per joint [rad] | "
-                "effort mean abs(tau)^2 |",
-                "|---|---|---|---|---|",
-            ]
-            for name, m in sw["rows"].items():
-                lines.append(
-                    f"| {name} | {m['rms_error_norm']:.3g} | {fmt(m['rms_error'])} | {fmt(m['max_error'])} | "
-                    f"{m['effort']:.4g} |"
-                )
-            lines += [
-                "",
-                f"At w = {w}: PD / learned-FF = {fmt(r.get('pd_over_learned_ff'))}, learned-FF / true-FF = "
-                f"{fmt(r.get('learned_ff_over_true_ff'))}, mlp-FF / learned-FF = "
-                f"{fmt(r.get('mlp_ff_over_learned_ff'))}.",
-                "",
-            ]
-    for system, sw in result.get("swing_up", {}).items():
-        rec = SWING_UP[system]
-        lines += [
-            f"## Swing-up: {system}",
-            "",
-            f"Energy swing-up + LQR (delan.control.swing_up_controller defaults) from the model's energies and "
-            f"linearisation; one structured DeLaN trained {rec['budget']:g} s on {rec['trajectories'] - N_TEST} "
-            f"generated Fourier trajectories of the fully actuated {system} (one model for all seeds). "
-            f"{sw['duration']:g} s per run; start {sw['initial']}; sensor noise: {sw['noise_seed']}. Success: "
-            "within 0.1 rad of upright, held 2 s.",
-            "",
-            "| energies from | successes | time to upright per seed [s] | final distance per seed [rad] | "
-            "RMS torque (actuated) |",
-            "|---|---|---|---|---|",
-        ]
-        for name, m in sw["rows"].items():
-            if "error" in m:
-                lines.append(f"| {name} | 0 / {m['seeds']} (no controller: {m['error']}) | | | |")
-                continue
-            times = ", ".join("-" if t is None else f"{t:.2f}" for t in m["time"])
-            lines.append(
-                f"| {name} | {m['successes']} / {m['seeds']} | {times} | {fmt(m['final_error'], 2)} | "
-                f"{m['rms_torque'][0]:.3g} |"
-            )
-        lines.append("")
+    for section, title, write in (
+        ("tracking", "Tracking", tracking_section),
+        ("swing_up", "Swing-up", swing_up_section),
+    ):
+        for system, res in result.get(section, {}).items():
+            lines += [f"## {title}: {system}", ""] + write(system, res)
     lines += ["## Training", "", "| run | epochs | best epoch | seconds | friction |", "|---|---|---|---|---|"]
     for name, t in result["training"].items():
         fr = t["friction"]

@@ -46,7 +46,6 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Dict, List
 
 import numpy as np
@@ -54,30 +53,17 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import _runner
+from _runner import fmt
+
 # name -> (generator arguments, held-out trajectory names)
 DATASETS: Dict[str, Dict[str, Any]] = {
-    "two-link-25hz": dict(
-        system="two-link",
-        kind="characters",
-        duration=5.0,
-        rate=25.0,
-        params=dict(masses=(1.4, 0.9), lengths=(0.45, 0.55)),
-        test=["a", "e", "m", "s"],
+    "two-link-25hz": _runner.LETTERS,
+    "two-link-200hz-noisy": _runner.fourier(
+        "two-link", rate=200.0, noise=0.001, estimate=True, params=dict(masses=(2.5, 1.2), lengths=(0.4, 0.6))
     ),
-    "two-link-200hz-noisy": dict(
-        system="two-link",
-        kind="fourier",
-        n=10,
-        duration=5.0,
-        rate=200.0,
-        noise=0.001,
-        estimate=True,
-        params=dict(masses=(2.5, 1.2), lengths=(0.4, 0.6)),
-        test=["fourier_003", "fourier_007"],
-    ),
-    "two-link-1khz-friction": dict(
-        system="two-link",
-        kind="fourier",
+    "two-link-1khz-friction": _runner.fourier(
+        "two-link",
         n=6,
         duration=4.0,
         rate=1000.0,
@@ -85,32 +71,9 @@ DATASETS: Dict[str, Dict[str, Any]] = {
         params=dict(masses=(1.8, 0.6), viscous=(0.3, 0.2), coulomb=(0.2, 0.1), armature=(0.05, 0.03)),
         test=["fourier_002"],
     ),
-    "cartpole": dict(
-        system="cartpole",
-        kind="fourier",
-        n=10,
-        duration=5.0,
-        rate=100.0,
-        params=dict(cart_mass=0.7, pole_mass=0.3, com=0.4),
-        test=["fourier_003", "fourier_007"],
-    ),
-    "furuta": dict(
-        system="furuta",
-        kind="fourier",
-        n=10,
-        duration=5.0,
-        rate=100.0,
-        params=dict(arm_inertia=8e-5, pendulum_mass=0.03, com=0.06),
-        test=["fourier_003", "fourier_007"],
-    ),
-    "panda": dict(
-        system="panda",
-        kind="fourier",
-        n=20,
-        duration=10.0,
-        rate=100.0,
-        test=["fourier_003", "fourier_008", "fourier_013", "fourier_018"],
-    ),
+    "cartpole": _runner.CARTPOLE,
+    "furuta": _runner.fourier("furuta", params=dict(arm_inertia=8e-5, pendulum_mass=0.03, com=0.06)),
+    "panda": _runner.PANDA,
     "double-pendulum": dict(
         system="two-link",
         kind="real-log",
@@ -217,49 +180,20 @@ def _real_log(spec: dict, seed: int):
 
 def make_data(name: str, folder: str, seed: int = 1) -> str:
     """The data file of one study data set (made once; seeded)."""
-    import h5py
-
-    from delan.data import save_dataset
-    from delan.data.generate import generate_dataset
-
     path = os.path.join(folder, f"{name}.h5")
     if os.path.exists(path):
         return path
     spec = DATASETS[name]
-    if spec["kind"] == "real-log":
-        ds = _real_log(spec, seed)
-        estimate = True
-    else:
-        ds = generate_dataset(
-            spec["system"],
-            kind=spec["kind"],
-            n_trajectories=spec.get("n"),
-            duration=spec["duration"],
-            rate=spec["rate"],
-            noise=spec.get("noise", 0.0),
-            friction=spec.get("friction", False),
-            seed=seed,
-            **spec.get("params", {}),
-        )
-        estimate = spec.get("estimate", False)
-    tmp = path + ".part"
-    save_dataset(ds, tmp)
-    if estimate:  # the recording has q and tau only: qd, qdd are estimated when the file is loaded
-        with h5py.File(tmp, "a") as f:
-            for g in f["trajectories"].values():
-                del g["qd"], g["qdd"]
-    os.replace(tmp, path)
-    return path
+    if spec["kind"] == "real-log":  # the recording has q and tau only: qd, qdd are estimated at load
+        return _runner.save_data(_real_log(spec, seed), path, estimate=True)
+    return _runner.save_data(_runner.generate(spec, seed), path, spec.get("estimate", False))
 
 
 # -- one training run -------------------------------------------------------------------------
 def run_one(job: dict) -> dict:
     """Train one setting on one data set and evaluate it on the held-out trajectories."""
-    import shutil
-
     import torch
 
-    from delan.api import evaluate, train
     from delan.data import load_dataset
     from delan.training import decide_friction
 
@@ -273,27 +207,15 @@ def run_one(job: dict) -> dict:
         options["validation"] = old_validation(load_dataset(job["data"]).names, spec["test"])
     options["seed"] = job["seed"]
     run_dir = os.path.join(job["runs"], job["dataset"], f"{job['setting']}-seed{job['seed']}")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    started = time.perf_counter()
     row: Dict[str, Any] = {
         "dataset": job["dataset"],
         "setting": job["setting"],
         "seed": job["seed"],
         "options": SETTINGS[job["setting"]],
     }
-    try:
-        run = train(job["data"], run_dir, test=spec["test"], time_budget=job["budget"], quiet=True, **options)
-        m = evaluate(run, job["data"], test=spec["test"])
-    except Exception as exc:  # a setting that fails is a result of the study, not a crash of it
-        row.update(error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        return row
-    row.update({k: m[k] for k in METRICS if k in m})
-    row.update(
-        epochs=run.summary["epochs"],
-        best_epoch=run.summary["best_epoch"],
-        stop_reason=run.summary["stop_reason"],
-        seconds=round(time.perf_counter() - started, 1),
-    )
+    done = _runner.train_and_evaluate(row, job, run_dir, spec["test"], options, METRICS)
+    if done:  # a setting that fails is a result of the study (row["error"]), not a crash of it
+        row.update(seconds=round(time.perf_counter() - done[1], 1))
     return row
 
 
@@ -328,21 +250,14 @@ def identification(data: str, test: List[str]) -> dict:
 
 
 # -- the report -------------------------------------------------------------------------------
-def _fmt(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
-
-
 def _median(rows: List[dict], key: str) -> Any:
-    vals = [r[key] for r in rows if r.get(key) is not None]
+    vals = _runner.known(rows, key)
     return float(np.median(vals)) if vals else None
 
 
 def summarise(rows: List[dict]) -> Dict[tuple, dict]:
     """(data set, setting) -> the medians over its seeds of every metric, and the seed count."""
-    groups: Dict[tuple, List[dict]] = {}
-    for r in rows:
-        if "torque_nmse" in r:
-            groups.setdefault((r["dataset"], r["setting"]), []).append(r)
+    groups = _runner.group_runs(rows, ("dataset", "setting"))
     return {k: {**{m: _median(v, m) for m in METRICS}, "seeds": len(v)} for k, v in groups.items()}
 
 
@@ -371,37 +286,26 @@ def report(rows: List[dict], ident: Dict[str, dict], budget: float) -> str:
         best = here[best_setting]
         ratio = (new.get("torque_nmse") or math.nan) / best["torque_nmse"]
         lines.append(
-            f"| {name} | {_fmt(old.get('torque_nmse'))} ({old.get('seeds', 0)}) | "
-            f"{_fmt(new.get('torque_nmse'))} ({new.get('seeds', 0)}) | {_fmt(best['torque_nmse'])} "
-            f"({best_setting}, {best['seeds']}) | {ratio:.2f} | {_fmt(old.get('vpt'))} | "
-            f"{_fmt(new.get('vpt'))} | {_fmt(best.get('vpt'))} |"
+            f"| {name} | {fmt(old.get('torque_nmse'))} ({old.get('seeds', 0)}) | "
+            f"{fmt(new.get('torque_nmse'))} ({new.get('seeds', 0)}) | {fmt(best['torque_nmse'])} "
+            f"({best_setting}, {best['seeds']}) | {ratio:.2f} | {fmt(old.get('vpt'))} | "
+            f"{fmt(new.get('vpt'))} | {fmt(best.get('vpt'))} |"
         )
-    lines += [
-        "",
-        "All runs (torque MSE in the data's units; epochs; best epoch chosen by validation):",
-        "",
+    lines += ["", "All runs (torque MSE in the data's units; epochs; best epoch chosen by validation):", ""]
+    lines += _runner.runs_table(
+        rows,
+        ("dataset", "setting", "seed"),
+        ("torque_mse", "torque_nmse", "inertial_nmse", "coriolis_nmse", "gravity_nmse", "vpt"),
         "| data set | setting | seed | torque MSE | torque nMSE | inertial nMSE | Coriolis nMSE | gravity nMSE | "
         "VPT [s] | epochs | best epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        head = f"| {r['dataset']} | {r['setting']} | {r.get('seed', 0)} |"
-        if "error" in r:
-            lines.append(f"{head} failed: {r['error']} | | | | | | | |")
-            continue
-        lines.append(
-            f"{head} {_fmt(r.get('torque_mse'))} | {_fmt(r.get('torque_nmse'))} | "
-            f"{_fmt(r.get('inertial_nmse'))} | {_fmt(r.get('coriolis_nmse'))} | "
-            f"{_fmt(r.get('gravity_nmse'))} | "
-            f"{_fmt(r.get('vpt'))} | {r.get('epochs')} | {r.get('best_epoch')} |"
-        )
+    )
     for name, res in ident.items():
         new = med.get((name, "new-defaults"), {})
         lines += [
             "",
             f"{name}: true model structure identified by least squares on the same training runs: "
             f"held-out torque MSE {res['torque_mse']:.4g} (nMSE {res['torque_nmse']:.3g}); new defaults "
-            f"(median over seeds) {_fmt(new.get('torque_mse'))}, ratio "
+            f"(median over seeds) {fmt(new.get('torque_mse'))}, ratio "
             f"{(new.get('torque_mse') or math.nan) / res['torque_mse']:.2f}.",
         ]
     return "\n".join(lines) + "\n"
@@ -409,8 +313,7 @@ def report(rows: List[dict], ident: Dict[str, dict], budget: float) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=float, default=120.0, help="training seconds per run")
-    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
+    _runner.add_run_arguments(ap)
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -442,10 +345,7 @@ def main() -> int:
         for s in settings
         for seed in seeds
     ]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for row in pool.map(run_one, jobs):
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    rows += _runner.run_jobs(run_one, jobs, args.jobs)
     ident = {n: identification(files[n], DATASETS[n]["test"]) for n in names if n == "double-pendulum"}
     if args.keep and os.path.exists(out_json):
         with open(out_json) as f:

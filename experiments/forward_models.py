@@ -34,50 +34,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "results")
+sys.path.insert(0, HERE)
 
+import _runner
+from _runner import fmt
+
+# the data sets (see _runner), each with the held-out trajectory its figure rolls out
 DATASETS: Dict[str, Dict[str, Any]] = {
-    "two-link-25hz": dict(
-        system="two-link",
-        kind="characters",
-        duration=5.0,
-        rate=25.0,
-        q_noise=1e-4,
-        tau_noise=1e-3,
-        estimate=True,
-        params=dict(masses=(1.4, 0.9), lengths=(0.45, 0.55)),
-        test=["a", "e", "m", "s"],
-        figure="e",
-    ),
-    "cartpole": dict(
-        system="cartpole",
-        kind="fourier",
-        n=10,
-        duration=5.0,
-        rate=100.0,
-        params=dict(cart_mass=0.7, pole_mass=0.3, com=0.4),
-        test=["fourier_003", "fourier_007"],
-        figure="fourier_003",
-    ),
-    "panda": dict(
-        system="panda",
-        kind="fourier",
-        n=20,
-        duration=10.0,
-        rate=100.0,
-        test=["fourier_003", "fourier_008", "fourier_013", "fourier_018"],
-        figure="fourier_003",
-    ),
+    "two-link-25hz": dict(_runner.LETTERS, q_noise=1e-4, tau_noise=1e-3, estimate=True, figure="e"),
+    "cartpole": dict(_runner.CARTPOLE, figure="fourier_003"),
+    "panda": dict(_runner.PANDA, figure="fourier_003"),
 }
 # the library's model kinds, in table order (those the installed delan lacks are skipped)
 KINDS = ["structured", "black-box", "hamiltonian", "black-box-hamiltonian", "mlp"]
@@ -113,36 +88,16 @@ def available_kinds() -> List[str]:
 def make_data(name: str, folder: str, seed: int = 3) -> str:
     """The data file of one data set (made once; seeded). With ``estimate`` the file holds q and
     tau only, so qd and qdd are estimated from the noisy q when it is loaded."""
-    import h5py
-
-    from delan.data import save_dataset
-    from delan.data.generate import generate_dataset
-
     path = os.path.join(folder, f"{name}.h5")
     if os.path.exists(path):
         return path
     spec = DATASETS[name]
-    ds = generate_dataset(
-        spec["system"],
-        kind=spec["kind"],
-        n_trajectories=spec.get("n"),
-        duration=spec["duration"],
-        rate=spec["rate"],
-        seed=seed,
-        **spec.get("params", {}),
-    )
+    ds = _runner.generate(spec, seed)
     rng = np.random.default_rng(seed)
     for tr in ds:  # sensor noise: encoder-like on q [rad], relative to each joint's torque RMS on tau
         tr.q = tr.q + rng.normal(scale=spec.get("q_noise", 0.0), size=tr.q.shape)
         tr.tau = tr.tau + rng.normal(size=tr.tau.shape) * spec.get("tau_noise", 0.0) * np.sqrt((tr.tau**2).mean(0))
-    tmp = path + ".part"
-    save_dataset(ds, tmp)
-    if spec.get("estimate"):
-        with h5py.File(tmp, "a") as f:
-            for g in f["trajectories"].values():
-                del g["qd"], g["qdd"]
-    os.replace(tmp, path)
-    return path
+    return _runner.save_data(ds, path, spec.get("estimate", False))
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -150,8 +105,6 @@ def run_one(job: dict) -> dict:
     """Train one (data set, kind, variant, seed) and evaluate it on the held-out trajectories; a
     finished run with a cached evaluation is reused when ``job["keep"]``."""
     import torch
-
-    from delan.api import evaluate, train
 
     torch.set_num_threads(1)
     spec = DATASETS[job["dataset"]]
@@ -167,35 +120,22 @@ def run_one(job: dict) -> dict:
     if job["keep"] and os.path.exists(cached):
         with open(cached) as f:
             return json.load(f)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    started = time.perf_counter()
-    try:
-        run = train(
-            job["data"],
-            run_dir,
-            test=spec["test"],
-            model=job["kind"],
-            time_budget=job["budget"],
-            quiet=True,
-            seed=job["seed"],
-            **VARIANTS[job["variant"]],
-        )
-        m = evaluate(run, job["data"], test=spec["test"], rollouts=job["kind"] != "mlp")
-    except Exception as exc:  # a run that fails is a result, not a crash of the experiment
-        row.update(error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    done = _runner.train_and_evaluate(
+        row,
+        job,
+        run_dir,
+        spec["test"],
+        dict(model=job["kind"], seed=job["seed"], **VARIANTS[job["variant"]]),
+        METRICS,
+        evaluate_options=dict(rollouts=job["kind"] != "mlp"),
+        extra=lambda m: (
+            dict(vpt_stats(m), vpt_per_trajectory=m["vpt_per_trajectory"]) if "vpt_per_trajectory" in m else {}
+        ),
+    )
+    if done is None:  # a run that fails is a result (row["error"]), not a crash of the experiment
         return row
-    row.update({k: m[k] for k in METRICS if k in m})
-    if "vpt_per_trajectory" in m:
-        v = list(m["vpt_per_trajectory"].values())
-        row.update(
-            vpt_median=float(statistics.median(v)),
-            vpt_mean=float(np.mean(v)),
-            vpt_per_trajectory=m["vpt_per_trajectory"],
-        )
+    run, started = done
     row.update(
-        epochs=run.summary["epochs"],
-        best_epoch=run.summary["best_epoch"],
-        stop_reason=run.summary["stop_reason"],
         train_seconds=run.summary["seconds"],
         seconds_per_epoch=round(run.summary["seconds"] / max(run.summary["epochs"], 1), 4),
         wall_seconds=round(time.perf_counter() - started, 1),
@@ -204,6 +144,12 @@ def run_one(job: dict) -> dict:
     with open(cached, "w") as f:
         json.dump(row, f, indent=1)
     return row
+
+
+def vpt_stats(m: dict) -> Dict[str, float]:
+    """Median and mean over the held-out trajectories of an evaluation's VPT."""
+    v = list(m["vpt_per_trajectory"].values())
+    return {"vpt_median": float(statistics.median(v)), "vpt_mean": float(np.mean(v))}
 
 
 def exact_reference(name: str, data: str) -> Dict[str, float]:
@@ -218,25 +164,17 @@ def exact_reference(name: str, data: str) -> Dict[str, float]:
     system = make_system(spec["system"], **spec.get("params", {}))
     held, _ = load_dataset(data).split(spec["test"])
     m = evaluate_model(system, held)
-    v = list(m["vpt_per_trajectory"].values())
     return {
         k: float(m["metrics"][k])
         for k in ("torque_nmse", "inertial_nmse", "coriolis_nmse", "gravity_nmse")
         if k in m["metrics"]
-    } | {"vpt_median": float(statistics.median(v)), "vpt_mean": float(np.mean(v))}
+    } | vpt_stats(m)
 
 
 # -- report -----------------------------------------------------------------------------------
-def _fmt(x: Any, digits: int = 3) -> str:
-    return "n/a" if x is None else f"{x:.{digits}g}" if isinstance(x, float) else str(x)
-
-
 def summarise(rows: List[dict]) -> Dict[tuple, dict]:
     """(data set, kind, variant) -> median, min, max over seeds of every metric, and seed count."""
-    groups: Dict[tuple, List[dict]] = {}
-    for r in rows:
-        if "torque_nmse" in r:
-            groups.setdefault((r["dataset"], r["kind"], r["variant"]), []).append(r)
+    groups = _runner.group_runs(rows, ("dataset", "kind", "variant"))
     out = {}
     for key, rs in groups.items():
         s: Dict[str, Any] = {
@@ -245,7 +183,7 @@ def summarise(rows: List[dict]) -> Dict[tuple, dict]:
             "seconds_per_epoch": float(np.median([r["seconds_per_epoch"] for r in rs])),
         }
         for m in METRICS:
-            vals = [r[m] for r in rs if r.get(m) is not None]
+            vals = _runner.known(rs, m)
             if vals:
                 s[m] = (float(np.median(vals)), float(np.min(vals)), float(np.max(vals)))
         out[key] = s
@@ -284,7 +222,7 @@ def report(rows: List[dict], budget: float, exact: Optional[Dict[str, dict]] = N
                 if s is None:
                     continue
                 cell = lambda m, s=s: (
-                    f"{_fmt(s[m][0])} [{_fmt(s[m][1], 2)} - {_fmt(s[m][2], 2)}]"  # noqa: E731
+                    f"{fmt(s[m][0])} [{fmt(s[m][1], 2)} - {fmt(s[m][2], 2)}]"  # noqa: E731
                     if m in s
                     else "n/a"
                 )
@@ -297,9 +235,9 @@ def report(rows: List[dict], budget: float, exact: Optional[Dict[str, dict]] = N
         if ex:
             lines.append(
                 f"| exact dynamics (the generating system; this data's ceiling) | - | - | "
-                f"{_fmt(ex.get('torque_nmse'))} | {_fmt(ex.get('inertial_nmse'))} | "
-                f"{_fmt(ex.get('coriolis_nmse'))} | {_fmt(ex.get('gravity_nmse'))} | "
-                f"{_fmt(ex['vpt_median'])} | - | - |"
+                f"{fmt(ex.get('torque_nmse'))} | {fmt(ex.get('inertial_nmse'))} | "
+                f"{fmt(ex.get('coriolis_nmse'))} | {fmt(ex.get('gravity_nmse'))} | "
+                f"{fmt(ex['vpt_median'])} | - | - |"
             )
         base = here.get(("structured", "one-step"))
         if base and "vpt_median" in base:
@@ -335,23 +273,14 @@ def report(rows: List[dict], budget: float, exact: Optional[Dict[str, dict]] = N
         "|---|---|---|",
     ]
     for label, v in QUOTED.items():
-        lines.append(f"| {label} | {_fmt(v.get('torque_nmse'))} | {_fmt(v.get('vpt'))} |")
-    lines += [
-        "",
-        "All runs:",
-        "",
+        lines.append(f"| {label} | {fmt(v.get('torque_nmse'))} | {fmt(v.get('vpt'))} |")
+    lines += ["", "All runs:", ""]
+    lines += _runner.runs_table(
+        rows,
+        ("dataset", "kind", "variant", "seed"),
+        ("torque_nmse", "vpt_median"),
         "| data set | model | variant | seed | torque nMSE | VPT median [s] | epochs | best epoch |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        head = f"| {r['dataset']} | {r['kind']} | {r['variant']} | {r['seed']} |"
-        if "error" in r:
-            lines.append(f"{head} failed: {r['error']} | | | |")
-            continue
-        lines.append(
-            f"{head} {_fmt(r.get('torque_nmse'))} | {_fmt(r.get('vpt_median'))} | {r.get('epochs')} | "
-            f"{r.get('best_epoch')} |"
-        )
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -425,8 +354,7 @@ def rollout_figure(name: str, data: str, rows: List[dict], folder: str) -> Optio
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=float, default=120.0, help="training seconds per run")
-    ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (one CPU thread each)")
+    _runner.add_run_arguments(ap)
     ap.add_argument("--datasets", default="two-link-25hz")
     ap.add_argument("--kinds", default=None, help="model kinds (default: every kind the library has)")
     ap.add_argument("--variants", default="one-step,rollout")
@@ -490,10 +418,9 @@ def main() -> int:
             )
             for n, k, v, s in todo
         ]
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            for row in pool.map(run_one, jobs):
-                print(json.dumps({k: v for k, v in row.items() if k != "vpt_per_trajectory"}), flush=True)
-                rows.append(row)
+        rows += _runner.run_jobs(
+            run_one, jobs, args.jobs, shown=lambda row: {k: v for k, v in row.items() if k != "vpt_per_trajectory"}
+        )
     order = {n: i for i, n in enumerate(DATASETS)}
     rows.sort(
         key=lambda r: (order[r["dataset"]], KINDS.index(r["kind"]), list(VARIANTS).index(r["variant"]), r["seed"])
