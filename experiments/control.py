@@ -62,7 +62,7 @@ COMMAND = "python experiments/control.py"
 
 # name -> data recipe (delan generate) and held-out references
 TRACKING = {
-    "two-link": dict(trajectories=20, duration=5.0, rate=250.0, budget=120.0, track_seconds=3.0),
+    "two-link": dict(trajectories=20, duration=5.0, rate=250.0, budget=600.0, track_seconds=3.0),
     # tracked over the first 3 s of each held-out reference: a closed-loop step costs 2-10 ms here
     "panda": dict(trajectories=20, duration=10.0, rate=100.0, budget=300.0, track_seconds=3.0),
 }
