@@ -480,27 +480,16 @@ class EnergySwingUp(Controller):
         return self._caught
 
 
+# tuned on the true systems of delan.systems with their default parameters: from rest, with
+# 0.01 rad (m) and 0.01 rad/s (m/s) sensor noise, up within ~5 s at 200-1000 Hz
+_SWING_UP_OPTIONS = ("k_energy", "max_accel", "k_position", "k_velocity", "torque_limit", "lqr_q", "lqr_r")
 SWING_UP_DEFAULTS: Dict[str, Dict[str, object]] = {
-    # tuned on the true systems of delan.systems with their default parameters: from rest, with
-    # 0.01 rad (m) and 0.01 rad/s (m/s) sensor noise, up within ~5 s at 200-1000 Hz
-    "cartpole": dict(
-        k_energy=30.0,
-        max_accel=4.0,
-        k_position=2.0,
-        k_velocity=2.0,
-        torque_limit=10.0,
-        lqr_q=(1.0, 20.0, 1.0, 1.0),
-        lqr_r=0.1,
-    ),
-    "furuta": dict(
-        k_energy=30.0,
-        max_accel=20.0,
-        k_position=0.0,
-        k_velocity=1.0,
-        torque_limit=0.05,
-        lqr_q=(1.0, 20.0, 0.1, 0.1),
-        lqr_r=100.0,
-    ),
+    system: dict(zip(_SWING_UP_OPTIONS, values))
+    for system, values in {
+        # system: (k_energy, max_accel, k_position, k_velocity, torque_limit, lqr_q, lqr_r)
+        "cartpole": (30.0, 4.0, 2.0, 2.0, 10.0, (1.0, 20.0, 1.0, 1.0), 0.1),
+        "furuta": (30.0, 20.0, 0.0, 1.0, 0.05, (1.0, 20.0, 0.1, 0.1), 100.0),
+    }.items()
 }
 
 

@@ -25,7 +25,7 @@ large torques do not drown the others:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -224,6 +224,19 @@ def power_loss(energy_rate: Tensor, qd: Tensor, tau: Tensor, friction: Tensor, s
     return ((energy_rate - (qd * (tau - friction)).sum(-1)).square() * inv_var).mean()
 
 
+def _weighted_sum(
+    weights: Union[None, LossWeights, Mapping[str, float]], like: Tensor, **parts: Callable[[], Tensor]
+) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """(sum of weight * part, the parts detached) over the parts whose weight is non-zero: only
+    those are computed (a part is a function of nothing); ``like`` gives the total's dtype/device."""
+    weights = resolve_weights(weights)
+    values = {name: part() for name, part in parts.items() if getattr(weights, name)}
+    total = like.new_zeros(())
+    for name, value in values.items():
+        total = total + getattr(weights, name) * value
+    return total, {k: v.detach() for k, v in values.items()}
+
+
 def loss_from_terms(
     terms: DynamicsTerms,
     batch: Batch,
@@ -238,23 +251,20 @@ def loss_from_terms(
     :data:`FORWARD_NORMS`.
     Returns (total, parts) with parts detached, only those with a non-zero weight.
     """
-    weights = resolve_weights(weights)
     q, qd, qdd, tau = unpack_batch(batch)
-    total = tau.new_zeros(())
-    parts: Dict[str, Tensor] = {}
-    if weights.inverse:
-        parts["inverse"] = inverse_loss(terms.tau, tau, scales)
-        total = total + weights.inverse * parts["inverse"]
-    if weights.forward:
+
+    def forward() -> Tensor:
         qdd_pred = solve(terms.H, tau - terms.coriolis - terms.gravity - terms.friction)
         residual = tau - terms.coriolis - terms.gravity - terms.friction - terms.inertial
-        parts["forward"] = _forward_part(residual, qdd_pred - qdd, scales, forward_norm)
-        total = total + weights.forward * parts["forward"]
-    if weights.power:
+        return _forward_part(residual, qdd_pred - qdd, scales, forward_norm)
+
+    def power() -> Tensor:
         rate = (qd * (terms.inertial + terms.coriolis + terms.gravity)).sum(-1)
-        parts["power"] = power_loss(rate, qd, tau, terms.friction, scales)
-        total = total + weights.power * parts["power"]
-    return total, {k: v.detach() for k, v in parts.items()}
+        return power_loss(rate, qd, tau, terms.friction, scales)
+
+    return _weighted_sum(
+        weights, tau, inverse=lambda: inverse_loss(terms.tau, tau, scales), forward=forward, power=power
+    )
 
 
 def loss_from_prediction(
@@ -272,21 +282,15 @@ def loss_from_prediction(
     the forward prediction H^-1 (tau - c - g - f) = qdd + H^-1 (tau - tau_pred), and
     dE/dt - qd^T (tau - f) = qd^T (H qdd + c + g) - qd^T (tau - f) = qd^T (tau_pred - tau).
     """
-    weights = resolve_weights(weights)
     q, qd, qdd, tau = unpack_batch(batch)
-    total = tau.new_zeros(())
-    parts: Dict[str, Tensor] = {}
-    if weights.inverse:
-        parts["inverse"] = inverse_loss(tau_pred, tau, scales)
-        total = total + weights.inverse * parts["inverse"]
-    if weights.forward:
-        residual = tau - tau_pred
-        parts["forward"] = _forward_part(residual, solve(H, residual), scales, forward_norm)
-        total = total + weights.forward * parts["forward"]
-    if weights.power:
-        parts["power"] = power_loss((qd * tau_pred).sum(-1), qd, tau, torch.zeros_like(tau), scales)
-        total = total + weights.power * parts["power"]
-    return total, {k: v.detach() for k, v in parts.items()}
+    residual = tau - tau_pred
+    return _weighted_sum(
+        weights,
+        tau,
+        inverse=lambda: inverse_loss(tau_pred, tau, scales),
+        forward=lambda: _forward_part(residual, solve(H, residual), scales, forward_norm),
+        power=lambda: power_loss((qd * tau_pred).sum(-1), qd, tau, torch.zeros_like(tau), scales),
+    )
 
 
 def delan_loss(

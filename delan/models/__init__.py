@@ -7,7 +7,8 @@
 * :class:`BlackBoxHamiltonianNetwork` — one network for the Hamiltonian H(q, p).
 """
 
-from delan.models.black_box import BlackBoxLagrangianNetwork, IndefiniteMassMatrixError
+from delan.errors import IndefiniteMassMatrixError
+from delan.models.black_box import BlackBoxLagrangianNetwork
 from delan.models.feedforward import FeedForwardModel, NoDecompositionError
 from delan.models.friction import JointFriction
 from delan.models.hamiltonian import BlackBoxHamiltonianNetwork, DeepHamiltonianNetwork, MomentumSolveError

@@ -19,15 +19,21 @@ learned L is strictly convex in qd; elsewhere :class:`IndefiniteMassMatrixError`
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union, Unpack
 
 import torch
 from torch import Tensor
 
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms
-from delan.errors import IndefiniteMassMatrixError
-from delan.models.base import LearnedModel, dtype_name, lagrangian_options, scalar_network_of_state
+from delan.models.base import (
+    LearnedModel,
+    NetworkOptions,
+    checked_cholesky,
+    network_options,
+    scalar_network_of_state,
+    state_options,
+)
 from delan.models.friction import JointFriction
 
 
@@ -36,12 +42,12 @@ class BlackBoxLagrangianNetwork(LearnedModel):
 
     Args:
         n_dof: number of joints n.
-        width, depth, activation: the network (the activation needs a non-zero g'').
         revolute: per-joint mask; revolute angles enter as (sin q, cos q).
         friction: add learnable viscous + Coulomb joint friction.
         regularisation: r >= 0 added to the diagonal of H before the forward-dynamics solve.
-        init, gain, output_gain, activation_options: network initialisation and options.
         dtype, device: of the parameters; inputs must match them.
+        **network: the network's options (:class:`delan.models.base.NetworkOptions`); the
+            activation needs a non-zero second derivative.
     """
 
     # the loss parts training uses unless told (read by delan.losses.resolve_weights)
@@ -50,53 +56,23 @@ class BlackBoxLagrangianNetwork(LearnedModel):
     def __init__(
         self,
         n_dof: int,
-        width: int = 64,
-        depth: int = 2,
-        activation: str = "softplus",
         revolute: Optional[Sequence[bool]] = None,
         friction: bool = False,
         regularisation: float = 1e-6,
-        init: str = "xavier_normal",
-        gain: float = 1.0,
-        output_gain: float = 1.0,
-        activation_options: Optional[dict] = None,
         dtype: Union[None, str, torch.dtype] = None,
         device=None,
+        **network: Unpack[NetworkOptions],
     ):
         super().__init__()
-        n, dtype, mask = lagrangian_options(n_dof, activation, revolute, dtype)
+        n, dtype, mask = state_options(n_dof, revolute, dtype)
+        net = network_options(type(self).__name__, network)
         if not regularisation >= 0:
             raise ValueError(f"regularisation must be >= 0, got {regularisation}")
         self.n_dof = n
         self.regularisation = float(regularisation)
-        self._config = dict(
-            n_dof=n,
-            width=int(width),
-            depth=int(depth),
-            activation=activation,
-            revolute=None if revolute is None else [bool(r) for r in revolute],
-            friction=bool(friction),
-            regularisation=self.regularisation,
-            init=init,
-            gain=float(gain),
-            output_gain=float(output_gain),
-            activation_options=None if activation_options is None else dict(activation_options),
-            dtype=dtype_name(dtype),
-        )
+        self._record_config(locals(), net, n_dof=n, regularisation=self.regularisation, dtype=dtype)
         # features of z = (q, qd): angles of revolute joints as (sin, cos), velocities as they are
-        self.features, self.net = scalar_network_of_state(
-            n,
-            mask,
-            width=width,
-            depth=depth,
-            activation=activation,
-            activation_options=activation_options,
-            init=init,
-            gain=gain,
-            output_gain=output_gain,
-            dtype=dtype,
-            device=device,
-        )
+        self.features, self.net = scalar_network_of_state(n, mask, dtype=dtype, device=device, **net)
         self.friction_model = JointFriction(n, dtype=dtype, device=device) if friction else None
         self.register_buffer("_eye", torch.eye(n, dtype=dtype, device=device), persistent=False)
 
@@ -182,14 +158,12 @@ class BlackBoxLagrangianNetwork(LearnedModel):
     def solve_mass_matrix(self, H: Tensor, rhs: Tensor) -> Tensor:
         """Solve (H + r I) x = rhs by Cholesky; IndefiniteMassMatrixError where it fails."""
         Hr = H + self.regularisation * self._buffers["_eye"] if self.regularisation else H
-        chol, info = torch.linalg.cholesky_ex(Hr)
-        bad = int((info > 0).sum())
-        if bad:
-            raise IndefiniteMassMatrixError(
-                f"d2L/dqd2 of the black-box Lagrangian is not positive definite at {bad} of {H.shape[0]} "
-                f"states (the learned L is not convex in qd there), so its forward dynamics is undefined; "
-                f"train longer, raise `regularisation`, or use the structured DeepLagrangianNetwork"
-            )
+        chol = checked_cholesky(
+            Hr,
+            "d2L/dqd2 of the black-box Lagrangian is not positive definite at {bad} of {total} states (the "
+            "learned L is not convex in qd there), so its forward dynamics is undefined; train longer, raise "
+            "`regularisation`, or use the structured DeepLagrangianNetwork",
+        )
         return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
 
     def forward_dynamics(self, q: Tensor, qd: Tensor, tau: Tensor) -> Tensor:

@@ -7,14 +7,14 @@ and no forward model to simulate with.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Union, Unpack
 
 import torch
 from torch import Tensor
 
 import ddn
 from delan.errors import NoDecompositionError
-from delan.models.base import LearnedModel, dtype_name, resolve_dtype, revolute_mask
+from delan.models.base import LearnedModel, NetworkOptions, network_options, state_options
 
 
 class FeedForwardModel(LearnedModel):
@@ -22,9 +22,9 @@ class FeedForwardModel(LearnedModel):
 
     Args:
         n_dof: number of joints n.
-        width, depth, activation: hidden layers.
-        init, gain, activation_options: initialisation and options.
+        revolute: per-joint mask; revolute angles enter as (sin q, cos q).
         dtype, device: of the parameters; inputs must match them.
+        **network: the network's options (:class:`delan.models.base.NetworkOptions`).
     """
 
     inverse_only = True
@@ -34,34 +34,16 @@ class FeedForwardModel(LearnedModel):
     def __init__(
         self,
         n_dof: int,
-        width: int = 64,
-        depth: int = 2,
-        activation: str = "softplus",
-        init: str = "xavier_normal",
-        gain: float = 1.0,
-        activation_options: Optional[dict] = None,
         revolute: Optional[Sequence[bool]] = None,
         dtype: Union[None, str, torch.dtype] = None,
         device=None,
+        **network: Unpack[NetworkOptions],
     ):
         super().__init__()
-        n = int(n_dof)
-        if n < 1:
-            raise ValueError(f"n_dof must be >= 1, got {n_dof}")
-        dtype = resolve_dtype(dtype)
-        mask = revolute_mask(revolute, n)
+        n, dtype, mask = state_options(n_dof, revolute, dtype)
+        net = network_options(type(self).__name__, network)
         self.n_dof = n
-        self._config = dict(
-            n_dof=n,
-            width=int(width),
-            depth=int(depth),
-            activation=activation,
-            init=init,
-            gain=float(gain),
-            activation_options=None if activation_options is None else dict(activation_options),
-            revolute=None if revolute is None else [bool(r) for r in revolute],
-            dtype=dtype_name(dtype),
-        )
+        self._record_config(locals(), net, n_dof=n, dtype=dtype)
         # revolute angles enter as (sin q, cos q) like in the Lagrangian models, so a joint that
         # wrapped past 2 pi looks the same to the network as it does to the robot
         self._revolute = None if mask is None else torch.tensor(mask)
@@ -72,18 +54,7 @@ class FeedForwardModel(LearnedModel):
                 index = torch.tensor([i for i, r in enumerate(mask) if r == keep], dtype=torch.long)
                 self.register_buffer(name, index.to(device), persistent=False)
         n_q = n if mask is None else n + sum(mask)
-        self.net = ddn.DifferentialNetwork(
-            n_q + 2 * n,
-            n,
-            width=width,
-            depth=depth,
-            activation=activation,
-            activation_options=activation_options,
-            init=init,
-            gain=gain,
-            dtype=dtype,
-            device=device,
-        )
+        self.net = ddn.DifferentialNetwork(n_q + 2 * n, n, dtype=dtype, device=device, **net)
 
     def inverse_dynamics(self, q: Tensor, qd: Tensor, qdd: Tensor) -> Tensor:
         """tau (B, n) predicted from (q, qd, qdd) (B, n)."""

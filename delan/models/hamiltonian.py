@@ -38,15 +38,24 @@ For the structured H, M = L L^T + eps I and M (qdd - H_pq qd) = M qdd + Mdot qd.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union, Unpack
 
 import torch
 from torch import Tensor
 
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms
-from delan.models.base import LearnedModel, dtype_name, lagrangian_options, scalar_network_of_state
-from delan.models.black_box import IndefiniteMassMatrixError
+from delan.errors import IndefiniteMassMatrixError
+from delan.models.base import (
+    LearnedModel,
+    NetworkOptions,
+    checked_cholesky,
+    network_options,
+    positive_number,
+    scalar_network_of_state,
+    scales_per_joint,
+    state_options,
+)
 from delan.models.friction import JointFriction
 from delan.models.structured import DeepLagrangianNetwork
 
@@ -197,8 +206,8 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
     * c = -M H_pq qd + dH/dq (q, p) - g; energies T = H(q, p) - V, V.
 
     Args:
-        n_dof, width, depth, activation, revolute, friction, init, gain, output_gain,
-        activation_options, dtype, device: as for :class:`delan.BlackBoxLagrangianNetwork`.
+        n_dof, revolute, friction, dtype, device, **network: as for
+            :class:`delan.BlackBoxLagrangianNetwork`.
         mass_scale: (n,) typical inertia per joint (None = ones); energy_scale: typical energy.
         newton_tol: relative tolerance of the momentum solve (None: 1e-12 in float64, 1e-5 in
             float32); newton_max_iter: at most that many Newton steps.
@@ -208,9 +217,6 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
     def __init__(
         self,
         n_dof: int,
-        width: int = 64,
-        depth: int = 2,
-        activation: str = "softplus",
         revolute: Optional[Sequence[bool]] = None,
         friction: bool = False,
         mass_scale: Optional[Sequence[float]] = None,
@@ -218,62 +224,33 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
         newton_tol: Optional[float] = None,
         newton_max_iter: int = 30,
         kinetic_prior: bool = True,
-        init: str = "xavier_normal",
-        gain: float = 1.0,
-        output_gain: float = 1.0,
-        activation_options: Optional[dict] = None,
         dtype: Union[None, str, torch.dtype] = None,
         device=None,
+        **network: Unpack[NetworkOptions],
     ):
         super().__init__()
-        n, dtype, mask = lagrangian_options(n_dof, activation, revolute, dtype)
-        if mass_scale is not None:
-            mass_scale = [float(x) for x in mass_scale]
-            if len(mass_scale) != n or not all(math.isfinite(x) and x > 0 for x in mass_scale):
-                raise ValueError(f"mass_scale must be {n} positive numbers, got {mass_scale}")
-        if not (math.isfinite(energy_scale) and energy_scale > 0):
-            raise ValueError(f"energy_scale must be a positive number, got {energy_scale}")
-        if newton_tol is not None and not (math.isfinite(newton_tol) and newton_tol > 0):
-            raise ValueError(f"newton_tol must be a positive number, got {newton_tol}")
+        n, dtype, mask = state_options(n_dof, revolute, dtype)
+        net = network_options(type(self).__name__, network)
+        mass_scale = scales_per_joint("mass_scale", mass_scale, n)
+        self.energy_scale = positive_number("energy_scale", energy_scale)
+        self.newton_tol = None if newton_tol is None else positive_number("newton_tol", newton_tol)
         if int(newton_max_iter) < 1:
             raise ValueError(f"newton_max_iter must be >= 1, got {newton_max_iter}")
         self.n_dof = n
-        self.energy_scale = float(energy_scale)
-        self.newton_tol = None if newton_tol is None else float(newton_tol)
         self.newton_max_iter = int(newton_max_iter)
         self.kinetic_prior = bool(kinetic_prior)
-        self._config = dict(
+        self._record_config(
+            locals(),
+            net,
             n_dof=n,
-            width=int(width),
-            depth=int(depth),
-            activation=activation,
-            revolute=None if revolute is None else [bool(r) for r in revolute],
-            friction=bool(friction),
             mass_scale=mass_scale,
             energy_scale=self.energy_scale,
             newton_tol=self.newton_tol,
             newton_max_iter=self.newton_max_iter,
-            kinetic_prior=self.kinetic_prior,
-            init=init,
-            gain=float(gain),
-            output_gain=float(output_gain),
-            activation_options=None if activation_options is None else dict(activation_options),
-            dtype=dtype_name(dtype),
+            dtype=dtype,
         )
         # features of z = (q, u): revolute angles as (sin, cos), scaled momenta as they are
-        self.features, self.net = scalar_network_of_state(
-            n,
-            mask,
-            width=width,
-            depth=depth,
-            activation=activation,
-            activation_options=activation_options,
-            init=init,
-            gain=gain,
-            output_gain=output_gain,
-            dtype=dtype,
-            device=device,
-        )
+        self.features, self.net = scalar_network_of_state(n, mask, dtype=dtype, device=device, **net)
         if self.net.out_act is not None:  # _second assumes an affine output layer
             raise ValueError("the black-box Hamiltonian's network must have a linear output")
         self.friction_model = JointFriction(n, dtype=dtype, device=device) if friction else None
@@ -377,15 +354,12 @@ class BlackBoxHamiltonianNetwork(_HamiltonsEquations, LearnedModel):
         return torch.zeros_like(qd) if self.friction_model is None else self.friction_model(qd)
 
     def _cholesky(self, H_pp: Tensor) -> Tensor:
-        chol, info = torch.linalg.cholesky_ex(H_pp)
-        bad = int((info > 0).sum())
-        if bad:
-            raise IndefiniteMassMatrixError(
-                f"d2H/dp2 of the black-box Hamiltonian is not positive definite at {bad} of {H_pp.shape[0]} "
-                f"states (the learned H is not convex in p there), so its velocity -> momentum map is not "
-                f"invertible; train longer or use the structured DeepHamiltonianNetwork"
-            )
-        return chol
+        return checked_cholesky(
+            H_pp,
+            "d2H/dp2 of the black-box Hamiltonian is not positive definite at {bad} of {total} states (the "
+            "learned H is not convex in p there), so its velocity -> momentum map is not invertible; train "
+            "longer or use the structured DeepHamiltonianNetwork",
+        )
 
     def _tolerance(self, dtype: torch.dtype) -> float:
         if self.newton_tol is not None:

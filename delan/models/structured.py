@@ -23,8 +23,7 @@ is built except H itself, and no scatter/index_put appears anywhere.
 
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +33,14 @@ import ddn
 from ddn.activations import SOFTPLUS_THRESHOLD
 from ddn.jet import Jet
 from delan.dynamics import DynamicsTerms, solve_spd
-from delan.models.base import LearnedModel, dtype_name, lagrangian_options
+from delan.models.base import (
+    LearnedModel,
+    NetworkOptions,
+    network_options,
+    positive_number,
+    scales_per_joint,
+    state_options,
+)
 from delan.models.friction import JointFriction
 
 
@@ -60,8 +66,6 @@ class DeepLagrangianNetwork(LearnedModel):
 
     Args:
         n_dof: number of joints n.
-        width, depth, activation: hidden layers of the network(s) (``ddn.DifferentialNetwork``);
-            the activation needs a second derivative only for its gradient to be useful.
         revolute: per-joint mask; revolute joints enter through (sin q, cos q), making H and V
             periodic in those angles. None: q itself.
         shared_trunk: one network with n + n(n-1)/2 + 1 outputs (diagonal of L, its strictly lower
@@ -69,15 +73,16 @@ class DeepLagrangianNetwork(LearnedModel):
         diagonal_shift: L_ii = softplus(l_ii) + diagonal_shift (> 0), so L is invertible.
         epsilon: the eps of H = L L^T + eps I (>= 0), a floor on H's eigenvalues.
         friction: add learnable viscous + Coulomb joint friction (:class:`JointFriction`).
-        init, gain: weight initialisation of the hidden layers (``ddn.init_linear``).
-        output_gain: initialisation gain of the output layer(s).
         mass_scale: (n,) typical size of each diagonal entry of H (e.g. from data: see
             :func:`delan.training.output_scales`); row i of L is multiplied by sqrt(mass_scale_i),
             so the network's outputs stay O(1) whether a joint moves 3 kg m^2 or 1 g m^2. A fixed
             reparametrisation: H stays L L^T + eps I, symmetric positive definite. None = ones.
         potential_scale: typical size of V (its network output is multiplied by it).
-        activation_options: options of a named activation, e.g. ``{"beta": 2.0}``.
         dtype, device: of the parameters (float32 by default); inputs must match them.
+        **network: the network(s)' options (:class:`delan.models.base.NetworkOptions`: width,
+            depth, activation, activation_options, init, gain, output_gain; defaults 64, 2,
+            softplus, ...). The activation needs a second derivative only for its gradient to be
+            useful.
 
     Inputs q, qd, qdd, tau are (B, n); a single (n,) sample is accepted and treated as (1, n).
     """
@@ -85,70 +90,34 @@ class DeepLagrangianNetwork(LearnedModel):
     def __init__(
         self,
         n_dof: int,
-        width: int = 64,
-        depth: int = 2,
-        activation: str = "softplus",
         revolute: Optional[Sequence[bool]] = None,
         shared_trunk: bool = True,
         diagonal_shift: float = 1e-3,
         epsilon: float = 1e-5,
         friction: bool = False,
-        init: str = "xavier_normal",
-        gain: float = 1.0,
-        output_gain: float = 1.0,
         mass_scale: Optional[Sequence[float]] = None,
         potential_scale: float = 1.0,
-        activation_options: Optional[dict] = None,
         dtype: Union[None, str, torch.dtype] = None,
         device=None,
+        **network: Unpack[NetworkOptions],
     ):
         super().__init__()
-        n, dtype, mask = lagrangian_options(n_dof, activation, revolute, dtype)
+        n, dtype, mask = state_options(n_dof, revolute, dtype)
+        net = network_options(type(self).__name__, network)
         if not diagonal_shift > 0:
             raise ValueError(f"diagonal_shift must be positive, got {diagonal_shift}")
         if not epsilon >= 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-        if mass_scale is not None:
-            mass_scale = [float(x) for x in mass_scale]
-            if len(mass_scale) != n or not all(math.isfinite(x) and x > 0 for x in mass_scale):
-                raise ValueError(f"mass_scale must be {n} positive numbers, got {mass_scale}")
-        if not (math.isfinite(potential_scale) and potential_scale > 0):
-            raise ValueError(f"potential_scale must be a positive number, got {potential_scale}")
+        mass_scale = scales_per_joint("mass_scale", mass_scale, n)
+        potential_scale = positive_number("potential_scale", potential_scale)
         self.n_dof = n
         # the options below are read-only properties (see _frozen): they are baked into buffers
-        self._config = dict(
-            n_dof=n,
-            width=int(width),
-            depth=int(depth),
-            activation=activation,
-            revolute=None if revolute is None else [bool(r) for r in revolute],
-            shared_trunk=bool(shared_trunk),
-            diagonal_shift=float(diagonal_shift),
-            epsilon=float(epsilon),
-            friction=bool(friction),
-            init=init,
-            gain=float(gain),
-            output_gain=float(output_gain),
-            mass_scale=mass_scale,
-            potential_scale=float(potential_scale),
-            activation_options=None if activation_options is None else dict(activation_options),
-            dtype=dtype_name(dtype),
-        )
+        self._record_config(locals(), net, n_dof=n, mass_scale=mass_scale, potential_scale=potential_scale, dtype=dtype)
 
         self.features = None if mask is None else ddn.AngleFeatures(mask).to(device)
         n_in = n if mask is None else self.features.n_features
         n_entries = n * (n + 1) // 2
-        net = dict(
-            width=width,
-            depth=depth,
-            activation=activation,
-            activation_options=activation_options,
-            init=init,
-            gain=gain,
-            output_gain=output_gain,
-            dtype=dtype,
-            device=device,
-        )
+        net.update(dtype=dtype, device=device)
         if self.shared_trunk:
             self.trunk = ddn.DifferentialNetwork(n_in, n_entries + 1, **net)
             n_out = n_entries + 1  # the last output is V
