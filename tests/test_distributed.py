@@ -123,3 +123,50 @@ def test_shard_weights_give_the_global_gradient():
         (gr,) = torch.autograd.grad(((part @ w) ** 2).mean() * (3 * len(part) / 11), w)
         total += gr / 3  # what DDP's average does
     torch.testing.assert_close(total, g, rtol=1e-12, atol=0)
+
+
+def test_torchrun_group_killed_with_sigterm_resumes_in_one_process(tmp_path):
+    """SIGTERM to torchrun (as a cluster scheduler sends it) reaches both ranks: they stop on the
+    same step, rank 0 writes a mid-epoch checkpoint, and one process finishes the run from it."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from delan.data import save_dataset
+    from delan.data.generate import generate_dataset
+
+    data = str(tmp_path / "d.h5")
+    save_dataset(generate_dataset("two-link", n_trajectories=8, duration=5.0), data)
+    run = tmp_path / "run"
+    train = ["-m", "delan", "train", data, "-o", str(run), "--epochs", "150", "--quiet", "--seed", "1"]
+    group = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port())]
+        + train,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    log = run / "log.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and group.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 4:  # header + 3 epochs
+            break
+        time.sleep(0.2)
+    assert group.poll() is None, group.communicate()[0][-2000:]
+    group.send_signal(signal.SIGTERM)
+    output = group.communicate(timeout=60)[0]
+    assert group.returncode != 0
+    assert "SIGTERM: training stopped after step" in output and "--resume" in output, output[-2000:]
+    stopped = json.loads((run / "summary.json").read_text())
+    assert stopped["stop_reason"] == "interrupted" and not stopped["finished"]
+    assert stopped["world_size"] == 2 and 3 <= stopped["epochs"] < 150
+    assert (run / "checkpoint.pt").exists() and not (run / ".delan.lock").exists()
+
+    resumed = subprocess.run([sys.executable, *train, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    done = json.loads((run / "summary.json").read_text())
+    assert done["finished"] and done["epochs"] == 150 and "world_size" not in done
+    rows = [json.loads(x) for x in open(run / "log.jsonl")]
+    assert [r["epoch"] for r in rows] == list(range(1, 151))  # no epoch lost or repeated
