@@ -28,6 +28,23 @@ def character_data(tmp_path_factory):
     return make
 
 
+@pytest.fixture(scope="session")
+def train_tiny():
+    """``train(data, out, model, test, epochs, dtype=None)``: `delan train` of a width-16, depth-1
+    ``model`` into the run directory ``out``, holding out ``test`` (comma-separated names);
+    asserts it succeeds and returns ``out`` as a string."""
+
+    def train(data, out, model: str, test: str, epochs: int, dtype=None) -> str:
+        from delan.cli import main
+
+        argv = ["train", data, "-o", str(out), "--test", test, "--model", model, "--epochs", str(epochs)]
+        argv += ["--width", "16", "--depth", "1"] + (["--dtype", dtype] if dtype else []) + ["--quiet"]
+        assert main(argv) == 0
+        return str(out)
+
+    return train
+
+
 @pytest.fixture
 def cli_fails(capsys):
     """``check(argv, pattern)``: `delan argv` exits non-zero with one stderr line containing

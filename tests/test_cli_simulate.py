@@ -11,36 +11,10 @@ from delan.evaluation import valid_prediction_time
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, character_data):
+def trained(tmp_path_factory, character_data, train_tiny):
     d = tmp_path_factory.mktemp("sim")
     data = character_data(4)
-    runs = {}
-    for kind in ("structured", "mlp"):
-        runs[kind] = str(d / kind)
-        assert (
-            main(
-                [
-                    "train",
-                    data,
-                    "-o",
-                    runs[kind],
-                    "--test",
-                    "a",
-                    "--model",
-                    kind,
-                    "--epochs",
-                    "3",
-                    "--width",
-                    "16",
-                    "--depth",
-                    "1",
-                    "--dtype",
-                    "float64",
-                    "--quiet",
-                ]
-            )
-            == 0
-        )
+    runs = {kind: train_tiny(data, d / kind, kind, "a", 3, dtype="float64") for kind in ("structured", "mlp")}
     return data, runs
 
 

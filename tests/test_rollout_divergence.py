@@ -102,38 +102,14 @@ def test_evaluate_gives_the_time_reached_before_divergence():
 
 
 @pytest.fixture(scope="module")
-def exploding_run(tmp_path_factory, character_data):
+def exploding_run(tmp_path_factory, character_data, train_tiny):
     """A structured run made to blow up: the diagonal of L pushed to its floor (H ~ 1e-6 I) and
     the potential 100 times steeper, so the first steps of a rollout fling the state to 1e100+
     and then to inf (the trunk's outputs are L's diagonal first and V last)."""
     from delan.models import load_model, save_model
 
     data = character_data(4)
-    run = str(tmp_path_factory.mktemp("blowup") / "run")
-    assert (
-        main(
-            [
-                "train",
-                data,
-                "-o",
-                run,
-                "--test",
-                "a",
-                "--model",
-                "structured",
-                "--epochs",
-                "1",
-                "--width",
-                "16",
-                "--depth",
-                "1",
-                "--dtype",
-                "float64",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    run = train_tiny(data, tmp_path_factory.mktemp("blowup") / "run", "structured", "a", 1, dtype="float64")
     path = os.path.join(run, "model.pt")
     model = load_model(path)
     with torch.no_grad():
