@@ -283,12 +283,16 @@ def loss_from_prediction(
     dE/dt - qd^T (tau - f) = qd^T (H qdd + c + g) - qd^T (tau - f) = qd^T (tau_pred - tau).
     """
     q, qd, qdd, tau = unpack_batch(batch)
-    residual = tau - tau_pred
+
+    def forward() -> Tensor:
+        residual = tau - tau_pred
+        return _forward_part(residual, solve(H, residual), scales, forward_norm)
+
     return _weighted_sum(
         weights,
         tau,
         inverse=lambda: inverse_loss(tau_pred, tau, scales),
-        forward=lambda: _forward_part(residual, solve(H, residual), scales, forward_norm),
+        forward=forward,
         power=lambda: power_loss((qd * tau_pred).sum(-1), qd, tau, torch.zeros_like(tau), scales),
     )
 
