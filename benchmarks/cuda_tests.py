@@ -17,7 +17,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_cuda.py", "tests/test_ddn_network.py", "tests/test_losses.py"]
+TESTS = [
+    "tests/test_cuda.py",
+    "tests/test_training_graph.py",
+    "tests/test_compiled.py",
+    "tests/test_ddn_network.py",
+    "tests/test_losses.py",
+]
 
 
 def _run(cmd, **kw) -> subprocess.CompletedProcess:
@@ -61,6 +67,8 @@ def main(argv=None) -> int:
             "",
         ]
     text = "\n".join(report)
+    if proc.returncode != 0:  # the failures' own lines, for whoever reads the run's output
+        print("\n".join(lines[-80:]), proc.stderr[-3000:], sep="\n")
     print(text)
     if args.output:
         Path(args.output).write_text(text)

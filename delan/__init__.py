@@ -6,6 +6,7 @@ train / evaluate / simulate calls and the errors. Everything else lives in its m
 """
 
 from delan.api import evaluate, simulate, train
+from delan.compiled import compile_dynamics
 from delan.dynamics import Dynamics, DynamicsTerms
 from delan.errors import DataError, DelanError, OptionError, RunError
 from delan.losses import LossWeights, Normaliser, delan_loss
@@ -38,6 +39,7 @@ __all__ = [
     "RunError",
     "TrainConfig",
     "TrainResult",
+    "compile_dynamics",
     "delan_loss",
     "evaluate",
     "load_model",

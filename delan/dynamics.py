@@ -98,8 +98,24 @@ class Dynamics:
 
 def solve_spd(H: Tensor, rhs: Tensor) -> Tensor:
     """Solve H x = rhs for a batch of symmetric positive definite H (B, n, n), rhs (B, n)."""
-    L = torch.linalg.cholesky(H)
-    return torch.cholesky_solve(rhs.unsqueeze(-1), L).squeeze(-1)
+    return _cholesky_solve(torch.linalg.cholesky(H), rhs)
+
+
+def solve_spd_unchecked(H: Tensor, rhs: Tensor) -> Tensor:
+    """:func:`solve_spd` without the positive-definiteness check, whose error needs the host to
+    wait for the GPU: the solve a CUDA graph can hold (:mod:`delan.training_graph`). A sample
+    whose factorisation fails gets NaN instead of an error; the others the same values as
+    :func:`solve_spd`."""
+    L, info = torch.linalg.cholesky_ex(H)
+    L = torch.where((info != 0)[..., None, None], torch.full_like(L, float("nan")), L)
+    return _cholesky_solve(L, rhs)
+
+
+def _cholesky_solve(L: Tensor, rhs: Tensor) -> Tensor:
+    # two triangular solves rather than torch.cholesky_solve: on a GPU these are cuBLAS's batched
+    # kernels, which a CUDA graph can record (the batched cholesky_solve may go through MAGMA)
+    y = torch.linalg.solve_triangular(L, rhs.unsqueeze(-1), upper=False)
+    return torch.linalg.solve_triangular(L.mT, y, upper=True).squeeze(-1)
 
 
 def as_batch(x: Tensor, n: int, name: str, like: Optional[Tensor] = None) -> Tensor:

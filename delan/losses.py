@@ -108,8 +108,10 @@ class Normaliser:
     def from_data(cls, q, qd, qdd, tau) -> Normaliser:
         """From the training arrays q, qd, qdd, tau (N, n) (numpy or torch); q only for symmetry
         with a batch (no target depends on it)."""
+        # the statistics live on the CPU in float64 (scales() moves them to a batch's device)
         qd, qdd, tau = (
-            torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).double() for x in (qd, qdd, tau)
+            torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).detach().double().cpu()
+            for x in (qd, qdd, tau)
         )
         if qd.dim() != 2 or qd.shape != qdd.shape or qd.shape != tau.shape or qd.shape[0] < 2:
             raise ValueError(
@@ -303,6 +305,7 @@ def delan_loss(
     scales: Normaliser,
     weights: Union[None, LossWeights, Mapping[str, float]] = None,
     forward_norm: str = "mass",
+    solve: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
 ) -> Tuple[Tensor, Dict[str, Tensor]]:
     """The training loss of ``model`` on a batch, from ONE ``model.terms(q, qd, qdd)`` call
     (or ``model.inverse_dynamics`` when only the torque residual is weighted).
@@ -316,6 +319,8 @@ def delan_loss(
             defaults are ``model.default_loss_weights`` (structured: inverse 1, forward 1, power 0;
             black-box and mlp: inverse only, as their forward model may not exist).
         forward_norm: "mass" (default) or "joint": the norm of the forward part (module docstring).
+        solve: the SPD solve ``solve(H, rhs)`` of the forward part (None = the model's
+            ``solve_mass_matrix`` if it has one, else :func:`delan.dynamics.solve_spd`).
     Returns:
         (total, parts): the scalar loss to minimise and its detached parts by name.
     """
@@ -333,9 +338,11 @@ def delan_loss(
     if hasattr(model, "inverse_dynamics_and_mass_matrix"):
         tau_pred, H = model.inverse_dynamics_and_mass_matrix(q, qd, qdd)
         tau = as_batch(tau, model.n_dof, "tau", like=tau_pred)
-        return loss_from_prediction(tau_pred, H, (q, qd, qdd, tau), scales, weights, forward_norm=forward_norm)
+        return loss_from_prediction(
+            tau_pred, H, (q, qd, qdd, tau), scales, weights, solve=solve or solve_spd, forward_norm=forward_norm
+        )
     terms = model.terms(q, qd, qdd)
     tau = as_batch(tau, model.n_dof, "tau", like=terms.coriolis)
     batch = (q, qd, qdd, tau)
-    solve = getattr(model, "solve_mass_matrix", solve_spd)
+    solve = solve or getattr(model, "solve_mass_matrix", solve_spd)
     return loss_from_terms(terms, batch, scales, weights, solve, forward_norm)

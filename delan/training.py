@@ -80,6 +80,7 @@ MODEL_KINDS = ("structured", "black-box", "mlp", "hamiltonian", "black-box-hamil
 HAMILTONIAN_KINDS = ("hamiltonian", "black-box-hamiltonian")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "exponential")
+STEP_MODES = ("auto", "eager", "cuda-graph")  # how training steps run (see TrainConfig)
 # the dtypes (of delan.models.base.DTYPES) training runs in
 TRAIN_DTYPES = ("float32", "float64")
 
@@ -123,7 +124,7 @@ FRICTION_EVIDENCE = 1.0
 
 # Options that may differ when a run is resumed (they do not change what was computed so far).
 # max_memory: a resumed run keeps the way it held its data (recorded in data.json) whatever the budget now
-RESUMABLE_OPTIONS = ("epochs", "time_budget", "patience", "checkpoint_every", "quiet", "threads", "max_memory")
+RESUMABLE_OPTIONS = ("epochs", "time_budget", "patience", "checkpoint_every", "quiet", "threads", "max_memory", "step")
 
 
 def resume_config(run_dir: str, options: Dict[str, Any]) -> TrainConfig:
@@ -206,6 +207,13 @@ class TrainConfig:
     ``threads``: CPU threads torch may use during the run (0 = torch's default). DeLaN's networks
     are small, so one thread is usually fastest: on 2 shared cores a 64-wide model steps about
     20x faster with 1 thread than with 2 competing ones.
+
+    ``step``: how the steps run. "cuda-graph" replays each full minibatch's step from a CUDA graph
+    (:mod:`delan.training_graph`: the same kernels as the eager step without Python's launch cost;
+    a loss that stops being finite is then seen at the end of its epoch), for the one-step losses
+    of the Lagrangian models and the mlp on a CUDA device with the data in memory, one process;
+    "eager" steps from Python; "auto" (default) takes "cuda-graph" where it applies, else "eager".
+    The run prints and records (summary.json ``step_mode``) which it took and why.
     """
 
     data: str = ""
@@ -245,6 +253,7 @@ class TrainConfig:
     checkpoint_every: int = 50
     quiet: bool = False
     max_memory: Optional[float] = None
+    step: str = "auto"
 
     def validate(self) -> TrainConfig:
         """Check every option; raise RunError with one line naming the option and what is allowed."""
@@ -290,6 +299,7 @@ class TrainConfig:
             f"`patience` must be a positive integer, got {self.patience!r}",
         )
         need(_is_int(self.seed) and self.seed >= 0, f"`seed` must be a non-negative integer, got {self.seed!r}")
+        need(self.step in STEP_MODES, f"`step` must be one of {', '.join(STEP_MODES)}, got {self.step!r}")
         need(self.dtype in TRAIN_DTYPES, f"`dtype` must be one of {', '.join(TRAIN_DTYPES)}, got {self.dtype!r}")
         need(
             self.device in ("cpu", "cuda") or str(self.device).startswith("cuda:"),
@@ -520,19 +530,53 @@ def learning_rate(config: TrainConfig, progress: float) -> float:
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam or AdamW as ``config`` says; on CUDA ``capturable`` (its step counts live on the GPU),
+    so that eager and CUDA-graph steps (:mod:`delan.training_graph`) do the same arithmetic."""
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
+    return cls(
+        model.parameters(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        amsgrad=config.amsgrad,
+        capturable=_on_cuda(config),
+    )
+
+
+def _on_cuda(config: TrainConfig) -> bool:
+    return str(config.device).startswith("cuda")
+
+
+def step_mode(config: TrainConfig, streaming: bool, distributed: bool) -> Dict[str, str]:
+    """How a run's steps go: {"mode": "cuda-graph" or "eager", "why": ...} (see TrainConfig.step);
+    RunError if ``config.step`` asks for "cuda-graph" where it does not apply."""
+    if config.step == "eager":
+        return {"mode": "eager", "why": "asked for (step eager)"}
+    blocked = [
+        (not _on_cuda(config), f"the device is {config.device}, not CUDA"),
+        (config.model in HAMILTONIAN_KINDS, f"the {config.model} model's losses are not captured"),
+        (bool(config.rollout_horizon and config.rollout_weight), "the rollout loss is on"),
+        (streaming, "the data is streamed from disk"),
+        (distributed, "the run is distributed (torchrun)"),
+    ]
+    why = [reason for hit, reason in blocked if hit]
+    if not why:
+        how = "asked for" if config.step == "cuda-graph" else "auto"
+        return {"mode": "cuda-graph", "why": f"{how}: CUDA, data in memory, one-step losses"}
+    if config.step == "cuda-graph":
+        raise RunError(f"`step` cuda-graph does not apply here: {'; '.join(why)}; use `step` auto or eager")
+    return {"mode": "eager", "why": "auto: " + "; ".join(why)}
 
 
 def make_loss(
-    config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.Module] = None
+    config: TrainConfig, train: Dict[str, Tensor], model: Optional[nn.Module] = None, solve: Optional[Callable] = None
 ) -> Callable[[nn.Module, Dict[str, Tensor]], Tuple[Tensor, Dict[str, Tensor]]]:
     """loss(model, batch) -> (total, parts): :func:`delan.losses.delan_loss` with the per-joint
     scales of the training targets, so every joint and every term weighs alike whatever its units.
 
     ``config.loss_weights`` overrides some or all of :data:`DEFAULT_LOSS_WEIGHTS` of the model
     kind, and those the model's own ``default_loss_weights`` (the parts no one names keep the
-    model's own defaults, not another model's)."""
+    model's own defaults, not another model's). ``solve`` is the forward part's SPD solve (None:
+    :func:`delan.losses.delan_loss`'s default)."""
     from delan import losses
 
     scales = losses.Normaliser.from_data(q=train["q"], qd=train["qd"], qdd=train["qdd"], tau=train["tau"])
@@ -560,7 +604,7 @@ def make_loss(
             ) from None
 
         def one_step(model: nn.Module, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
-            return losses.delan_loss(model, batch, scales, weights, forward_norm=config.forward_norm)
+            return losses.delan_loss(model, batch, scales, weights, forward_norm=config.forward_norm, solve=solve)
 
     rollout = None
     if config.rollout_horizon and config.rollout_weight:
@@ -874,6 +918,8 @@ def _train(
         from delan.training_streaming import line
 
         print(line(data.mode, data.source), flush=True)
+    if run.dist.is_main and not config.quiet and _on_cuda(config):
+        print(f"steps: {run.steps['mode']} ({run.steps['why']})", flush=True)
     run.start(_progress_bar(config.epochs, run.epoch, show))
     stack.callback(run.bar.close)  # however the run ends
     if signals.received is not None:  # a signal while the data loaded: stop before the first step
@@ -1036,6 +1082,8 @@ class _Run:
     fallback: Dict[str, Tensor] = field(default_factory=dict)  # "last good" weights before any best
     dist: Any = None  # delan.distributed.Dist: this process's rank (rank 0 alone writes the run directory)
     parallel: Any = None  # delan.distributed.ParallelLoss under torchrun
+    steps: Dict[str, str] = field(default_factory=lambda: {"mode": "eager", "why": ""})  # step_mode()
+    graphed: Any = None  # delan.training_graph.GraphedSteps when the steps replay a CUDA graph
     log: Optional[EpochLog] = None
     bar: Any = None
     _clock: Tuple[float, float] = (0.0, 0.0)  # (elapsed, perf_counter) when this session began
@@ -1049,6 +1097,9 @@ class _Run:
         try:
             self.model.load_state_dict(checkpoint["model_state"])
             self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+            from delan.training_graph import set_capturable
+
+            set_capturable(self.optimizer, _on_cuda(self.config))  # as this run's device needs
             self.shuffle.set_state(checkpoint["rng"]["shuffle"])
             torch.set_rng_state(checkpoint["rng"]["torch"])
             self.epoch, self.step, self.elapsed = checkpoint["epoch"], checkpoint["step"], checkpoint["elapsed"]
@@ -1117,8 +1168,18 @@ class _Run:
             "validation_trajectories": d.val_names,
             "test_trajectories": list(self.config.test),
             "data_mode": d.mode,
+            "step_mode": self.steps_summary(),
             **({"world_size": self.dist.world} if self.dist.active else {}),
         }
+
+    def steps_summary(self) -> Dict[str, Any]:
+        """How the steps ran: step_mode()'s answer, and whether (or why not) a graph was captured."""
+        out: Dict[str, Any] = dict(self.steps)
+        if self.graphed is not None:
+            out["captured"] = self.graphed.captured
+            if self.graphed.note:
+                out["note"] = self.graphed.note
+        return out
 
     def diverged(self, epoch: int, what: str) -> TrainingDiverged:
         """Stop in (1-based) ``epoch``: model.pt = the best model so far (else the weights the run
@@ -1193,9 +1254,19 @@ def _build(config: TrainConfig, run_dir: str, data: _Data, signals: _StopSignals
     scales = output_scales(data.train_arrays) if config.scale_outputs else None
     model = build_model(config, data.n_dof, revolute, scales, friction["learned"])
     optimizer = make_optimizer(config, model)
-    loss_fn = make_loss(config, data.train, model)
+    dist = _dist()
+    steps = step_mode(config, streaming=data.source is not None, distributed=dist.active)
+    graph = steps["mode"] == "cuda-graph"
+    from delan.dynamics import solve_spd_unchecked
+
+    # a graph cannot wait on the host: the forward part's solve reports a failure as NaN instead
+    loss_fn = make_loss(config, data.train, model, solve=solve_spd_unchecked if graph else None)
     shuffle = torch.Generator(device="cpu").manual_seed(config.seed)
-    run = _Run(config, run_dir, data, signals, model, optimizer, loss_fn, shuffle, friction, dist=_dist())
+    run = _Run(config, run_dir, data, signals, model, optimizer, loss_fn, shuffle, friction, dist=dist, steps=steps)
+    if graph:
+        from delan.training_graph import GraphedSteps
+
+        run.graphed = GraphedSteps(model, optimizer, loss_fn, data.train, config.batch_size, config.grad_clip)
     if run.dist.active:
         from delan.distributed import ParallelLoss
 
@@ -1270,6 +1341,11 @@ def _one_epoch(run: _Run) -> Tuple[float, bool, Dict[str, float]]:
     run.loss_fn.rollout_on = rollout_on  # validation scores the rollout part from then on
 
     run.model.train()
+    if run.graphed is not None:
+        _graphed_steps(run, perm, first, lr, sums)
+        run.epoch += 1
+        run.model.eval()
+        return lr, rollout_on, sums
     for i, batch in _minibatches(run, perm, seed, first):
         batch["step"] = run.step  # the rollout loss runs on every rollout_every-th step
         try:
@@ -1302,14 +1378,52 @@ def _one_epoch(run: _Run) -> Tuple[float, bool, Dict[str, float]]:
         for k, v in [("loss", total)] + list(parts.items()):
             sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
         if run.signals.received is not None and i + config.batch_size < n_train:
-            # stop inside the epoch: checkpoint this step and where the epoch goes on
-            run.tick()
-            order = {"perm": perm.cpu()} if perm is not None else {"seed": seed}
-            run.checkpoint({**order, "pos": i + config.batch_size, "sums": d.sum_floats(sums), "lr": lr})
-            raise run.interrupted(f"step {run.step}, inside epoch {run.epoch + 1}")
+            _pause_inside_epoch(run, perm, seed, i + config.batch_size, lr, sums)
     run.epoch += 1
     run.model.eval()
     return lr, rollout_on, sums
+
+
+def _pause_inside_epoch(
+    run: _Run, perm: Optional[Tensor], seed: Optional[int], pos: int, lr: float, sums: Dict[str, float]
+) -> None:
+    """After a signal inside an epoch: checkpoint this step and where the epoch goes on, and stop."""
+    run.tick()
+    order = {"perm": perm.cpu()} if perm is not None else {"seed": seed}
+    run.checkpoint({**order, "pos": pos, "sums": run.dist.sum_floats(sums), "lr": lr})
+    raise run.interrupted(f"step {run.step}, inside epoch {run.epoch + 1}")
+
+
+def _graphed_steps(run: _Run, perm: Tensor, first: int, lr: float, sums: Dict[str, float]) -> None:
+    """The epoch's steps from sample ``first`` on through :class:`delan.training_graph.GraphedSteps`
+    (full minibatches replayed from a CUDA graph), adding the loss sums to ``sums``. The host
+    waits for the GPU only at the end of the epoch (or at a signal): a loss that stopped being
+    finite in the epoch is divergence there."""
+    steps, size, n_train = run.graphed, run.config.batch_size, run.data.n_train
+    steps.set_lr(lr)
+
+    def add_sums() -> None:
+        for k, v in steps.take_sums().items():
+            sums[k] = sums.get(k, 0.0) + v
+
+    for i in range(first, n_train, size):
+        try:
+            steps.step(perm[i : i + size])
+        except (ValueError, RuntimeError) as exc:
+            raise run.failed(
+                exc,
+                run.epoch + 1,
+                _first_line(exc),
+                f"training stopped at epoch {run.epoch + 1} (step {run.step}): {_first_line(exc)}",
+            ) from None
+        run.step += 1
+        if run.signals.received is not None and i + size < n_train:
+            add_sums()
+            _pause_inside_epoch(run, perm, None, i + size, lr, sums)
+    add_sums()
+    bad = [k for k, v in sums.items() if not math.isfinite(v)]
+    if bad:
+        raise run.diverged(run.epoch + 1, f"the training loss ({', '.join(bad)}) is not finite in this epoch")
 
 
 def _minibatches(run: _Run, perm: Optional[Tensor], seed: Optional[int], first: int):

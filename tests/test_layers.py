@@ -29,10 +29,17 @@ LAYERS = [
     ("data", ["delan.data", "delan.fingerprint", "delan.runlock"]),
     (
         "training and evaluation",
-        ["delan.training", "delan.training_streaming", "delan.distributed", "delan.evaluation", "delan.control"],
+        [
+            "delan.training",
+            "delan.training_streaming",
+            "delan.training_graph",
+            "delan.distributed",
+            "delan.evaluation",
+            "delan.control",
+        ],
     ),
     ("plotting", ["delan.plotting", "delan.control_plots"]),
-    ("api", ["delan.api", "delan.export", "delan"]),
+    ("api", ["delan.api", "delan.export", "delan.compiled", "delan"]),
     ("cli", ["delan.cli", "delan.__main__"]),
 ]
 

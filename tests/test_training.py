@@ -85,8 +85,8 @@ def test_diverging_loss_stops_and_keeps_checkpoint(data_file, tmp_path, monkeypa
 
     real = training.make_loss
 
-    def poisoned(config, train, model=None):
-        loss = real(config, train, model)
+    def poisoned(config, train, model=None, **options):
+        loss = real(config, train, model, **options)
         calls = {"n": 0}
 
         def f(model, batch):

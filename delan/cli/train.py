@@ -10,7 +10,7 @@ from typing import Any, Dict, List
 
 from delan.cli._checks import finite, positive_integer
 from delan.errors import OptionError, RunError
-from delan.training import DEFAULT_TIME_BUDGET, MODEL_KINDS, OPTIMIZERS, SCHEDULES, TrainConfig
+from delan.training import DEFAULT_TIME_BUDGET, MODEL_KINDS, OPTIMIZERS, SCHEDULES, STEP_MODES, TrainConfig
 
 # (option, type, metavar, help); every default comes from TrainConfig, so that --resume can tell
 # an option given on the command line (not None) from one left alone (None).
@@ -160,6 +160,14 @@ def add_parser(subparsers) -> None:
         default=None,
         help=f"floating-point precision of the model and data (default {d.dtype})",
     )
+    p.add_argument(
+        "--step",
+        choices=STEP_MODES,
+        default=None,
+        help="how training steps run: cuda-graph replays each step from a CUDA graph (Lagrangian models "
+        "and the mlp on a GPU, one-step losses, data in memory, one process); eager steps from Python; "
+        f"auto takes cuda-graph where it applies (default {d.step}; the run prints which)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--force", action="store_true", help="start afresh in an existing RUN_DIR (replaces its run files)")
     p.add_argument(
@@ -226,6 +234,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
         "scale_outputs",
         "device",
         "dtype",
+        "step",
     ):
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
