@@ -155,7 +155,7 @@ class GraphedSteps:
         try:
             for g in groups:
                 g["lr"] = self._lr
-            with torch.cuda.device(self.device), torch.cuda.graph(graph):  # the data's GPU, not the current one
+            with torch.cuda.graph(graph):
                 self._body(self._idx)
         except RuntimeError as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
