@@ -1221,6 +1221,13 @@ class _Run:
             return self.diverged(epoch, what)
         return RunError(message)
 
+    def step_failed(self, exc: BaseException) -> RunError:
+        """:meth:`failed` for ``exc`` raised by a training step of the epoch under way."""
+        what = _first_line(exc)
+        return self.failed(
+            exc, self.epoch + 1, what, f"training stopped at epoch {self.epoch + 1} (step {self.step}): {what}"
+        )
+
     def interrupted(self, where: str) -> TrainingInterrupted:
         """Stop after a signal (the checkpoint is written): summary.json says so; the error to raise."""
         signum = int(self.signals.received)
@@ -1355,12 +1362,7 @@ def _one_epoch(run: _Run) -> Tuple[float, bool, Dict[str, float]]:
             else:  # this rank's slice of the global batch; DDP averages the gradients in backward
                 weighted, total, parts, b = run.parallel(batch, batch["q"].shape[0])
         except (ValueError, RuntimeError) as exc:
-            raise run.failed(
-                exc,
-                run.epoch + 1,
-                _first_line(exc),
-                f"training stopped at epoch {run.epoch + 1} (step {run.step}): {_first_line(exc)}",
-            ) from None
+            raise run.step_failed(exc) from None
         bad = not torch.isfinite(total)
         if d.active:  # every rank must take the same branch: any rank's bad loss or signal counts
             bad_any, signum = d.max_ints([int(bad), int(run.signals.received or 0)])
@@ -1410,12 +1412,7 @@ def _graphed_steps(run: _Run, perm: Tensor, first: int, lr: float, sums: Dict[st
         try:
             steps.step(perm[i : i + size])
         except (ValueError, RuntimeError) as exc:
-            raise run.failed(
-                exc,
-                run.epoch + 1,
-                _first_line(exc),
-                f"training stopped at epoch {run.epoch + 1} (step {run.step}): {_first_line(exc)}",
-            ) from None
+            raise run.step_failed(exc) from None
         run.step += 1
         if run.signals.received is not None and i + size < n_train:
             add_sums()
