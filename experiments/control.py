@@ -1,10 +1,12 @@
 """Closing the loop with learned models (issue 11): tracking and swing-up on the TRUE systems.
 
-    python experiments/control.py              # ~13 min with the trainings cached, ~30 min from scratch
-    python experiments/control.py --retrain    # train every model again (10 runs, 2 at a time: ~18 min)
+    python experiments/control.py              # simulations only, with the trainings cached
+    python experiments/control.py --retrain    # train every model again (10 runs, 2 at a time: ~55 min)
     python experiments/control.py --systems two-link,panda   # a subset; the others' results are kept
 
-(times measured on 2 CPU cores shared with other jobs, load average ~9)
+(on 2 CPU cores at load ~1, `--retrain --systems panda` took 42 min: three 1200 s trainings, two at a
+time, then ~90 s of data and simulation; the trainings are wall-clock budgets, so a loaded machine
+gets fewer epochs in them and worse models)
 
 Writes experiments/results/control.{json,md} and figures into experiments/results/control/;
 the trained run directories and data files are cached in experiments/results/control/runs/
