@@ -61,3 +61,30 @@ def cli_fails(capsys):
         return err
 
     return check
+
+
+@pytest.fixture
+def loss_hook(monkeypatch):
+    """``loss_hook(hook)``: from then on the trainer calls ``hook()`` before every loss it computes
+    (training steps run with gradients enabled, validation without); ``loss_hook(None)`` removes it."""
+    import delan.training as training
+
+    real = training.make_loss
+
+    def install(hook):
+        if hook is None:
+            monkeypatch.setattr(training, "make_loss", real)
+            return
+
+        def make_loss(*args, **options):
+            loss = real(*args, **options)
+
+            def hooked(model, batch):
+                hook()
+                return loss(model, batch)
+
+            return hooked
+
+        monkeypatch.setattr(training, "make_loss", make_loss)
+
+    return install

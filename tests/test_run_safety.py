@@ -240,32 +240,23 @@ def test_sigint_in_a_subprocess_checkpoints_and_resumes_where_it_stopped(data, t
         assert torch.equal(a, b), name
 
 
-def test_sigint_inside_an_epoch_checkpoints_that_step_and_resume_is_exact(data, tmp_path, monkeypatch):
+def test_sigint_inside_an_epoch_checkpoints_that_step_and_resume_is_exact(data, tmp_path, loss_hook):
     """The signal arrives during a step (a real SIGINT to this process): the step finishes, the
     checkpoint holds the place inside the epoch, and the resumed run ends bit for bit like one
     that was never interrupted."""
-    import delan.training as training
-
-    make_loss = training.make_loss
     calls = [0]
 
-    def signalling_loss(*a, **k):
-        loss = make_loss(*a, **k)
-
-        def wrapped(model, batch):
-            calls[0] += 1
-            if calls[0] == 13 and torch.is_grad_enabled():  # a training step inside epoch 2
-                signal.raise_signal(signal.SIGINT)
-            return loss(model, batch)
-
-        return wrapped
+    def hook():
+        calls[0] += 1
+        if calls[0] == 13 and torch.is_grad_enabled():  # a training step inside epoch 2
+            signal.raise_signal(signal.SIGINT)
 
     opts = dict(FAST, batch_size=16, epochs=4, checkpoint_every=100)
-    monkeypatch.setattr(training, "make_loss", signalling_loss)
+    loss_hook(hook)
     with pytest.raises(delan.errors.TrainingInterrupted, match="inside epoch 2") as info:
         delan.train(data, str(tmp_path / "cut"), test=["a"], **opts)
     assert info.value.exit_code == 130
-    monkeypatch.setattr(training, "make_loss", make_loss)
+    loss_hook(None)
     saved = load_checkpoint(str(tmp_path / "cut" / "checkpoint.pt"))
     assert saved["epoch"] == 1 and saved["partial"]["pos"] > 0 and saved["version"] == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
@@ -384,25 +375,16 @@ def test_lr_1e6_diverges_with_one_line_and_a_loadable_model(data, tmp_path, caps
 
 
 @pytest.mark.parametrize("where", ["training", "validation"])
-def test_a_failed_cholesky_is_a_divergence(data, tmp_path, monkeypatch, where):
-    import delan.training as training
-
-    make_loss = training.make_loss
+def test_a_failed_cholesky_is_a_divergence(data, tmp_path, loss_hook, where):
     calls = {"training": 0, "validation": 0}
 
-    def failing_loss(*a, **k):
-        loss = make_loss(*a, **k)
+    def hook():
+        part = "training" if torch.is_grad_enabled() else "validation"
+        calls[part] += 1
+        if part == where and calls[part] == (5 if where == "training" else 3):  # in epoch 2 or 3
+            torch.linalg.cholesky(-torch.eye(2, dtype=torch.float64))  # raises LinAlgError
 
-        def wrapped(model, batch):
-            part = "training" if torch.is_grad_enabled() else "validation"
-            calls[part] += 1
-            if part == where and calls[part] == (5 if where == "training" else 3):  # in epoch 2 or 3
-                torch.linalg.cholesky(-torch.eye(2, dtype=torch.float64))  # raises LinAlgError
-            return loss(model, batch)
-
-        return wrapped
-
-    monkeypatch.setattr(training, "make_loss", failing_loss)
+    loss_hook(hook)
     run = str(tmp_path / "run")
     with pytest.raises(TrainingDiverged, match="not positive-definite") as info:
         delan.train(data, run, test=["a"], epochs=5, checkpoint_every=1, **FAST)
@@ -448,24 +430,15 @@ def test_unknown_format_versions_are_refused_naming_file_and_version(finished_ru
 
 
 # -- 6. permissions ------------------------------------------------------------------------------
-def test_run_files_follow_the_umask(data, tmp_path, monkeypatch):
-    import delan.training as training
-
-    make_loss = training.make_loss
+def test_run_files_follow_the_umask(data, tmp_path, loss_hook):
     calls = [0]
 
-    def signalling_loss(*a, **k):
-        loss = make_loss(*a, **k)
+    def hook():
+        calls[0] += 1
+        if calls[0] == 2:
+            signal.raise_signal(signal.SIGTERM)
 
-        def wrapped(model, batch):
-            calls[0] += 1
-            if calls[0] == 2:
-                signal.raise_signal(signal.SIGTERM)
-            return loss(model, batch)
-
-        return wrapped
-
-    monkeypatch.setattr(training, "make_loss", signalling_loss)
+    loss_hook(hook)
     old = os.umask(0o027)
     try:
         with pytest.raises(delan.errors.TrainingInterrupted) as info:

@@ -148,24 +148,17 @@ def test_unchecked_solve_equals_the_checked_one_and_gives_nan_where_it_would_rai
 
 
 @pytest.mark.parametrize("loop", ["eager", "cuda-graph"])
-def test_an_error_in_a_step_stops_the_run_with_one_line_naming_where(tmp_path, monkeypatch, loop):
+def test_an_error_in_a_step_stops_the_run_with_one_line_naming_where(tmp_path, monkeypatch, loss_hook, loop):
     if loop == "cuda-graph":
         monkeypatch.setattr(training, "step_mode", _graph_mode)
-    make_loss = training.make_loss
     calls = [0]
 
-    def failing_loss(*a, **k):
-        loss = make_loss(*a, **k)
+    def hook():
+        calls[0] += 1
+        if calls[0] == 3 and torch.is_grad_enabled():
+            raise ValueError("the batch went wrong\nsecond line")
 
-        def wrapped(model, batch):
-            calls[0] += 1
-            if calls[0] == 3 and torch.is_grad_enabled():
-                raise ValueError("the batch went wrong\nsecond line")
-            return loss(model, batch)
-
-        return wrapped
-
-    monkeypatch.setattr(training, "make_loss", failing_loss)
+    loss_hook(hook)
     with pytest.raises(RunError) as info:
         _train(tmp_path / "run", epochs=2, batch_size=256)
     assert str(info.value) == "training stopped at epoch 1 (step 2): the batch went wrong"
