@@ -37,15 +37,12 @@ from _timing import environment, time_interleaved, write_report  # noqa: E402
 
 import delan  # noqa: E402
 from delan.dynamics import solve_spd_unchecked  # noqa: E402
+from delan.errors import first_line  # noqa: E402
 from delan.training import TrainConfig, build_model, make_loss, make_optimizer  # noqa: E402
 from delan.training_graph import GraphedSteps  # noqa: E402
 
 N_DOF = 7
 failed: list = []  # variants that could not run, with why
-
-
-def _first(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 def synthetic(n: int, samples: int, device: torch.device, seed: int = 0) -> dict:
@@ -69,6 +66,7 @@ def trainer_parts(config: TrainConfig, train: dict, seed: int = 0):
 
 
 def max_relative_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    """The largest over the state's tensors of max |a - b| / max |b|."""
     worst = 0.0
     for x, y in zip(a.state_dict().values(), b.state_dict().values()):
         worst = max(worst, float((x - y).abs().max() / y.abs().max().clamp_min(1e-30)))
@@ -109,7 +107,9 @@ def step_rows(args, device, train, report):
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
             except Exception as exc:  # a compiler failure is a finding to report, not the end of the run
-                failed.append(f"- train step, batch {batch}, {name}: failed ({type(exc).__name__}: {_first(exc)})")
+                failed.append(
+                    f"- train step, batch {batch}, {name}: failed ({type(exc).__name__}: {first_line(exc)[:300]})"
+                )
                 continue
             setups[name] = time.perf_counter() - t0
             if name == "eager":
@@ -149,9 +149,8 @@ def inference_rows(args, device, report_rows):
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
                 except Exception as exc:  # reported, as above
-                    failed.append(
-                        f"- inverse dynamics, batch {batch}, {name}: failed ({type(exc).__name__}: {_first(exc)})"
-                    )
+                    why = f"{type(exc).__name__}: {first_line(exc)[:300]}"
+                    failed.append(f"- inverse dynamics, batch {batch}, {name}: failed ({why})")
                     continue
                 setup[name] = time.perf_counter() - t0
                 exact.append((batch, name, float((got - ref).norm() / ref.norm())))

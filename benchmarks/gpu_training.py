@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import environment, write_report  # noqa: E402
+from gpu_steps import max_relative_difference  # noqa: E402
 
 import delan  # noqa: E402
 from delan.cli import main as delan_main  # noqa: E402
@@ -86,8 +87,7 @@ def main(argv=None) -> int:
                 f"| {step} ({run.summary['step_mode']['mode']}) | {run.summary['seconds']:.2f} | {rate:,.0f} | "
                 f"{rate / runs['eager'][1]:.2f}x |"
             )
-        a, b = runs["eager"][0].model.state_dict(), runs["cuda-graph"][0].model.state_dict()
-        worst = max(float((a[k] - b[k]).abs().max() / a[k].abs().max().clamp_min(1e-30)) for k in a)
+        worst = max_relative_difference(runs["cuda-graph"][0].model, runs["eager"][0].model)
         lines += ["", f"Weights after the two runs: max relative difference {worst:.2e}.", ""]
         write_report(lines, args.output, echo=False)
 

@@ -75,3 +75,10 @@ class ControlError(DelanError, ValueError):
     """A controller or closed-loop run that cannot work as asked: a bad gain, limit, rate or
     noise level, a system without a swing-up, a model without the energies a controller needs
     (the message says which)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when the message is empty): what a
+    one-line error built on another error quotes of it."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -69,7 +69,14 @@ from delan.data.splits import (  # noqa: F401  (public names of the trainer's da
     to_tensors,
     validation_blocks,
 )
-from delan.errors import DataError, IndefiniteMassMatrixError, RunError, TrainingDiverged, TrainingInterrupted
+from delan.errors import (
+    DataError,
+    IndefiniteMassMatrixError,
+    RunError,
+    TrainingDiverged,
+    TrainingInterrupted,
+    first_line,
+)
 from delan.fileio import atomic_write_bytes, atomic_write_json
 from delan.models import load_model, save_model
 from delan.models.base import DTYPES
@@ -867,11 +874,6 @@ def _finite_weights(model: nn.Module) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _train(
     config: TrainConfig,
     run_dir: str,
@@ -1223,7 +1225,7 @@ class _Run:
 
     def step_failed(self, exc: BaseException) -> RunError:
         """:meth:`failed` for ``exc`` raised by a training step of the epoch under way."""
-        what = _first_line(exc)
+        what = first_line(exc)
         return self.failed(
             exc, self.epoch + 1, what, f"training stopped at epoch {self.epoch + 1} (step {self.step}): {what}"
         )
@@ -1445,8 +1447,8 @@ def _end_epoch(run: _Run, lr: float, rollout_on: bool, sums: Dict[str, float]) -
         raise run.failed(
             exc,
             run.epoch,
-            f"validation failed: {_first_line(exc)}",
-            f"validation failed after epoch {run.epoch} (step {run.step}): {_first_line(exc)}",
+            f"validation failed: {first_line(exc)}",
+            f"validation failed after epoch {run.epoch} (step {run.step}): {first_line(exc)}",
         ) from None
     score = val_mean["loss"] if val_mean is not None else train_mean["loss"]
     if not math.isfinite(score):

@@ -32,6 +32,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from delan.errors import first_line
+
 WARMUP_STEPS = 3  # eager full steps before the capture
 
 LossFn = Callable[[nn.Module, Dict[str, Tensor]], Tuple[Tensor, Dict[str, Tensor]]]
@@ -158,8 +160,7 @@ class GraphedSteps:
             with torch.cuda.graph(graph):
                 self._body(self._idx)
         except RuntimeError as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            self.note = f"the CUDA graph capture failed ({first}); the steps stay eager"
+            self.note = f"the CUDA graph capture failed ({first_line(exc)}); the steps stay eager"
             self._lr = None
             torch.cuda.synchronize(self.device)
             return
