@@ -170,3 +170,105 @@ def test_torchrun_group_killed_with_sigterm_resumes_in_one_process(tmp_path):
     assert done["finished"] and done["epochs"] == 150 and "world_size" not in done
     rows = [json.loads(x) for x in open(run / "log.jsonl")]
     assert [r["epoch"] for r in rows] == list(range(1, 151))  # no epoch lost or repeated
+
+
+def _signalled_worker(rank: int, world: int, port: int, data: str, run_dir: str, where: str, results) -> None:
+    """One rank of a 2-rank run in which rank 0 alone sends itself SIGTERM at ``where``: a point at
+    which the other rank has not seen a signal (as when torchrun's SIGTERM reaches the ranks at
+    slightly different times). Puts (rank, outcome) on ``results``."""
+    import datetime
+    import signal
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    import delan.training as training
+    from delan import distributed
+    from delan.errors import TrainingInterrupted
+
+    def kill_self():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    if rank == 0 and where == "setup":  # the data has loaded; the run directory is not written yet
+        build = training._build
+
+        def building(*args, **kwargs):
+            run = build(*args, **kwargs)
+            kill_self()
+            return run
+
+        training._build = building
+    elif rank == 0 and where == "epoch end":  # after epoch 2 was scored, before the checkpoint rule
+        end = training._end_epoch
+
+        def ending(run, *args):
+            end(run, *args)
+            if run.epoch == 2:
+                kill_self()
+
+        training._end_epoch = ending
+    elif rank == 0 and where == "inside a step":  # after the ranks agreed to step on, mid-epoch
+        make = training.make_optimizer
+
+        def making(*args, **kwargs):
+            opt = make(*args, **kwargs)
+            real, calls = opt.step, [0]
+
+            def step(*a, **k):
+                calls[0] += 1
+                if calls[0] == 7:  # the second step of epoch 2 (5 steps per epoch)
+                    kill_self()
+                return real(*a, **k)
+
+            opt.step = step
+            return opt
+
+        training.make_optimizer = making
+    # a short timeout: a rank left waiting in a collective fails the test instead of hanging it
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=30))
+    distributed.init_from_env("cpu")
+    try:
+        train_run(_config(data, 6), run_dir, progress=False)
+        results.put((rank, "finished"))
+    except TrainingInterrupted as exc:
+        results.put((rank, str(exc)))
+    except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+        results.put((rank, f"{type(exc).__name__}: {exc}"))
+    finally:
+        distributed.shutdown()
+
+
+@pytest.mark.parametrize("where", ["setup", "epoch end", "inside a step"])
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_point(character_data, tmp_path, where):
+    """The ranks decide together whether a signal stops the run (any rank's signal counts), so a
+    SIGTERM that reaches one rank first stops both at the same step, with nothing left waiting."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    data = character_data(4)
+    run_dir = str(tmp_path / "run")
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_signalled_worker, args=(r, 2, port, data, run_dir, where, results))
+        for port in [_free_port()]
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = dict(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+    assert outcomes[0] == outcomes[1], outcomes  # the same stop, the same message
+    assert outcomes[0].startswith("SIGTERM: "), outcomes[0]
+    if where == "setup":
+        assert "nothing was written" in outcomes[0] and not os.path.exists(run_dir)
+        return
+    stopped = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert stopped["stop_reason"] == "interrupted" and stopped["world_size"] == 2
+    # inside a step: the signal came after the ranks agreed on step 7, so both stop after step 8
+    at = "the end of epoch 2" if where == "epoch end" else "step 8, inside epoch 2"
+    assert at in outcomes[0], outcomes[0]
+    train_run(_config(data, 6), run_dir, resume=True, progress=False)  # one process goes on from it
+    rows = [json.loads(x) for x in open(os.path.join(run_dir, "log.jsonl"))]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
