@@ -114,10 +114,19 @@ def test_fast_path_never_goes_stale():
     check()
     model.trunk.hidden[1] = ddn.layers.DifferentialLinear(5, 5, dtype=F64)
     check()
+    model.trunk.hidden.append(ddn.layers.DifferentialLinear(5, 5, dtype=F64))  # one layer more
+    check()
+    model.trunk.output.weight = torch.nn.Parameter(torch.randn_like(model.trunk.output.weight))
+    check()
     model.friction_model.smoothing = 0.5
+    check()
+    model.friction_model.raw_coulomb = torch.nn.Parameter(torch.randn(2, dtype=F64))
     check()
     model.friction_model = None
     check()
+    # every change above was seen by the cheap check (the dictionaries behind the public reads),
+    # which is what the callable uses for ddn's network
+    assert fn._cheap is not None
 
 
 def test_no_fast_path_says_why():
