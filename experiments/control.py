@@ -247,9 +247,10 @@ def track(
     figures: bool,
     bandwidth: float = 10.0,
     computed_torque: bool = True,
+    noise_seed: int = 0,
 ) -> dict:
     """Track every held-out reference with every controller (PD gains for ``bandwidth`` rad/s);
-    pooled metrics per controller."""
+    pooled metrics per controller. Reference i gets the sensor noise of seed i + 100 noise_seed."""
     from delan import control_plots
     from delan.control import PD, ComputedTorque, FeedForwardPD, pd_gains, simulate_closed_loop, tracking_metrics
     from delan.systems import make_system
@@ -283,7 +284,14 @@ def track(
             else:
                 ctl = ComputedTorque(spec[1], ref, w * w, 2 * zeta * w)
             res = simulate_closed_loop(
-                system, ctl, q0, qd0, duration=duration or ref.duration, rate=rate, noise=noise, seed=i
+                system,
+                ctl,
+                q0,
+                qd0,
+                duration=duration or ref.duration,
+                rate=rate,
+                noise=noise,
+                seed=i + 100 * noise_seed,
             )
             results.append(res)
             if figures and i == 0:
@@ -307,8 +315,8 @@ def track(
         m["seconds"] = round(time.perf_counter() - started, 1)
         rows[cname] = m
         print(
-            f"  {system_name} w={w:g} {cname}: RMS error norm {m['rms_error_norm']:.3g} rad, effort {m['effort']:.3g} "
-            f"({m['seconds']:g} s)",
+            f"  {system_name} w={w:g} noise {noise_seed} {cname}: RMS error norm {m['rms_error_norm']:.3g} rad, "
+            f"effort {m['effort']:.3g} ({m['seconds']:g} s)",
             flush=True,
         )
     return dict(
@@ -506,6 +514,31 @@ def tracking_section(system: str, tr: dict) -> List[str]:
         ]
         lines += tracking_table(sw["rows"], feed_forward=False)
         lines += ["", f"At w = {w}: " + ratio_text(sw["ratios"], list(RATIO_NAMES)[:3]), ""]
+    study = tr.get("noise_study")
+    if study:
+        n = len(next(iter(next(iter(study.values())).values())))
+        goals = {
+            "pd_over_learned_ff": (lambda x: x >= tr["target_pd_ratio"], f">= {tr['target_pd_ratio']:g}"),
+            "learned_ff_over_true_ff": (lambda x: x <= 1.5, "<= 1.5"),
+            "mlp_ff_over_learned_ff": (lambda x: x > 1, "> 1"),
+        }
+        lines += [
+            f"The ratios under {n} sensor-noise realisations (`--noise-seeds {n}`; the first is the tables' own; "
+            "the same trained models): median [smallest, largest], and in how many the target holds.",
+            "",
+            "| ratio | target | " + " | ".join(f"w = {w} rad/s" for w in study) + " |",
+            "|---|---|" + "---|" * len(study),
+        ]
+        for key, (ok, target) in goals.items():
+            cells = []
+            for w in study:
+                v = study[w].get(key)
+                if not v:
+                    cells.append("n/a")
+                    continue
+                cells.append(f"{fmt(float(np.median(v)))} [{fmt(min(v))}, {fmt(max(v))}], {sum(map(ok, v))} / {len(v)}")
+            lines.append(f"| {RATIO_NAMES[key]} | {target} | " + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
@@ -569,7 +602,24 @@ def write_report(result: dict) -> None:
     print("\n".join(lines))
 
 
-def evaluate_system(system: str, hkind: Optional[str], rate: float, noise, seeds: int, figures: bool):
+def noise_study(system: str, models: Dict[str, object], tr: dict, rate: float, noise, seconds, n: int) -> dict:
+    """The ratios of the feed-forward rows again under ``n`` sensor-noise realisations (the first is
+    the tables' own), at each PD bandwidth of the report: how much of a ratio is one noise draw."""
+    keep = {k: v for k, v in models.items() if k in ("structured DeLaN", "mlp", "true model")}
+    first = {f"{tr['bandwidth']:g}": tr["ratios"], **{w: sw["ratios"] for w, sw in tr["bandwidth_sweep"].items()}}
+    study = {}
+    for w, ratios0 in first.items():
+        runs = [ratios0]
+        for k in range(1, n):
+            again = track(system, TRACKING[system], keep, rate, noise, seconds, False, float(w), False, noise_seed=k)
+            runs.append(ratios(again["rows"]))
+        study[w] = {key: [r[key] for r in runs] for key in ratios0 if key in runs[-1]}
+    return study
+
+
+def evaluate_system(
+    system: str, hkind: Optional[str], rate: float, noise, seeds: int, figures: bool, noise_seeds: int = 1
+):
     """("tracking" or "swing_up", results) of one system with its cached trained models."""
     from delan.systems import make_system
     from delan.training import load_run
@@ -593,6 +643,8 @@ def evaluate_system(system: str, hkind: Optional[str], rate: float, noise, seeds
                 system, TRACKING[system], models, rate, noise, seconds, False, bandwidth=w, computed_torque=False
             )
             tr["bandwidth_sweep"][f"{w:g}"] = dict(rows=sw["rows"], ratios=ratios(sw["rows"]))
+        if noise_seeds > 1:
+            tr["noise_study"] = noise_study(system, models, tr, rate, noise, seconds, noise_seeds)
         return "tracking", tr
     models["true model"] = true
     return "swing_up", swing_up(system, models, rate, noise, seeds, 10.0, figures)
@@ -606,6 +658,12 @@ def main() -> int:
     ap.add_argument("--noise", default="1e-3,1e-2", help="sensor noise std on q, qd (default 1e-3,1e-2)")
     ap.add_argument("--seeds", type=int, default=10, help="swing-up seeds (default 10)")
     ap.add_argument("--parallel", type=int, default=2, help="trainings at once (default 2)")
+    ap.add_argument(
+        "--noise-seeds",
+        type=int,
+        default=1,
+        help="tracking: the ratios again under this many sensor-noise realisations (default 1: the tables only)",
+    )
     ap.add_argument("--no-figures", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -666,6 +724,7 @@ def main() -> int:
                 noise,
                 args.seeds,
                 not args.no_figures,
+                args.noise_seeds,
             )
             for system in systems
         }
