@@ -177,9 +177,9 @@ class SingleSampleInverseDynamics:
         parents before children, and the hidden layers' dictionary with the layers it holds now;
         None where it cannot stand for the public reads. Reading these dictionaries costs about
         a tenth of the public reads (``nn.Module.__getattr__``, ``layer_weights()``), which were
-        a quarter of the whole call. A parametrised weight
-        (computed at every read, held in no dictionary) or a trunk of another structure than
-        ddn's network leaves the public reads on every call."""
+        a quarter of the whole call. A parametrised weight (computed at every read, held in no
+        dictionary) or a trunk of another structure than ddn's network leaves the public reads
+        on every call. Called by :meth:`_refresh` after it has taken ``_objs`` and ``_tensors``."""
         m = self.model
         try:
             net, fr = m.trunk, m.friction_model
@@ -205,8 +205,7 @@ class SingleSampleInverseDynamics:
             keys.append(name)
             held.append(value)
         ids = set(map(id, held))
-        objs, tensors = self._seen()
-        if not all(id(x) in ids for x in objs + tensors if x is not None):
+        if not all(id(x) in ids for x in self._objs + self._tensors if x is not None):
             return None
         return dicts, keys, held, net.hidden._modules, tuple(net.hidden)
 
