@@ -475,6 +475,15 @@ RATIO_NAMES = {
 }
 
 
+def ratio_goals(pd_target: float) -> Dict[str, tuple]:
+    """The issue's tracking targets by ratio: (test of a value, the target as text)."""
+    return {
+        "pd_over_learned_ff": (lambda x: x >= pd_target, f">= {pd_target:g}"),
+        "learned_ff_over_true_ff": (lambda x: x <= 1.5, "<= 1.5"),
+        "mlp_ff_over_learned_ff": (lambda x: x > 1, "> 1"),
+    }
+
+
 def ratio_text(r: Dict[str, float], keys: Sequence[str], notes: Optional[Dict[str, str]] = None) -> str:
     """The ratios ``keys`` of ``r`` as "PD / learned-FF = 4.1 (note), ...", each with its note if any."""
     notes = notes or {}
@@ -507,12 +516,11 @@ def tracking_section(system: str, tr: dict) -> List[str]:
         f"the references [N m]; the true torque's RMS per joint is {fmt(tr.get('torque_rms'), 2)}.",
     ]
     r = tr["ratios"]
-    targets = {
-        "pd_over_learned_ff": f"worst joint {fmt(r.get('pd_over_learned_ff_worst_joint'))}; "
-        f"target >= {tr['target_pd_ratio']:g}",
-        "learned_ff_over_true_ff": "target <= 1.5",
-        "mlp_ff_over_learned_ff": "target > 1",
-    }
+    goals = ratio_goals(tr["target_pd_ratio"])
+    targets = {key: f"target {text}" for key, (_, text) in goals.items()}
+    targets["pd_over_learned_ff"] = (
+        f"worst joint {fmt(r.get('pd_over_learned_ff_worst_joint'))}; " + targets["pd_over_learned_ff"]
+    )
     lines += ["", "Ratios of the RMS error norm: " + ratio_text(r, RATIO_NAMES, targets), ""]
     for w, sw in tr.get("bandwidth_sweep", {}).items():
         lines += [
@@ -524,11 +532,6 @@ def tracking_section(system: str, tr: dict) -> List[str]:
     study = tr.get("noise_study")
     if study:
         n = len(next(iter(next(iter(study.values())).values())))
-        goals = {
-            "pd_over_learned_ff": (lambda x: x >= tr["target_pd_ratio"], f">= {tr['target_pd_ratio']:g}"),
-            "learned_ff_over_true_ff": (lambda x: x <= 1.5, "<= 1.5"),
-            "mlp_ff_over_learned_ff": (lambda x: x > 1, "> 1"),
-        }
         lines += [
             f"The ratios under {n} sensor-noise realisations (`--noise-seeds {n}`; the first is the tables' own; "
             "the same trained models): median [smallest, largest], and in how many the target holds.",
