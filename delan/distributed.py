@@ -54,18 +54,9 @@ class Dist:
         dist.all_reduce(t)
         return {k: float(v) for k, v in zip(keys, t.tolist())}
 
-    def max_int(self, value: int) -> int:
-        """The largest ``value`` over the ranks (e.g. a stop signal seen by any of them)."""
-        if not self.active:
-            return value
-        import torch.distributed as dist
-
-        t = torch.tensor([int(value)], dtype=torch.int64, device=self._device())
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return int(t.item())
-
     def max_ints(self, values):
-        """The elementwise largest of ``values`` (a list of ints) over the ranks."""
+        """The elementwise largest of ``values`` (a list of ints) over the ranks (e.g. a stop
+        signal or a bad loss seen by any of them)."""
         if not self.active:
             return list(values)
         import torch.distributed as dist

@@ -924,7 +924,7 @@ def _train(
         print(f"steps: {run.steps['mode']} ({run.steps['why']})", flush=True)
     run.start(_progress_bar(config.epochs, run.epoch, show))
     stack.callback(run.bar.close)  # however the run ends
-    if run.agreed_signal() is not None:  # a signal while the run was set up: stop before the first step
+    if run.agreed_signal()[0] is not None:  # a signal while the run was set up: stop before the first step
         if checkpoint is None:
             run.checkpoint()  # so that the new run can be resumed
         raise run.interrupted("setting up, before its first step")
@@ -934,7 +934,7 @@ def _train(
         lr, rollout_on, sums = _one_epoch(run)
         _end_epoch(run, lr, rollout_on, sums)
         reason = _stop_reason(run, stop_after, epoch_done=True)
-        signalled = run.agreed_signal() is not None
+        signalled = run.agreed_signal()[0] is not None
         # a checkpoint every N epochs, whenever the run stops, and on a signal
         if reason or run.epoch % config.checkpoint_every == 0 or signalled:
             run.checkpoint()
@@ -1231,17 +1231,19 @@ class _Run:
             exc, self.epoch + 1, what, f"training stopped at epoch {self.epoch + 1} (step {self.step}): {what}"
         )
 
-    def agreed_signal(self) -> Optional[int]:
-        """The signal that stops the run here, or None. Under torchrun the ranks decide together
-        (any rank's signal counts; a collective, so every rank must ask at the same point): the
-        scheduler's SIGTERM reaches them at slightly different times, and a rank that stopped
-        alone would leave the others waiting in their next collective."""
+    def agreed_signal(self, bad: bool = False) -> Tuple[Optional[int], bool]:
+        """(the signal that stops the run here or None, whether ``bad`` holds). Under torchrun the
+        ranks decide together, in one collective, so every rank must ask at the same point: any
+        rank's signal or ``bad`` counts. The scheduler's SIGTERM reaches the ranks at slightly
+        different times, and a rank that stopped alone would leave the others waiting in their
+        next collective."""
         received = self.signals.received
         if self.dist.active:
-            received = self.dist.max_int(int(received or 0)) or None
+            bad_any, signum = self.dist.max_ints([int(bad), int(received or 0)])
+            bad, received = bool(bad_any), signum or None
             if received is not None:  # never cleared here: a signal may land during the collective
                 self.signals.received = received
-        return received
+        return received, bad
 
     def interrupted(self, where: str) -> TrainingInterrupted:
         """Stop after a signal (the checkpoint is written): summary.json says so; the error to raise."""
@@ -1304,7 +1306,7 @@ def _record_new_run(run: _Run, force: bool, stack: ExitStack) -> None:
     config, data = run.config, run.data
     # rank 0 alone reads the whole file for its fingerprint; a signal meanwhile still stops here
     fingerprint = data_fingerprint(data.path) if run.dist.is_main else None
-    signum = run.agreed_signal()
+    signum = run.agreed_signal()[0]
     if signum is not None:
         raise TrainingInterrupted(
             f"{signal.Signals(signum).name}: stopped before training started; nothing was written to {run.run_dir}",
@@ -1378,13 +1380,9 @@ def _one_epoch(run: _Run) -> Tuple[float, bool, Dict[str, float]]:
                 weighted, total, parts, b = run.parallel(batch, batch["q"].shape[0])
         except (ValueError, RuntimeError) as exc:
             raise run.step_failed(exc) from None
-        bad = not torch.isfinite(total)
-        agreed = None  # under torchrun: whether the ranks agreed, before this step, to stop after it
-        if d.active:  # every rank must take the same branch: any rank's bad loss or signal counts
-            bad_any, signum = d.max_ints([int(bad), int(run.signals.received or 0)])
-            bad, agreed = bool(bad_any), bool(signum)  # a signal after this counts at the next step
-            if signum:
-                run.signals.received = signum
+        # every rank must take the same branch: any rank's bad loss or signal counts; under
+        # torchrun a signal that lands after this agreement counts at the next step's
+        agreed, bad = run.agreed_signal(not torch.isfinite(total))
         if bad:
             raise run.diverged(run.epoch + 1, f"the training loss is {float(total.detach())}")
         run.optimizer.zero_grad(set_to_none=True)
@@ -1395,7 +1393,7 @@ def _one_epoch(run: _Run) -> Tuple[float, bool, Dict[str, float]]:
         run.step += 1
         for k, v in [("loss", total)] + list(parts.items()):
             sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
-        signalled = agreed if agreed is not None else run.signals.received is not None
+        signalled = (agreed if d.active else run.signals.received) is not None
         if signalled and i + config.batch_size < n_train:
             _pause_inside_epoch(run, perm, seed, i + config.batch_size, lr, sums)
     run.epoch += 1
