@@ -6,8 +6,8 @@
 
 (on 2 CPU cores at load ~1, `--retrain --systems panda --kinds structured,mlp --noise-seeds 10`
 took 61 min for its two 3600 s trainings side by side, then 21 min of simulation; with the
-Hamiltonian kind a Panda retrain takes another hour. The trainings
-are wall-clock budgets, so a loaded machine gets fewer epochs in them and worse models)
+Hamiltonian kind a Panda retrain takes another hour. The trainings are wall-clock budgets, so a
+loaded machine gets fewer epochs in them and worse models)
 
 Writes experiments/results/control.{json,md} and figures into experiments/results/control/;
 the trained run directories and data files are cached in experiments/results/control/runs/
@@ -81,6 +81,9 @@ SWING_UP = {
     "furuta": dict(trajectories=20, duration=5.0, rate=250.0, budget=120.0),
 }
 SWEEP_BANDWIDTHS = (30.0,)  # PD bandwidths [rad/s] of the extra feed-forward rows (main table: 10)
+RATE = 500.0  # control rate [Hz] (--rate)
+NOISE = (1e-3, 1e-2)  # sensor noise std on q, qd (--noise)
+PD_TARGETS = {"two-link": 5.0, "panda": 3.0}  # the issue's PD / learned-FF target per system
 N_TEST = 4  # the last four trajectories of a data set are held out (a recipe's held_out: that many)
 
 
@@ -257,7 +260,7 @@ def track(
     """Track every held-out reference with every controller (PD gains for ``bandwidth`` rad/s);
     pooled metrics per controller. Reference i gets the sensor noise of seed i + 100 noise_seed."""
     from delan import control_plots
-    from delan.control import PD, ComputedTorque, FeedForwardPD, pd_gains, simulate_closed_loop, tracking_metrics
+    from delan.control import PD, ComputedTorque, FeedForwardPD, simulate_closed_loop, tracking_metrics
     from delan.systems import make_system
 
     system = make_system(system_name)
@@ -274,14 +277,7 @@ def track(
         results = []
         started = time.perf_counter()
         for i, ref in enumerate(refs):
-            q0, qd0, _ = (np.asarray(x, dtype=np.float64).reshape(-1) for x in ref(0.0))
-            along = np.stack(
-                [
-                    np.asarray(ref(t)[0], dtype=np.float64).reshape(-1)
-                    for t in np.linspace(0.0, duration or ref.duration, 50)
-                ]
-            )
-            kp, kd = pd_gains(system, along, bandwidth=w, damping=zeta)
+            q0, qd0, kp, kd = reference_start_and_gains(system, ref, duration or ref.duration, w, zeta)
             if spec is None:
                 ctl = PD(ref, kp, kd, system.n_dof)
             elif spec[0] == "ff":
@@ -332,6 +328,17 @@ def track(
         rows=rows,
         torque_rms=feedforward_error(system, None, refs, duration),
     )
+
+
+def reference_start_and_gains(system, ref, seconds: float, bandwidth: float, damping: float):
+    """(q0, qd0, kp, kd) for tracking ``ref`` for ``seconds``: its start state, and PD gains from
+    the effective inertias at 50 of its positions (:func:`delan.control.pd_gains`)."""
+    from delan.control import pd_gains
+
+    q0, qd0, _ = (np.asarray(x, dtype=np.float64).reshape(-1) for x in ref(0.0))
+    along = np.stack([np.asarray(ref(t)[0], dtype=np.float64).reshape(-1) for t in np.linspace(0.0, seconds, 50)])
+    kp, kd = pd_gains(system, along, bandwidth=bandwidth, damping=damping)
+    return q0, qd0, kp, kd
 
 
 def feedforward_error(system, model, refs, duration: Optional[float]) -> List[float]:
@@ -653,7 +660,7 @@ def evaluate_system(
         seconds = TRACKING[system].get("track_seconds")
         tr = track(system, TRACKING[system], models, rate, noise, seconds, figures)
         tr["ratios"] = ratios(tr["rows"])
-        tr["target_pd_ratio"] = 5.0 if system == "two-link" else 3.0
+        tr["target_pd_ratio"] = PD_TARGETS[system]
         # the ratios depend on the gains (see the report): the feed-forward rows again, stiffer
         tr["bandwidth_sweep"] = {}
         for w in SWEEP_BANDWIDTHS:
@@ -672,8 +679,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--retrain", action="store_true", help="train every model again (default: reuse cached runs)")
     ap.add_argument("--systems", default="two-link,panda,cartpole,furuta", help="comma-separated subset")
-    ap.add_argument("--rate", type=float, default=500.0, help="control rate [Hz] (default 500)")
-    ap.add_argument("--noise", default="1e-3,1e-2", help="sensor noise std on q, qd (default 1e-3,1e-2)")
+    ap.add_argument("--rate", type=float, default=RATE, help=f"control rate [Hz] (default {RATE:g})")
+    ap.add_argument(
+        "--noise",
+        default=",".join(f"{x:g}" for x in NOISE),
+        help="sensor noise std on q, qd (default %(default)s)",
+    )
     ap.add_argument("--seeds", type=int, default=10, help="swing-up seeds (default 10)")
     ap.add_argument("--parallel", type=int, default=2, help="trainings at once (default 2)")
     ap.add_argument(

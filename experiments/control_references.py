@@ -36,11 +36,9 @@ FRESH_SEED = 1  # the held-out references come from default_rng(0): this seed dr
 
 def track_one(system, ref, models: Dict[str, object], bandwidth: float, rate: float, noise, seconds, seed: int):
     """{model label: RMS error norm} of feed-forward + PD tracking of one reference."""
-    from delan.control import FeedForwardPD, pd_gains, simulate_closed_loop, tracking_metrics
+    from delan.control import FeedForwardPD, simulate_closed_loop, tracking_metrics
 
-    q0, qd0, _ = (np.asarray(x, dtype=np.float64).reshape(-1) for x in ref(0.0))
-    along = np.stack([np.asarray(ref(t)[0], dtype=np.float64).reshape(-1) for t in np.linspace(0.0, seconds, 50)])
-    kp, kd = pd_gains(system, along, bandwidth=bandwidth, damping=1.0)
+    q0, qd0, kp, kd = C.reference_start_and_gains(system, ref, seconds, bandwidth, 1.0)
     out = {}
     for label, model in models.items():
         res = simulate_closed_loop(
@@ -94,6 +92,9 @@ def pooled(rows: List[dict], label: str) -> float:
 
 
 def section(system: str, res: dict) -> List[str]:
+    goals = C.ratio_goals(C.PD_TARGETS[system])
+    true_ok, true_text = goals["learned_ff_over_true_ff"]
+    mlp_ok, mlp_text = goals["mlp_ff_over_learned_ff"]
     lines = [
         f"## {system}",
         "",
@@ -101,18 +102,18 @@ def section(system: str, res: dict) -> List[str]:
         f"{', '.join(res['references']['held-out'])} (control.py's); fresh: {len(res['references']['fresh'])} "
         f"drawn with seed {FRESH_SEED}.",
         "",
-        "| PD bandwidth | references | learned-FF / true-FF: pooled | median [smallest, largest] per reference "
-        "| references <= 1.5 | mlp-FF / learned-FF: pooled | per reference > 1 |",
+        f"| PD bandwidth | references | learned-FF / true-FF: pooled | median [smallest, largest] per reference "
+        f"| references {true_text} | mlp-FF / learned-FF: pooled | per reference {mlp_text} |",
         "|---|---|---|---|---|---|---|",
     ]
     for w, per_set in res["by_bandwidth"].items():
         for name, rows in [*per_set.items(), ("all", [r for rs in per_set.values() for r in rs])]:
-            lt = np.array([r["learned"] / r["true"] for r in rows])
-            ml = np.array([r["mlp"] / r["learned"] for r in rows])
+            lt = [r["learned"] / r["true"] for r in rows]
+            ml = [r["mlp"] / r["learned"] for r in rows]
             lines.append(
                 f"| {w} rad/s | {name} ({len(rows)}) | {pooled(rows, 'learned') / pooled(rows, 'true'):.2f} | "
-                f"{np.median(lt):.2f} [{lt.min():.2f}, {lt.max():.2f}] | {int((lt <= 1.5).sum())} / {len(rows)} | "
-                f"{pooled(rows, 'mlp') / pooled(rows, 'learned'):.2f} | {int((ml > 1).sum())} / {len(rows)} |"
+                f"{np.median(lt):.2f} [{min(lt):.2f}, {max(lt):.2f}] | {sum(map(true_ok, lt))} / {len(rows)} | "
+                f"{pooled(rows, 'mlp') / pooled(rows, 'learned'):.2f} | {sum(map(mlp_ok, ml))} / {len(rows)} |"
             )
     lines += ["", "Per reference (learned-FF / true-FF):", ""]
     ws = list(res["by_bandwidth"])
@@ -143,7 +144,7 @@ def main() -> int:
     if missing:
         raise SystemExit(f"no trained run {', '.join(missing)}: run `python experiments/control.py` first")
     bandwidths = [float(w) for w in args.bandwidths.split(",")]
-    rate, noise = 500.0, (1e-3, 1e-2)  # control.py's defaults
+    rate, noise = C.RATE, C.NOISE
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=2) as pool:
         futures = {s: pool.submit(study, s, args.fresh, bandwidths, rate, noise) for s in systems}
