@@ -521,9 +521,10 @@ def ratio_text(r: Dict[str, float], keys: Sequence[str], notes: Optional[Dict[st
     )
 
 
-def options_text(recipe: dict) -> str:
-    """ ", with `delan train` options: structured `...`, mlp `...`" for a recipe's extra options."""
-    kinds = [k for k in ("structured", "mlp") if train_options(recipe, k)]
+def options_text(recipe: dict, kinds: Sequence[str]) -> str:
+    """ ", with `delan train` options: structured `...`, mlp `...`": a recipe's extra options for
+    the model kinds of a report (those that have any)."""
+    kinds = [k for k in kinds if train_options(recipe, k)]
     if not kinds:
         return ""
     return ", with `delan train` options: " + ", ".join(f"{k} `{' '.join(train_options(recipe, k))}`" for k in kinds)
@@ -533,12 +534,14 @@ def tracking_section(system: str, tr: dict) -> List[str]:
     """The report on tracking the held-out references of ``system`` (below its heading): the
     setting, each controller's errors, the ratios, and the same again at stiffer PD gains."""
     rec = TRACKING[system]
+    has_hamiltonian = any("Hamiltonian" in name for name in tr["rows"])
+    kinds = ["structured", "mlp"] + ([hamiltonian_kind()] if has_hamiltonian else [])
     lines = [
         f"Held-out references {', '.join(tr['references'])} (tracked over their first "
         f"{tr['seconds_per_reference']:g} s of {rec['duration']:g} s; not seen in training) of "
         f"{rec['trajectories']} generated Fourier trajectories (sampled at {rec['rate']:g} Hz); models trained "
         f"{rec['budget']:g} s each on the other {rec['trajectories'] - len(tr['references'])}"
-        f"{options_text(rec)}. PD gains kp = w^2 m_i, "
+        f"{options_text(rec, kinds)}. PD gains kp = w^2 m_i, "
         f"kd = 2 zeta w m_i (m_i = 1 / (H^-1)_ii of the true H, median along the reference, "
         f"w = {tr['bandwidth']:g} rad/s, zeta = "
         f"{tr['damping']:g}); computed torque: w^2, 2 zeta w on accelerations. Errors pooled over the "
@@ -546,7 +549,7 @@ def tracking_section(system: str, tr: dict) -> List[str]:
         "",
     ]
     lines += tracking_table(tr["rows"], feed_forward=True)
-    if hamiltonian_kind() and not any("Hamiltonian" in name for name in tr["rows"]):
+    if hamiltonian_kind() and not has_hamiltonian:
         lines += ["", "No learned Hamiltonian rows: this system's last run trained other kinds only (`--kinds`)."]
     lines += [
         "",
@@ -589,8 +592,8 @@ def tracking_section(system: str, tr: dict) -> List[str]:
         lines.append("")
     lines += [
         "The pooled ratios weigh each reference by its error, and the true model's own error differs "
-        "several-fold from one reference to the next (the Panda's up to 16x at w = 10): the ratios per "
-        "reference, on these and on fresh references, are in control_references.md "
+        "several-fold from one reference to the next: that spread and the ratios per reference, on these "
+        "and on fresh references, are in control_references.md "
         "(`python experiments/control_references.py`).",
         "",
     ]

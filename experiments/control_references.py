@@ -115,8 +115,13 @@ def section(system: str, res: dict) -> List[str]:
                 f"{np.median(lt):.2f} [{min(lt):.2f}, {max(lt):.2f}] | {sum(map(true_ok, lt))} / {len(rows)} | "
                 f"{pooled(rows, 'mlp') / pooled(rows, 'learned'):.2f} | {sum(map(mlp_ok, ml))} / {len(rows)} |"
             )
-    lines += ["", "Per reference (learned-FF / true-FF):", ""]
     ws = list(res["by_bandwidth"])
+    spread = []
+    for w in ws:
+        true = [r["true"] for rows in res["by_bandwidth"][w].values() for r in rows]
+        spread.append(f"{max(true) / min(true):.1f}x at w = {w}")
+    lines += ["", f"The true-FF error itself, largest / smallest over all references: {', '.join(spread)}."]
+    lines += ["", "Per reference (learned-FF / true-FF):", ""]
     lines += ["| reference | " + " | ".join(f"w = {w}" for w in ws) + " |", "|---|" + "---|" * len(ws)]
     first = res["by_bandwidth"][ws[0]]
     for name, rows in first.items():
@@ -151,22 +156,29 @@ def main() -> int:
         results = {s: f.result() for s, f in futures.items()}
     out = dict(command=COMMAND, rate=rate, noise=list(noise), fresh_seed=FRESH_SEED, systems=results)
     out["seconds"] = round(time.perf_counter() - started, 1)
+    print(write_report(out))
+    return 0
+
+
+def write_report(out: dict) -> str:
+    """Write control_references.json and .md from the study's results ``out``; returns the report."""
     with open(os.path.join(C.OUT, "control_references.json"), "w") as f:
         json.dump(out, f, indent=2)
+    noise = out["noise"]
     lines = [
         "# Tracking ratios per reference (issue 11)",
         "",
-        f"Written by `{COMMAND}` from experiments/control.py's cached runs: feed-forward + PD at {rate:g} Hz "
+        f"Written by `{COMMAND}` from experiments/control.py's cached runs: feed-forward + PD at {out['rate']:g} Hz "
         f"on the TRUE system, sensor noise std {noise[0]:g} / {noise[1]:g} on q / qd, control.py's gains "
         "(kp = w^2 m_i, kd = 2 w m_i). One noise draw per reference.",
         "",
     ]
-    for s, res in results.items():
+    for s, res in out["systems"].items():
         lines += section(s, res)
+    report = "\n".join(lines)
     with open(os.path.join(C.OUT, "control_references.md"), "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
-    return 0
+        f.write(report)
+    return report
 
 
 if __name__ == "__main__":
